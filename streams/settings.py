@@ -1,0 +1,68 @@
+"""Worker configuration from flags and the environment, in one frozen object.
+
+Flags win over `CITYOPS_*` variables, which win over defaults, so the same worker runs from a
+terminal, from docker-compose (environment only) and from tests (explicit values).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from cityops.paths import var_dir
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    bootstrap: str = "127.0.0.1:9092"
+    app_id: str = "cityops"
+    store: str = "memory://"
+    processing_guarantee: str = "at_least_once"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9108
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    thresholds_path: Path | None = None
+    data_dir: Path | None = None
+    worker_id: str = ""
+    #: Seconds between full situation snapshots (for consumers that join late).
+    snapshot_interval_s: float = 60.0
+    #: Seconds between kecamatan/city rollups.
+    rollup_interval_s: float = 1.0
+
+    @classmethod
+    def from_env(cls, **flags: object) -> WorkerSettings:
+        env = os.environ
+
+        def pick(name: str, variable: str, default: object) -> object:
+            value = flags.get(name)
+            if value is not None:
+                return value
+            return env.get(variable, default)
+
+        app_id = str(pick("app_id", "CITYOPS_APP_ID", cls.app_id))
+        thresholds = pick("thresholds_path", "CITYOPS_THRESHOLDS", None)
+        data_dir = pick("data_dir", "CITYOPS_DATA_DIR", None)
+        return cls(
+            bootstrap=str(pick("bootstrap", "CITYOPS_BOOTSTRAP", cls.bootstrap)),
+            app_id=app_id,
+            store=str(pick("store", "CITYOPS_STORE", cls.store)),
+            processing_guarantee=str(
+                pick("processing_guarantee", "CITYOPS_PROCESSING_GUARANTEE",
+                     cls.processing_guarantee)
+            ),
+            metrics_host=str(pick("metrics_host", "CITYOPS_METRICS_HOST", cls.metrics_host)),
+            metrics_port=int(str(pick("metrics_port", "CITYOPS_METRICS_PORT", cls.metrics_port))),
+            web_host=str(pick("web_host", "CITYOPS_WEB_HOST", cls.web_host)),
+            web_port=int(str(pick("web_port", "CITYOPS_WEB_PORT", cls.web_port))),
+            thresholds_path=Path(str(thresholds)) if thresholds else None,
+            data_dir=Path(str(data_dir)) if data_dir else var_dir() / f"worker-{app_id}",
+            worker_id=str(pick("worker_id", "CITYOPS_WORKER_ID",
+                               f"{socket.gethostname()}-{os.getpid()}")),
+            snapshot_interval_s=float(str(pick("snapshot_interval_s",
+                                               "CITYOPS_SNAPSHOT_INTERVAL_S", 60.0))),
+            rollup_interval_s=float(str(pick("rollup_interval_s",
+                                             "CITYOPS_ROLLUP_INTERVAL_S", 1.0))),
+        )

@@ -1,0 +1,91 @@
+"""Creates the catalog's topics and compares the broker's view with the catalog.
+
+Uses kafka-python's admin client (the partner-side client), so topic management needs no
+running worker. Creation is idempotent: an existing topic is reported, never recreated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from kafka import KafkaAdminClient
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+
+from topics.catalog import CATALOG, TopicSpec
+
+TOPIC_ALREADY_EXISTS = 36
+
+
+@dataclass(frozen=True)
+class TopicCheck:
+    """How one catalog topic looks on the broker."""
+
+    name: str
+    exists: bool
+    partitions: int | None
+    expected_partitions: int
+    config_mismatches: dict[str, tuple[str, str | None]]
+
+    @property
+    def ok(self) -> bool:
+        return (self.exists and self.partitions == self.expected_partitions
+                and not self.config_mismatches)
+
+
+def admin_client(bootstrap: str, **security: str) -> KafkaAdminClient:
+    return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="cityops-admin", **security)
+
+
+def create_topics(
+    admin: KafkaAdminClient,
+    specs: Iterable[TopicSpec] = CATALOG,
+    replication_factor: int | None = None,
+) -> list[tuple[str, str]]:
+    """Create missing topics; returns (name, "created" | "exists") per topic."""
+    new = [
+        NewTopic(
+            spec.name, spec.partitions, replication_factor or spec.replication_factor,
+            topic_configs=dict(spec.config),
+        )
+        for spec in specs
+    ]
+    response = admin.create_topics(new, raise_errors=False, wait_for_metadata=True)
+    results: list[tuple[str, str]] = []
+    for topic in response["topics"]:
+        code = topic["error_code"]
+        if code == 0:
+            results.append((topic["name"], "created"))
+        elif code == TOPIC_ALREADY_EXISTS:
+            results.append((topic["name"], "exists"))
+        else:
+            raise RuntimeError(f"creating {topic['name']} failed: {topic['error_message']}")
+    return results
+
+
+def describe_topics(admin: KafkaAdminClient, specs: Iterable[TopicSpec] = CATALOG) -> list[TopicCheck]:
+    """Partitions and catalog-managed settings of each topic, against the catalog."""
+    specs = list(specs)
+    existing = set(admin.list_topics())
+    present = [spec for spec in specs if spec.name in existing]
+    partitions: dict[str, int] = {}
+    configs: dict[str, dict[str, str]] = {}
+    if present:
+        for topic in admin.describe_topics([spec.name for spec in present]):
+            partitions[topic["name"]] = len(topic["partitions"])
+        described = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, spec.name) for spec in present]
+        )
+        for name, values in described["topic"].items():
+            configs[name] = {key: value["value"] for key, value in values.items()}
+    checks = []
+    for spec in specs:
+        actual = configs.get(spec.name, {})
+        mismatches = {
+            key: (want, actual.get(key))
+            for key, want in spec.config.items()
+            if spec.name in existing and actual.get(key) != want
+        }
+        checks.append(TopicCheck(spec.name, spec.name in existing, partitions.get(spec.name),
+                                 spec.partitions, mismatches))
+    return checks
