@@ -1,0 +1,71 @@
+"""The one exception type that carries "this record cannot be used" through the pipeline.
+
+Every stage raises :class:`Rejection` with a bounded ``reason`` so the dead-letter writer can
+fill ``org.cityops.DeadLetter`` (stage, reason, error_message, error_class) and metrics can use
+``reason`` as a label without the label set growing with attacker-controlled text.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, get_args
+
+RejectionStage = Literal["DECODE", "VALIDATE", "ENRICH", "PROCESS"]
+"""Pipeline stage; the symbols of ``org.cityops.RejectionStage`` except its UNKNOWN default."""
+
+STAGES: Final[tuple[RejectionStage, ...]] = get_args(RejectionStage)
+
+REASONS: Final[tuple[str, ...]] = (
+    # DECODE: the bytes never became a record.
+    "undecodable",
+    "unknown_fingerprint",
+    "schema_violation",
+    "oversized",
+    # VALIDATE: a record, but a value breaks a rule.
+    "not_finite",
+    "out_of_range",
+    "future_timestamp",
+    "too_old",
+    "unpaired_coordinates",
+    # ENRICH: valid, but it cannot be joined to the reference data.
+    "unknown_ward",
+    "unknown_asset",
+    "missing_location",
+    # PROCESS: anything a stateful step could not apply.
+    "processing_error",
+)
+"""Every reason a :class:`Rejection` may carry, in a fixed order.
+
+A tuple (not a set) so metrics can pre-declare one label per reason in a stable order and
+dashboards show zero-valued series before the first rejection happens.
+"""
+
+_REASON_SET: Final[frozenset[str]] = frozenset(REASONS)
+_STAGE_SET: Final[frozenset[str]] = frozenset(STAGES)
+
+
+class Rejection(Exception):  # noqa: N818 -- the domain word; "RejectionError" reads worse in DLQ rows
+    """A record that breaks a rule; carries what the dead-letter envelope needs.
+
+    ``stage`` and ``reason`` are checked against :data:`STAGES` and :data:`REASONS` at
+    construction so a typo fails in tests instead of creating a new metric series in production.
+    """
+
+    __slots__ = ("message", "reason", "stage")
+
+    def __init__(self, stage: RejectionStage, reason: str, message: str) -> None:
+        if stage not in _STAGE_SET:
+            raise ValueError(f"Rejection.stage={stage!r} is not one of {STAGES}")
+        if reason not in _REASON_SET:
+            raise ValueError(f"Rejection.reason={reason!r} is not one of {REASONS}")
+        super().__init__(message)
+        self.stage: RejectionStage = stage
+        self.reason: str = reason
+        self.message: str = message
+
+    def __reduce__(self) -> tuple[type[Rejection], tuple[RejectionStage, str, str]]:
+        # Exceptions pickle with ``self.args`` by default, which holds only the message; this
+        # keeps stage and reason when a rejection crosses a process boundary.
+        return (type(self), (self.stage, self.reason, self.message))
+
+    def __repr__(self) -> str:
+        return f"Rejection(stage={self.stage!r}, reason={self.reason!r}, message={self.message!r})"

@@ -1,0 +1,91 @@
+"""Prometheus metrics of a worker, named after Prometheus' own rules.
+
+Base units (seconds, ratios 0..1), `_total` on counters, and only bounded label values: topic
+names from the catalog, rejection reasons from a fixed set, at most 43 kelurahan and 8 kecamatan,
+never an event or asset id. Each worker process has its own registry so tests can run several.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+RESPONSE_BUCKETS_S = (60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 3600.0, 7200.0)
+LEVEL_VALUES = {"NORMAL": 0, "WATCH": 1, "ALERT": 2, "CRITICAL": 3, "UNKNOWN": -1}
+
+
+@dataclass
+class WorkerMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.consumed = Counter(
+            "cityops_events_consumed_total", "Records read from a partner input topic.",
+            ["topic"], registry=r)
+        self.enriched = Counter(
+            "cityops_events_enriched_total",
+            "Input events validated, placed in a ward and written to their enriched topic.",
+            ["topic", "ward_resolution"], registry=r)
+        self.rejected = Counter(
+            "cityops_events_rejected_total",
+            "Records sent to the dead-letter topic, by stage and reason.",
+            ["topic", "stage", "reason"], registry=r)
+        self.aggregated = Counter(
+            "cityops_events_aggregated_total",
+            "Enriched events applied to ward state (outcome: applied, duplicate, late).",
+            ["topic", "outcome"], registry=r)
+        self.event_age = Histogram(
+            "cityops_event_age_seconds",
+            "Age of an event when the worker enriched it (now - occurred_at).",
+            ["topic"], buckets=LATENCY_BUCKETS_S, registry=r)
+        self.ingest_to_situation = Histogram(
+            "cityops_ingest_to_situation_seconds",
+            "Time from a worker accepting an event to emitting the situation it changed.",
+            buckets=LATENCY_BUCKETS_S, registry=r)
+        self.situations = Counter(
+            "cityops_situations_emitted_total", "Situation records written, by scope and kind.",
+            ["scope", "kind"], registry=r)
+        self.ward_level = Gauge(
+            "cityops_ward_situation_level",
+            "Current level per kelurahan: 0 NORMAL, 1 WATCH, 2 ALERT, 3 CRITICAL.",
+            ["kelurahan_code", "kelurahan", "kecamatan"], registry=r)
+        self.kecamatan_level = Gauge(
+            "cityops_kecamatan_situation_level",
+            "Current level per kecamatan: 0 NORMAL, 1 WATCH, 2 ALERT, 3 CRITICAL.",
+            ["kecamatan"], registry=r)
+        self.open_incidents = Gauge(
+            "cityops_open_incidents", "Open incidents per kecamatan and category.",
+            ["kecamatan", "category"], registry=r)
+        self.lamps_out = Gauge(
+            "cityops_lamps_out", "Registered lamps whose latest status is not OK, per kecamatan.",
+            ["kecamatan"], registry=r)
+        self.lamps_working_ratio = Gauge(
+            "cityops_lamps_working_ratio", "Share of registered lamps working, per kecamatan.",
+            ["kecamatan"], registry=r)
+        self.containers_full = Gauge(
+            "cityops_containers_full", "Containers at or above the full threshold, per kecamatan.",
+            ["kecamatan"], registry=r)
+        self.dispatch_time = Histogram(
+            "cityops_incident_dispatch_seconds",
+            "Time from an incident's report to its dispatch, per kecamatan.",
+            ["kecamatan"], buckets=RESPONSE_BUCKETS_S, registry=r)
+        self.on_scene_time = Histogram(
+            "cityops_incident_on_scene_seconds",
+            "Time from an incident's report to a unit on scene, per kecamatan.",
+            ["kecamatan"], buckets=RESPONSE_BUCKETS_S, registry=r)
+        self.reference_records = Gauge(
+            "cityops_reference_records", "Reference records loaded in this worker, by kind.",
+            ["kind"], registry=r)
+        self.reference_rejected = Counter(
+            "cityops_reference_rejected_total",
+            "Reference records that could not be used (kept out of the lookup tables).",
+            ["kind", "reason"], registry=r)
+        self.thresholds_reloads = Counter(
+            "cityops_thresholds_reloads_total", "Thresholds file reloads, by outcome.",
+            ["outcome"], registry=r)
+        self.leader = Gauge(
+            "cityops_worker_is_leader",
+            "1 on the worker that computes kecamatan and city rollups.", registry=r)

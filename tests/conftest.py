@@ -1,0 +1,44 @@
+"""Shared fixtures: the real local broker, started through the same command users run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CITYOPS = [sys.executable, "-m", "cityops.cli"]
+
+
+def bootstrap_servers() -> str:
+    return os.environ.get("CITYOPS_BOOTSTRAP", "127.0.0.1:9092")
+
+
+@pytest.fixture(scope="session")
+def broker() -> str:
+    """Start (or reuse) the local Kafka broker with `cityops broker start`."""
+    result = subprocess.run([*CITYOPS, "broker", "start"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600, check=False)
+    if result.returncode != 0:
+        pytest.fail(f"cityops broker start failed: {result.stdout}{result.stderr}")
+    return bootstrap_servers()
+
+
+@pytest.fixture(scope="session")
+def catalog_topics(broker: str) -> str:
+    """The catalog's topics exist (created idempotently with `cityops topics create`)."""
+    result = subprocess.run([*CITYOPS, "topics", "create", "--bootstrap", broker], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, check=False)
+    if result.returncode != 0:
+        pytest.fail(f"cityops topics create failed: {result.stdout}{result.stderr}")
+    return broker
+
+
+@pytest.fixture
+def unique_id() -> Iterator[str]:
+    yield uuid.uuid4().hex[:10]

@@ -1,0 +1,95 @@
+"""The foundation on the real broker: topics match the catalog, bytes survive a round trip."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from schemas.codec import decode, encode
+from tests.conftest import ROOT
+from topics.admin import admin_client, create_topics, describe_topics
+from topics.catalog import CATALOG, INCIDENTS
+
+pytestmark = pytest.mark.integration
+
+
+def test_broker_status_reports_running(broker: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "cityops.cli", "broker", "status"], cwd=ROOT,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0
+    assert result.stdout.startswith("running (pid ")
+
+
+def test_second_start_is_a_no_op(broker: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "cityops.cli", "broker", "start"], cwd=ROOT,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"already running on {broker}"
+
+
+def test_topic_creation_is_idempotent_and_matches_catalog(catalog_topics: str) -> None:
+    admin = admin_client(catalog_topics)
+    try:
+        again = create_topics(admin)
+        assert again == [(spec.name, "exists") for spec in CATALOG]
+        checks = describe_topics(admin)
+        assert [(c.name, c.exists, c.partitions, c.config_mismatches) for c in checks] == [
+            (spec.name, True, spec.partitions, {}) for spec in CATALOG
+        ]
+    finally:
+        admin.close()
+
+
+def test_topics_describe_command_exits_zero_when_broker_matches(catalog_topics: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "cityops.cli", "topics", "describe", "--bootstrap", catalog_topics],
+        cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count(" yes ") == len(CATALOG)
+
+
+def test_events_read_back_byte_exact_and_decode_to_the_same_values(catalog_topics: str) -> None:
+    incident_id = f"it-{uuid.uuid4().hex[:8]}"
+    records = [
+        {
+            "event_id": str(uuid.uuid4()),
+            "occurred_at": datetime(2026, 11, 23, 8, 0, i, tzinfo=UTC),
+            "incident_id": incident_id,
+            "source_system": "POLICE",
+            "category": "TRAFFIC_ACCIDENT",
+            "severity": "MODERATE",
+            "status": status,
+            "ward_code": "36.72.01.1001",
+            "latitude": None,
+            "longitude": None,
+            "rw": "003",
+            "rt": "007",
+            "description": "Tabrakan motor",
+        }
+        for i, status in enumerate(["REPORTED", "DISPATCHED", "ON_SCENE"])
+    ]
+    payloads = [encode(INCIDENTS.value_schema, record) for record in records]
+    producer = KafkaProducer(bootstrap_servers=catalog_topics, acks="all")
+    metadata = [
+        producer.send(INCIDENTS.name, key=incident_id.encode(), value=payload).get(timeout=30)
+        for payload in payloads
+    ]
+    producer.close()
+    assert len({m.partition for m in metadata}) == 1  # one key, one partition, order kept
+
+    consumer = KafkaConsumer(bootstrap_servers=catalog_topics, enable_auto_commit=False)
+    tp = TopicPartition(INCIDENTS.name, metadata[0].partition)
+    consumer.assign([tp])
+    consumer.seek(tp, metadata[0].offset)
+    received: list[bytes] = []
+    while len(received) < len(payloads):
+        for batch in consumer.poll(timeout_ms=1000).values():
+            received.extend(r.value for r in batch if r.key == incident_id.encode())
+    consumer.close()
+    assert received[: len(payloads)] == payloads
+    assert [decode(p, expected=INCIDENTS.value_schema).record for p in received[:3]] == records
