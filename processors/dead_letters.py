@@ -13,6 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 MAX_MESSAGE_CHARS = 1000
+#: Original bytes kept in the envelope; above this they are cut (and the message says so) so the
+#: envelope itself stays under the broker's 1 MiB record limit.
+MAX_ORIGINAL_BYTES = 512 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,12 @@ def dead_letter(source: SourceRecord, *, stage: str, reason: str, message: str,
                 error_class: str, worker_id: str, now: datetime) -> dict[str, Any]:
     """An `org.cityops.DeadLetter` dict; the message is capped so a hostile payload quoted in
     an error cannot blow up the dead-letter topic."""
+    value = source.value
+    note = ""
+    if value is not None and len(value) > MAX_ORIGINAL_BYTES:
+        note = f" [original value cut from {len(value)} to {MAX_ORIGINAL_BYTES} bytes]"
+        value = value[:MAX_ORIGINAL_BYTES]
+    message = message[: MAX_MESSAGE_CHARS - len(note)] + note
     return {
         "original_topic": source.topic,
         "original_partition": source.partition,
@@ -52,11 +61,11 @@ def dead_letter(source: SourceRecord, *, stage: str, reason: str, message: str,
             else datetime.fromtimestamp(source.timestamp_ms / 1000, tz=UTC)
         ),
         "original_key": source.key,
-        "original_value": source.value,
-        "original_headers": [{"key": key, "value": value} for key, value in source.headers],
+        "original_value": value,
+        "original_headers": [{"key": name, "value": data} for name, data in source.headers],
         "stage": stage,
         "reason": reason,
-        "error_message": message[:MAX_MESSAGE_CHARS],
+        "error_message": message,
         "error_class": error_class,
         "worker_id": worker_id,
         "rejected_at": now,

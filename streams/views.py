@@ -80,13 +80,13 @@ async def follow(bootstrap: str, views: list[CompactedTopicView], client_id: str
         by_topic = {view.topic: view for view in views}
         partitions: list[TopicPartition] = []
         for topic in by_topic:
-            found = consumer.partitions_for_topic(topic)
+            # aiokafka's public partitions_for_topic only knows subscribed topics; a manual
+            # assignment needs the cluster metadata fetched explicitly.
+            found = (await consumer._client.fetch_all_metadata()).partitions_for_topic(topic)
             while not found:
-                await consumer.force_metadata_update()
-                found = consumer.partitions_for_topic(topic)
-                if not found:
-                    log.warning("waiting for topic %s to exist", topic)
-                    await asyncio.sleep(1.0)
+                log.warning("waiting for topic %s to exist", topic)
+                await asyncio.sleep(1.0)
+                found = (await consumer._client.fetch_all_metadata()).partitions_for_topic(topic)
             partitions.extend(TopicPartition(topic, p) for p in sorted(found))
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)

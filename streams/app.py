@@ -1,0 +1,184 @@
+"""The Faust worker: partner topics in, enriched events, ward state and situations out.
+
+Each event type's path, in the order it flows:
+
+    city.<type>.v1 (raw bytes, keyed by asset or incident id)
+      -> enrich agent: decode (schemas.codec) + validate and place in a ward (processors.enrich)
+      -> city.<type>.enriched.v1 (keyed by kelurahan code: the repartition step)
+      -> ward agent: apply to the ward's state (processors.state), in the `ward_state` table
+      -> city.situations.v1 when the ward's level or counts changed (processors.situation)
+    anything unusable at any step -> city.deadletter.v1 with the rule it broke.
+
+Input topics are read as raw bytes and decoded inside the per-event try, because Faust acks and
+skips an event whose processing raised and crashes the agent on a value it cannot deserialize
+(see shared/docs/faust-kafka-facts.md): every failure becomes a dead letter instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from prometheus_client import start_http_server
+
+from processors.dead_letters import dead_letter, source_record
+from processors.enrich import (
+    EnrichmentRules,
+    enrich_incident,
+    enrich_lighting,
+    enrich_waste,
+)
+from processors.rejections import Rejection
+from schemas.codec import CodecError, decode, encode
+from streams.metrics import WorkerMetrics
+from streams.settings import WorkerSettings
+from streams.wards import WardAggregator
+from topics import catalog
+from topics.catalog import TopicSpec
+
+log = logging.getLogger(__name__)
+
+Enricher = Callable[..., dict[str, Any]]
+
+
+class Pipeline:
+    """The app and everything its agents share: reference views, metrics, settings."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        from streams.reference import ReferenceViews
+
+        self.settings = settings
+        self.metrics = WorkerMetrics()
+        self.rules = EnrichmentRules()
+        self.app = faust.App(
+            settings.app_id,
+            broker=f"kafka://{settings.bootstrap}",
+            store=settings.store,
+            processing_guarantee=settings.processing_guarantee,
+            topic_partitions=catalog.WARD_PARTITIONS,
+            topic_allow_declare=True,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            web_enabled=True,
+            web_bind=settings.web_host,
+            web_host=settings.web_host,
+            web_port=settings.web_port,
+            datadir=str(settings.data_dir),
+            table_standby_replicas=0,
+        )
+        self.references = ReferenceViews(settings, self.metrics)
+        self.raw_topics: dict[str, faust.TopicT] = {
+            spec.name: self._raw_topic(spec) for spec in catalog.CATALOG
+        }
+        self.wards = WardAggregator(self)
+        self._wire()
+
+    def _raw_topic(self, spec: TopicSpec) -> faust.TopicT:
+        return self.app.topic(
+            spec.name, key_type=bytes, value_type=bytes, key_serializer="raw",
+            value_serializer="raw", partitions=spec.partitions, internal=False,
+        )
+
+    # -- dead letters -----------------------------------------------------------------------
+
+    async def send_dead_letter(self, event: faust.EventT, stage: str, reason: str,
+                               error: BaseException) -> None:
+        message = event.message
+        source = source_record(
+            message.topic, message.partition, message.offset, message.timestamp,
+            message.key, message.value, _headers(message.headers),
+        )
+        text = getattr(error, "message", None) or str(error) or type(error).__name__
+        record = dead_letter(
+            source, stage=stage, reason=reason, message=text,
+            error_class=type(error).__name__, worker_id=self.settings.worker_id,
+            now=datetime.now(UTC),
+        )
+        await self.raw_topics[catalog.DEAD_LETTERS.name].send(
+            key=message.key, value=encode("org.cityops.DeadLetter", record),
+        )
+        self.metrics.rejected.labels(message.topic, stage, reason).inc()
+        log.info("dead-lettered %s[%d]@%d: %s/%s: %s", message.topic, message.partition,
+                 message.offset, stage, reason, text)
+
+    # -- enrichment ---------------------------------------------------------------------------
+
+    async def enrich_event(self, event: faust.EventT, spec: TopicSpec, out: TopicSpec,
+                           enricher: Enricher) -> None:
+        """Decode, validate and place one partner event; never raises."""
+        message = event.message
+        self.metrics.consumed.labels(spec.name).inc()
+        now = datetime.now(UTC)
+        try:
+            if message.value is None:
+                raise CodecError("undecodable", f"{spec.name}: record has no value (tombstone)")
+            decoded = decode(message.value, expected=spec.value_schema)
+            enriched = enricher(decoded.record, self.references.data(), self.rules, now)
+            value = encode(out.value_schema, enriched)
+        except CodecError as error:
+            await self.send_dead_letter(event, "DECODE", error.reason, error)
+            return
+        except Rejection as error:
+            await self.send_dead_letter(event, error.stage, error.reason, error)
+            return
+        except Exception as error:
+            log.exception("enrichment failed on %s@%d", message.topic, message.offset)
+            await self.send_dead_letter(event, "PROCESS", "processing_error", error)
+            return
+        await self.raw_topics[out.name].send(key=enriched["ward_code"].encode(), value=value)
+        self.metrics.enriched.labels(spec.name, enriched["ward_resolution"]).inc()
+        occurred: datetime = decoded.record["occurred_at"]
+        self.metrics.event_age.labels(spec.name).observe(
+            max(0.0, (now - occurred).total_seconds()))
+
+    def _enrich_agent(self, spec: TopicSpec, out: TopicSpec, enricher: Enricher) -> None:
+        async def agent(stream: faust.StreamT[bytes]) -> None:
+            await self.references.wait_ready()
+            async for event in stream.events():
+                await self.enrich_event(event, spec, out, enricher)
+
+        agent.__name__ = f"enrich_{spec.name.split('.')[1]}"
+        agent.__qualname__ = agent.__name__
+        self.app.agent(self.raw_topics[spec.name], name=f"cityops.{agent.__name__}")(agent)
+
+    def _wire(self) -> None:
+        self._enrich_agent(catalog.INCIDENTS, catalog.INCIDENTS_ENRICHED, enrich_incident)
+        self._enrich_agent(catalog.LIGHTING, catalog.LIGHTING_ENRICHED, enrich_lighting)
+        self._enrich_agent(catalog.WASTE, catalog.WASTE_ENRICHED, enrich_waste)
+        self.wards.wire()
+        self.app.task(self.references.follow)
+        self.app.timer(5.0)(self.wards.reload_thresholds)
+
+        @self.app.task
+        async def _start_metrics() -> None:
+            start_http_server(self.settings.metrics_port, addr=self.settings.metrics_host,
+                              registry=self.metrics.registry)
+            log.info("metrics on http://%s:%d/metrics", self.settings.metrics_host,
+                     self.settings.metrics_port)
+
+
+def _headers(headers: Any) -> list[tuple[str, bytes | None]]:
+    if not headers:
+        return []
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return [(str(key), value) for key, value in items]
+
+
+def create_app(settings: WorkerSettings) -> Pipeline:
+    return Pipeline(settings)
+
+
+def run_worker(settings: WorkerSettings, loglevel: str = "info") -> None:
+    """Run one worker until SIGTERM/SIGINT; several with the same app id share partitions."""
+    pipeline = create_app(settings)
+    worker = faust.Worker(pipeline.app, loglevel=loglevel, quiet=True)
+    started = time.monotonic()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        log.info("worker ran %.1fs", time.monotonic() - started)
+

@@ -1,0 +1,69 @@
+"""The reference join: every worker's live wards, assets and latest situations.
+
+Enrichment reads `data()` per event; the ward locator (point-in-polygon index) is rebuilt only
+when a ward record changed, so a boundary fix published to the reference topic takes effect
+live without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from processors.enrich import ReferenceData
+from processors.geo import WardLocator
+from schemas.codec import CodecError, decode
+from streams.metrics import WorkerMetrics
+from streams.settings import WorkerSettings
+from streams.views import CompactedTopicView, follow
+from topics import catalog
+
+log = logging.getLogger(__name__)
+
+
+def _decoder(schema: str) -> Any:
+    def run(value: bytes) -> dict[str, Any]:
+        return decode(value, expected=schema).record
+
+    return run
+
+
+class ReferenceViews:
+    def __init__(self, settings: WorkerSettings, metrics: WorkerMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.wards = self._view(catalog.WARDS, "ward")
+        self.assets = self._view(catalog.ASSETS, "asset")
+        self.situations = self._view(catalog.SITUATIONS, "situation")
+        self._data: ReferenceData | None = None
+        self._built_from = -1
+
+    def _view(self, spec: catalog.TopicSpec, kind: str) -> CompactedTopicView:
+        def rejected(error: Exception) -> None:
+            reason = error.reason if isinstance(error, CodecError) else "undecodable"
+            self.metrics.reference_rejected.labels(kind, reason).inc()
+
+        return CompactedTopicView(spec.name, _decoder(spec.value_schema), on_reject=rejected)
+
+    async def follow(self) -> None:
+        await follow(self.settings.bootstrap, [self.wards, self.assets, self.situations],
+                     client_id=f"{self.settings.app_id}-reference")
+
+    async def wait_ready(self) -> None:
+        """Block until wards and assets were read to the end offsets seen at start."""
+        await self.wards.ready.wait()
+        await self.assets.ready.wait()
+        log.info("reference data ready: %d wards, %d assets", len(self.wards.values),
+                 len(self.assets.values))
+
+    def data(self) -> ReferenceData:
+        if self._data is None or self._built_from != self.wards.version:
+            self._built_from = self.wards.version
+            self._data = ReferenceData(
+                wards=self.wards.values,
+                assets=self.assets.values,
+                locator=WardLocator.from_ward_records(list(self.wards.values.values())),
+            )
+            self.metrics.reference_records.labels("ward").set(len(self.wards.values))
+        self.metrics.reference_records.labels("asset").set(len(self.assets.values))
+        return self._data

@@ -1,0 +1,364 @@
+"""Ward state and situations: the stateful half of the worker.
+
+One agent reads the three enriched topics (all keyed by kelurahan code, co-partitioned with the
+`ward_state` table), folds each event into its ward's state with `processors.state.apply` and
+emits a SituationEvent when what an operator would see changed. The state lives in a Faust
+table backed by a changelog topic, so a restarted worker recovers it; because Faust is
+at-least-once, a replayed event is recognised by its `event_id` inside that same state value
+and changes nothing.
+
+Situations are evaluated at event time (the ward's watermark) when an event arrives, so a replay
+produces the same situations; a clock tick re-evaluates at wall-clock time so windows and
+horizons roll forward when no event comes, and emits the periodic snapshot. The leader worker
+rolls ward situations up to kecamatan and city.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import faust
+
+from processors.situation import (
+    ResponseTotals,
+    WardAssetCounts,
+    response_totals,
+    rollup,
+    situation_changed,
+    summarize_ward,
+)
+from processors.state import WardState, apply, from_ms
+from processors.thresholds import DEFAULT_THRESHOLDS_PATH, Thresholds
+from schemas.codec import encode
+from streams.metrics import LEVEL_VALUES
+from topics import catalog
+
+if TYPE_CHECKING:
+    from streams.app import Pipeline
+
+log = logging.getLogger(__name__)
+
+CITY_CODE = "36.72"
+CITY_NAME = "Kota Cilegon"
+SITUATION_SCHEMA = "org.cityops.SituationEvent"
+KIND_BY_TOPIC = {
+    catalog.INCIDENTS_ENRICHED.name: "incident",
+    catalog.LIGHTING_ENRICHED.name: "lighting",
+    catalog.WASTE_ENRICHED.name: "waste",
+}
+SCHEMA_BY_TOPIC = {
+    catalog.INCIDENTS_ENRICHED.name: catalog.INCIDENTS_ENRICHED.value_schema,
+    catalog.LIGHTING_ENRICHED.name: catalog.LIGHTING_ENRICHED.value_schema,
+    catalog.WASTE_ENRICHED.name: catalog.WASTE_ENRICHED.value_schema,
+}
+
+
+def jsonable(situation: dict[str, Any]) -> dict[str, Any]:
+    """The situation with datetimes as epoch ms, so it can sit in a JSON table value."""
+    return {
+        key: int(value.timestamp() * 1000) if isinstance(value, datetime) else value
+        for key, value in situation.items()
+    }
+
+
+@dataclass
+class OwnedWard:
+    """A ward whose partition this worker processes, kept deserialised between events."""
+
+    state: WardState
+    situation: dict[str, Any] | None
+    sequence: int
+    partition: int
+
+    def to_table(self) -> dict[str, Any]:
+        return {
+            "state": self.state.to_dict(),
+            "situation": self.situation,
+            "sequence": self.sequence,
+            "partition": self.partition,
+        }
+
+    @classmethod
+    def from_table(cls, value: dict[str, Any]) -> OwnedWard:
+        return cls(
+            state=WardState.from_dict(value["state"]),
+            situation=value.get("situation"),
+            sequence=int(value.get("sequence", 0)),
+            partition=int(value.get("partition", -1)),
+        )
+
+
+class WardAggregator:
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.app = pipeline.app
+        self.metrics = pipeline.metrics
+        self.table = self.app.Table(
+            "ward_state", default=None, partitions=catalog.WARD_PARTITIONS,
+            key_type=str, help="Per-kelurahan state, situation and sequence (JSON).",
+        )
+        self.owned: dict[str, OwnedWard] = {}
+        self.thresholds_path = pipeline.settings.thresholds_path or DEFAULT_THRESHOLDS_PATH
+        self.thresholds = Thresholds.load(self.thresholds_path)
+        self._thresholds_mtime = self._mtime()
+        self._asset_counts: dict[str, WardAssetCounts] = {}
+        self._asset_version = -1
+        self._rollups: dict[str, dict[str, Any]] = {}
+
+    # -- wiring ------------------------------------------------------------------------------
+
+    def wire(self) -> None:
+        enriched = [self.pipeline.raw_topics[name] for name in KIND_BY_TOPIC]
+        source = self.app.topic(
+            *(topic.get_topic_name() for topic in enriched),
+            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+        )
+        self.app.agent(source, name="cityops.ward_state")(self._agent)
+        self.app.timer(self.pipeline.settings.rollup_interval_s)(self.rollups)
+        if self.pipeline.settings.snapshot_interval_s > 0:
+            self.app.timer(self.pipeline.settings.snapshot_interval_s)(self.clock_tick)
+
+        @self.app.on_partitions_revoked.connect
+        async def _forget(app: faust.App, revoked: Any, **kwargs: Any) -> None:
+            self.owned.clear()
+
+    async def _agent(self, stream: faust.StreamT[bytes]) -> None:
+        await self.pipeline.references.wait_ready()
+        async for event in stream.events():
+            await self.process(event)
+
+    # -- per event -----------------------------------------------------------------------------
+
+    def asset_counts(self, ward_code: str) -> WardAssetCounts:
+        assets = self.pipeline.references.assets
+        if self._asset_version != assets.version:
+            lamps: dict[str, int] = defaultdict(int)
+            containers: dict[str, int] = defaultdict(int)
+            for asset in assets.values.values():
+                if asset["asset_kind"] == "LAMP":
+                    lamps[asset["ward_code"]] += 1
+                elif asset["asset_kind"] in ("WASTE_CONTAINER", "TPS"):
+                    containers[asset["ward_code"]] += 1
+            self._asset_counts = {
+                code: WardAssetCounts(lamps.get(code, 0), containers.get(code, 0))
+                for code in set(lamps) | set(containers)
+            }
+            self._asset_version = assets.version
+        return self._asset_counts.get(ward_code, WardAssetCounts(0, 0))
+
+    def _owned(self, ward_code: str, partition: int) -> OwnedWard:
+        entry = self.owned.get(ward_code)
+        if entry is None:
+            stored = self.table.get(ward_code)
+            entry = (OwnedWard.from_table(stored) if stored
+                     else OwnedWard(WardState(), None, 0, partition))
+            entry.partition = partition
+            self.owned[ward_code] = entry
+        return entry
+
+    async def process(self, event: faust.EventT) -> None:
+        from schemas.codec import decode
+
+        message = event.message
+        topic = message.topic
+        try:
+            enriched = decode(message.value, expected=SCHEMA_BY_TOPIC[topic]).record
+            ward_code: str = enriched["ward_code"]
+            ward = self.pipeline.references.wards.values.get(ward_code)
+            if ward is None:
+                raise LookupError(f"ward {ward_code} vanished from the reference data")
+            entry = self._owned(ward_code, message.partition)
+            dispatch_before = (entry.state.dispatch_count, entry.state.dispatch_ms_sum)
+            on_scene_before = (entry.state.on_scene_count, entry.state.on_scene_ms_sum)
+            result = apply(entry.state, KIND_BY_TOPIC[topic], enriched, self.thresholds)
+        except Exception as error:
+            log.exception("ward state update failed on %s@%d", topic, message.offset)
+            await self.pipeline.send_dead_letter(event, "PROCESS", "processing_error", error)
+            return
+        self.metrics.aggregated.labels(topic, result.status).inc()
+        if not result.changed:
+            return
+        self._observe_response_times(ward, entry.state, dispatch_before, on_scene_before)
+        as_of = from_ms(entry.state.watermark) if entry.state.watermark is not None else (
+            datetime.now(UTC))
+        await self.evaluate(ward, entry, as_of, "CHANGE", enriched["event"]["event_id"],
+                            ingested_at=enriched["ingested_at"])
+        self.table[ward_code] = entry.to_table()
+
+    def _observe_response_times(self, ward: dict[str, Any], state: WardState,
+                                dispatch_before: tuple[int, int],
+                                on_scene_before: tuple[int, int]) -> None:
+        kecamatan = ward["kecamatan_name"]
+        if state.dispatch_count == dispatch_before[0] + 1:
+            self.metrics.dispatch_time.labels(kecamatan).observe(
+                (state.dispatch_ms_sum - dispatch_before[1]) / 1000)
+        if state.on_scene_count == on_scene_before[0] + 1:
+            self.metrics.on_scene_time.labels(kecamatan).observe(
+                (state.on_scene_ms_sum - on_scene_before[1]) / 1000)
+
+    async def evaluate(self, ward: dict[str, Any], entry: OwnedWard, as_of: datetime,
+                       kind: str, caused_by: str | None,
+                       ingested_at: datetime | None = None) -> bool:
+        """Summarise the ward; emit if changed (or always, for a snapshot). True if emitted."""
+        code = ward["kelurahan_code"]
+        situation = summarize_ward(
+            entry.state, ward, self.asset_counts(code), self.thresholds, as_of, kind,
+            entry.sequence + 1, caused_by,
+        )
+        situation.update(_counts(response_totals(entry.state)))
+        now = datetime.now(UTC)
+        situation["emitted_at"] = from_ms(int(now.timestamp() * 1000))
+        comparable = jsonable(situation)
+        changed = situation_changed(entry.situation, comparable)
+        if not changed and kind == "CHANGE":
+            return False
+        if changed:
+            situation["kind"] = comparable["kind"] = "CHANGE"
+        entry.sequence += 1
+        entry.situation = comparable
+        await self.pipeline.raw_topics[catalog.SITUATIONS.name].send(
+            key=code.encode(), value=encode(SITUATION_SCHEMA, situation))
+        self.metrics.situations.labels("KELURAHAN", situation["kind"]).inc()
+        if ingested_at is not None:
+            self.metrics.ingest_to_situation.observe(
+                max(0.0, (now - ingested_at).total_seconds()))
+        return True
+
+    # -- timers ------------------------------------------------------------------------------
+
+    async def clock_tick(self) -> None:
+        """Re-evaluate owned wards at wall-clock time and emit the periodic snapshot."""
+        now = datetime.now(UTC)
+        self._adopt_stored_wards()
+        wards = self.pipeline.references.wards.values
+        for code, entry in list(self.owned.items()):
+            ward = wards.get(code)
+            if ward is None:
+                continue
+            if await self.evaluate(ward, entry, now, "SNAPSHOT", None):
+                self.table[code] = entry.to_table()
+        if self.app.is_leader():
+            await self.rollups(snapshot=True)
+
+    def _adopt_stored_wards(self) -> None:
+        """Take over table entries of partitions this worker owns but saw no event for yet."""
+        assignor = self.app.assignor
+        owned_partitions = {
+            tp.partition for tp in assignor.assigned_actives()
+            if tp.topic == catalog.INCIDENTS_ENRICHED.name
+        }
+        for code, value in list(self.table.items()):
+            if code in self.owned or not value:
+                continue
+            if int(value.get("partition", -1)) in owned_partitions:
+                self.owned[code] = OwnedWard.from_table(value)
+
+    async def rollups(self, snapshot: bool = False) -> None:
+        """On the leader: kecamatan and city situations from the latest ward situations."""
+        if not self.app.is_leader():
+            self.metrics.leader.set(0)
+            return
+        self.metrics.leader.set(1)
+        views = self.pipeline.references
+        wards = [s for s in views.situations.values.values() if s["scope"] == "KELURAHAN"]
+        if not wards:
+            return
+        now = datetime.now(UTC)
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        for situation in wards:
+            groups[("KECAMATAN", situation["kecamatan_code"])].append(situation)
+        groups[("CITY", CITY_CODE)] = wards
+        names = {w["kecamatan_code"]: w["kecamatan_name"] for w in views.wards.values.values()}
+        for (scope, code), members in sorted(groups.items()):
+            name = CITY_NAME if scope == "CITY" else names.get(code, code)
+            await self._emit_rollup(scope, code, name, members, now, snapshot)
+        self._set_gauges(wards)
+
+    async def _emit_rollup(self, scope: str, code: str, name: str,
+                           members: list[dict[str, Any]], now: datetime, snapshot: bool) -> None:
+        previous = self._rollups.get(code)
+        if previous is None:
+            known = self.pipeline.references.situations.values.get(code)
+            previous = jsonable(known) if known else None
+        totals = {m["scope_code"]: _totals(m) for m in members}
+        situation = rollup(scope, code, name, members, now,
+                           (previous or {}).get("sequence", 0) + 1, totals_by_ward=totals,
+                           kind="CHANGE", max_reasons=self.thresholds.rollup_max_reasons)
+        situation.update(_counts(sum(totals.values(), ResponseTotals())))
+        comparable = jsonable(situation)
+        changed = situation_changed(previous, comparable)
+        if not changed and not snapshot:
+            return
+        if not changed:
+            situation["kind"] = comparable["kind"] = "SNAPSHOT"
+        self._rollups[code] = comparable
+        await self.pipeline.raw_topics[catalog.SITUATIONS.name].send(
+            key=code.encode(), value=encode(SITUATION_SCHEMA, situation))
+        self.metrics.situations.labels(scope, situation["kind"]).inc()
+        if scope == "KECAMATAN":
+            self._set_kecamatan_gauges(situation)
+
+    def _set_gauges(self, wards: list[dict[str, Any]]) -> None:
+        for s in wards:
+            self.metrics.ward_level.labels(s["scope_code"], s["scope_name"],
+                                           s["kecamatan_name"]).set(LEVEL_VALUES[s["level"]])
+
+    def _set_kecamatan_gauges(self, s: dict[str, Any]) -> None:
+        name = s["scope_name"]
+        m = self.metrics
+        m.kecamatan_level.labels(name).set(LEVEL_VALUES[s["level"]])
+        for category in _CATEGORIES:
+            m.open_incidents.labels(name, category).set(
+                s["open_incidents_by_category"].get(category, 0))
+        m.lamps_out.labels(name).set(s["lamps_out"])
+        ratio = s["lamps_working_ratio"]
+        m.lamps_working_ratio.labels(name).set(1.0 if ratio is None else ratio)
+        m.containers_full.labels(name).set(s["containers_full"])
+
+    async def reload_thresholds(self) -> None:
+        """Re-read the thresholds file when it changed; a broken file keeps the old values."""
+        mtime = self._mtime()
+        if mtime == self._thresholds_mtime:
+            return
+        self._thresholds_mtime = mtime
+        try:
+            self.thresholds = Thresholds.load(self.thresholds_path)
+        except Exception as error:
+            log.error("thresholds file %s not reloaded: %s", self.thresholds_path, error)
+            self.metrics.thresholds_reloads.labels("error").inc()
+            return
+        log.info("thresholds reloaded from %s", self.thresholds_path)
+        self.metrics.thresholds_reloads.labels("ok").inc()
+
+    def _mtime(self) -> float | None:
+        try:
+            return Path(self.thresholds_path).stat().st_mtime
+        except OSError:
+            return None
+
+
+_CATEGORIES = ("TRAFFIC_ACCIDENT", "FIRE", "FLOOD", "CRIME", "PUBLIC_ORDER", "MEDICAL",
+               "INFRASTRUCTURE_DAMAGE", "OTHER")
+
+
+def _counts(totals: ResponseTotals) -> dict[str, int]:
+    return {"dispatch_count": totals.dispatch_count, "on_scene_count": totals.on_scene_count}
+
+
+def _totals(situation: dict[str, Any]) -> ResponseTotals:
+    """Sums behind a ward's mean response times, rebuilt from mean x count."""
+    dispatch = situation.get("mean_dispatch_seconds")
+    on_scene = situation.get("mean_on_scene_seconds")
+    dispatch_count = int(situation.get("dispatch_count") or 0)
+    on_scene_count = int(situation.get("on_scene_count") or 0)
+    return ResponseTotals(
+        round((dispatch or 0.0) * dispatch_count * 1000), dispatch_count,
+        round((on_scene or 0.0) * on_scene_count * 1000), on_scene_count,
+    )
+
+
