@@ -82,17 +82,19 @@ def _topics(args: argparse.Namespace) -> int:
 
 def _wards(args: argparse.Namespace) -> int:
     from cityops.reference import publish_wards
+    from topics.catalog import WARDS
 
     count = publish_wards(_bootstrap(args))
-    print(f"published {count} kelurahan to city.reference.wards.v1")
+    print(f"published {count} kelurahan to {WARDS.name}")
     return 0
 
 
 def _assets(args: argparse.Namespace) -> int:
     from cityops.reference import publish_assets
+    from topics.catalog import ASSETS
 
     summary = publish_assets(_bootstrap(args), seed=args.seed)
-    print("published synthetic asset registry to city.reference.assets.v1: " + ", ".join(
+    print(f"published synthetic asset registry to {ASSETS.name}: " + ", ".join(
         f"{count} {kind}" for kind, count in sorted(summary.items())
     ))
     return 0

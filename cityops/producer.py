@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import KafkaProducer
-
 from schemas.codec import encode
 from topics.catalog import CATALOG, TopicSpec
 

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from kafka import KafkaConsumer, TopicPartition
-
 from schemas.codec import CodecError, decode
 from topics.catalog import SITUATIONS
 

@@ -135,20 +135,21 @@ class Pipeline:
         self.metrics.event_age.labels(spec.name).observe(
             max(0.0, (now - occurred).total_seconds()))
 
-    def _enrich_agent(self, spec: TopicSpec, out: TopicSpec, enricher: Enricher) -> None:
+    def _enrich_agent(self, name: str, spec: TopicSpec, out: TopicSpec,
+                      enricher: Enricher) -> None:
         async def agent(stream: faust.StreamT[bytes]) -> None:
             await self.references.wait_ready()
             async for event in stream.events():
                 await self.enrich_event(event, spec, out, enricher)
 
-        agent.__name__ = f"enrich_{spec.name.split('.')[1]}"
+        agent.__name__ = f"enrich_{name}"
         agent.__qualname__ = agent.__name__
         self.app.agent(self.raw_topics[spec.name], name=f"cityops.{agent.__name__}")(agent)
 
     def _wire(self) -> None:
-        self._enrich_agent(catalog.INCIDENTS, catalog.INCIDENTS_ENRICHED, enrich_incident)
-        self._enrich_agent(catalog.LIGHTING, catalog.LIGHTING_ENRICHED, enrich_lighting)
-        self._enrich_agent(catalog.WASTE, catalog.WASTE_ENRICHED, enrich_waste)
+        self._enrich_agent("incidents", catalog.INCIDENTS, catalog.INCIDENTS_ENRICHED, enrich_incident)
+        self._enrich_agent("lighting", catalog.LIGHTING, catalog.LIGHTING_ENRICHED, enrich_lighting)
+        self._enrich_agent("waste", catalog.WASTE, catalog.WASTE_ENRICHED, enrich_waste)
         self.wards.wire()
         self.app.task(self.references.follow)
         self.app.timer(5.0)(self.wards.reload_thresholds)

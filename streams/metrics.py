@@ -86,6 +86,10 @@ class WorkerMetrics:
         self.thresholds_reloads = Counter(
             "cityops_thresholds_reloads_total", "Thresholds file reloads, by outcome.",
             ["outcome"], registry=r)
+        self.ready = Gauge(
+            "cityops_worker_ready",
+            "1 once the worker's agents run with the reference data read to the end.",
+            registry=r)
         self.leader = Gauge(
             "cityops_worker_is_leader",
             "1 on the worker that computes kecamatan and city rollups.", registry=r)

@@ -7,6 +7,7 @@ live without a restart.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -53,6 +54,10 @@ class ReferenceViews:
         """Block until wards and assets were read to the end offsets seen at start."""
         await self.wards.ready.wait()
         await self.assets.ready.wait()
+        while not self.wards.values:
+            log.warning("no kelurahan in %s yet: run `cityops wards load`", self.wards.topic)
+            await asyncio.sleep(5.0)
+        self.metrics.ready.set(1)
         log.info("reference data ready: %d wards, %d assets", len(self.wards.values),
                  len(self.assets.values))
 

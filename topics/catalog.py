@@ -9,10 +9,15 @@ event of one ward to the worker that owns that ward's state.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 DAY_MS = 24 * 60 * 60 * 1000
+
+#: Prepended to every topic name: lets tests (and a staging city on a shared cluster) run in
+#: their own namespace on the same broker. Empty in production.
+PREFIX = os.environ.get("CITYOPS_TOPIC_PREFIX", "")
 
 #: Partitions of the ward-keyed topics; it caps how many workers share the aggregation.
 WARD_PARTITIONS = 6
@@ -52,50 +57,50 @@ _COMPACT = {
 }
 
 INCIDENTS = TopicSpec(
-    "city.incidents.v1", Role.INPUT, "incident_id", "org.cityops.IncidentEvent", WARD_PARTITIONS,
+    f"{PREFIX}city.incidents.v1", Role.INPUT, "incident_id", "org.cityops.IncidentEvent", WARD_PARTITIONS,
     "Incident reports from police, the 112 call center, the citizen app, CCTV and the fire service.",
     _DELETE_7D,
 )
 LIGHTING = TopicSpec(
-    "city.lighting.v1", Role.INPUT, "lamp_id", "org.cityops.LightingEvent", WARD_PARTITIONS,
+    f"{PREFIX}city.lighting.v1", Role.INPUT, "lamp_id", "org.cityops.LightingEvent", WARD_PARTITIONS,
     "Street-lighting (PJU) status, fault and energy reports.", _DELETE_7D,
 )
 WASTE = TopicSpec(
-    "city.waste.v1", Role.INPUT, "container_id", "org.cityops.WasteEvent", WARD_PARTITIONS,
+    f"{PREFIX}city.waste.v1", Role.INPUT, "container_id", "org.cityops.WasteEvent", WARD_PARTITIONS,
     "Waste container and TPS fill levels, collections, overflow complaints and fire risk.",
     _DELETE_7D,
 )
 INCIDENTS_ENRICHED = TopicSpec(
-    "city.incidents.enriched.v1", Role.ENRICHED, "kelurahan code",
+    f"{PREFIX}city.incidents.enriched.v1", Role.ENRICHED, "kelurahan code",
     "org.cityops.EnrichedIncidentEvent", WARD_PARTITIONS,
     "Validated incidents with their resolved ward.", _DELETE_7D,
 )
 LIGHTING_ENRICHED = TopicSpec(
-    "city.lighting.enriched.v1", Role.ENRICHED, "kelurahan code",
+    f"{PREFIX}city.lighting.enriched.v1", Role.ENRICHED, "kelurahan code",
     "org.cityops.EnrichedLightingEvent", WARD_PARTITIONS,
     "Validated lighting reports with their ward and control cabinet.", _DELETE_7D,
 )
 WASTE_ENRICHED = TopicSpec(
-    "city.waste.enriched.v1", Role.ENRICHED, "kelurahan code",
+    f"{PREFIX}city.waste.enriched.v1", Role.ENRICHED, "kelurahan code",
     "org.cityops.EnrichedWasteEvent", WARD_PARTITIONS,
     "Validated waste reports with their ward and site.", _DELETE_7D,
 )
 WARDS = TopicSpec(
-    "city.reference.wards.v1", Role.REFERENCE, "kelurahan code", "org.cityops.Ward", 1,
+    f"{PREFIX}city.reference.wards.v1", Role.REFERENCE, "kelurahan code", "org.cityops.Ward", 1,
     "The 43 kelurahan of Kota Cilegon with kecamatan, centroid and boundary.", _COMPACT,
 )
 ASSETS = TopicSpec(
-    "city.reference.assets.v1", Role.REFERENCE, "asset id", "org.cityops.Asset", 1,
+    f"{PREFIX}city.reference.assets.v1", Role.REFERENCE, "asset id", "org.cityops.Asset", 1,
     "Lamp, container and TPS registry (asset id -> ward, road or site, wattage or capacity).",
     _COMPACT,
 )
 SITUATIONS = TopicSpec(
-    "city.situations.v1", Role.OUTPUT, "scope code (kelurahan, kecamatan or 36.72 for the city)",
+    f"{PREFIX}city.situations.v1", Role.OUTPUT, "scope code (kelurahan, kecamatan or 36.72 for the city)",
     "org.cityops.SituationEvent", 3,
     "Situation per kelurahan, kecamatan and city for command-center consumers.", _COMPACT,
 )
 DEAD_LETTERS = TopicSpec(
-    "city.deadletter.v1", Role.DEAD_LETTER, "original key", "org.cityops.DeadLetter", 3,
+    f"{PREFIX}city.deadletter.v1", Role.DEAD_LETTER, "original key", "org.cityops.DeadLetter", 3,
     "Rejected input with its original bytes, the rule broken and who rejected it.",
     {"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)},
 )
