@@ -27,7 +27,8 @@ def _spawn(name: str, args: list[str], logs: Path) -> subprocess.Popen[bytes]:
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-def run_demo(bootstrap: str, seconds: float = 0.0, rate_per_s: float = 20.0) -> int:
+def run_demo(bootstrap: str, seconds: float = 0.0, rate_per_s: float = 20.0,
+             scenario: str = "flood") -> int:
     step = "broker"
     try:
         print(f"[1/5] broker: {broker.start(broker.BrokerConfig.from_env())}")
@@ -52,9 +53,9 @@ def run_demo(bootstrap: str, seconds: float = 0.0, rate_per_s: float = 20.0) -> 
           f"log {logs / 'worker.log'}")
     time.sleep(3.0)
     feed = _spawn("feed", ["simulate", "--bootstrap", bootstrap, "--rate", str(rate_per_s),
-                           "--realtime", "--scenario-every", "120"], logs)
-    print(f"[5/5] simulated city feed at {rate_per_s:g} events/s (pid {feed.pid}); "
-          f"log {logs / 'feed.log'}")
+                           "--realtime", "--scenario", scenario, "--quiet"], logs)
+    print(f"[5/5] simulated city feed at {rate_per_s:g} events/s with the '{scenario}' "
+          f"scenario after 10 s (pid {feed.pid}); log {logs / 'feed.log'}")
     print("live situations follow (Ctrl-C to stop; the broker keeps running: "
           "`cityops broker stop`)\n")
     time.sleep(2.0)

@@ -627,8 +627,9 @@ def run_simulate(
         )
         if now - oldest > MAX_EVENT_AGE - AGE_MARGIN:
             print(
-                f"the feed would start {now - oldest} before now; the pipeline rejects events "
-                f"older than {MAX_EVENT_AGE}: lower --count or --duration, or raise --rate",
+                f"the feed would start {(now - oldest) / timedelta(days=1):.1f} days before "
+                f"now; the pipeline rejects events older than {MAX_EVENT_AGE.days} days: lower "
+                "--count or --duration, or raise --rate",
                 file=err,
             )
             return EXIT_INVALID

@@ -114,7 +114,7 @@ def test_naive_start_and_bad_rate_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match="naive"):
         CitySimulator(wards, assets, 1, datetime(2026, 3, 2, 15, 0), 1.0, points=points)
-    with pytest.raises(ValueError, match="rate_per_s=0.0"):
+    with pytest.raises(ValueError, match=r"rate_per_s=0\.0"):
         CitySimulator(wards, assets, 1, START, 0.0, points=points)
 
 
@@ -411,7 +411,7 @@ def test_waste_surge_fills_every_site_above_the_full_level(
 ) -> None:
     events = SCENARIOS["holiday-waste-surge"].events(wards, assets, 1, START, points=points)
     latest: dict[str, float] = {}
-    complaints = Counter()
+    complaints: Counter[str] = Counter()
     for event in events:
         record = event.record
         if record["report_kind"] == "FILL_LEVEL":
