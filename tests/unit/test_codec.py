@@ -258,6 +258,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "overflow_reports_in_window": 1,
         "mean_dispatch_seconds": 312.5,
         "mean_on_scene_seconds": None,
+        "dispatch_count": 0,
+        "on_scene_count": 0,
     },
     "org.cityops.DeadLetter": {
         "original_topic": "partner-incidents",
@@ -633,6 +635,7 @@ def situation_body(reasons: bytes) -> bytes:
         + zigzag(0)  # cabinet_alerts: empty
         + zigzag(0) * 6  # lamp faults, containers x4, overflow reports
         + zigzag(0) * 2  # mean dispatch / on scene null
+        + zigzag(0) * 2  # dispatch_count, on_scene_count
     )
     return head + reasons + tail
 
