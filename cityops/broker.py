@@ -39,15 +39,18 @@ class BrokerConfig:
     controller_port: int = 9093
     heap_mb: int = 512
     start_timeout_s: float = 120.0
+    #: SASL/SCRAM on the client listener and ACLs enforced (see cityops/security.py).
+    secure: bool = False
 
     @classmethod
-    def from_env(cls, port: int | None = None) -> BrokerConfig:
+    def from_env(cls, port: int | None = None, secure: bool = False) -> BrokerConfig:
         """Port from the flag, else `CITYOPS_KAFKA_PORT`, else 9092; controller on port + 1."""
         chosen = port or int(os.environ.get("CITYOPS_KAFKA_PORT", "9092"))
         return cls(
             port=chosen,
             controller_port=int(os.environ.get("CITYOPS_KAFKA_CONTROLLER_PORT", chosen + 1)),
             heap_mb=int(os.environ.get("CITYOPS_KAFKA_HEAP_MB", "512")),
+            secure=secure,
         )
 
     @property
@@ -69,6 +72,11 @@ def _pid_file() -> Path:
 
 def log_file() -> Path:
     return broker_dir() / "logs" / "server.log"
+
+
+def _secured_marker() -> Path:
+    """Present when storage was formatted with the admin SCRAM user (secured mode)."""
+    return broker_dir() / "secured"
 
 
 def _require(tool: str, install_hint: str) -> str:
@@ -98,17 +106,30 @@ def fetch_jars(quiet: bool = True) -> Path:
     return libs
 
 
-def server_properties(config: BrokerConfig, data_dir: Path) -> str:
+def server_properties(config: BrokerConfig, data_dir: Path,
+                      admin_password: str | None = None) -> str:
     """A single-node KRaft configuration; every replication setting is 1 because there is one node."""
+    if config.secure:
+        from cityops.security import broker_listener_properties
+
+        if admin_password is None:
+            raise BrokerError("a secured broker needs the admin password")
+        listeners = broker_listener_properties(config.port, config.controller_port,
+                                               admin_password)
+    else:
+        listeners = [
+            f"controller.quorum.voters=1@127.0.0.1:{config.controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{config.port},"
+            f"CONTROLLER://127.0.0.1:{config.controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{config.port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        ]
     return "\n".join([
         "process.roles=broker,controller",
         "node.id=1",
-        f"controller.quorum.voters=1@127.0.0.1:{config.controller_port}",
-        f"listeners=PLAINTEXT://127.0.0.1:{config.port},CONTROLLER://127.0.0.1:{config.controller_port}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{config.port}",
-        "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        *listeners,
         f"log.dirs={data_dir}",
         "num.partitions=1",
         "num.network.threads=2",
@@ -153,8 +174,11 @@ def _read_pid() -> int | None:
     return pid if KAFKA_MAIN.encode() in cmdline else None
 
 
-def port_answers(port: int, host: str = "127.0.0.1") -> bool:
-    """True when the broker's listener accepts connections and answers a metadata request."""
+def port_answers(port: int, host: str = "127.0.0.1", **security: str) -> bool:
+    """True when the broker's listener accepts connections and answers a metadata request.
+
+    `security` holds client settings (SASL) for a secured broker's listener.
+    """
     try:
         with socket.create_connection((host, port), timeout=1.0):
             pass
@@ -163,7 +187,8 @@ def port_answers(port: int, host: str = "127.0.0.1") -> bool:
     from kafka import KafkaAdminClient
 
     try:
-        admin = KafkaAdminClient(bootstrap_servers=f"{host}:{port}", request_timeout_ms=5000)
+        admin = KafkaAdminClient(bootstrap_servers=f"{host}:{port}", request_timeout_ms=5000,
+                                 **security)
     except Exception:
         return False
     try:
@@ -175,39 +200,79 @@ def port_answers(port: int, host: str = "127.0.0.1") -> bool:
         admin.close()
 
 
+def _probe_security(config: BrokerConfig) -> dict[str, str]:
+    """The admin's SASL settings when this broker is (or was formatted) secured, else none."""
+    if not (config.secure or _secured_marker().exists()):
+        return {}
+    from cityops.security import SecurityError, admin_client_config
+
+    try:
+        return admin_client_config()
+    except SecurityError as error:
+        raise BrokerError(str(error)) from error
+
+
 def status(config: BrokerConfig) -> str:
     pid = _read_pid()
     if pid is None:
         return "stopped"
-    return f"running (pid {pid}, {config.bootstrap})" if port_answers(config.port) else (
+    answers = port_answers(config.port, **_probe_security(config))
+    return f"running (pid {pid}, {config.bootstrap})" if answers else (
         f"starting or unhealthy (pid {pid}); log: {log_file()}"
     )
 
 
-def _format_storage(config: BrokerConfig, properties: Path, data_dir: Path) -> None:
+def _format_storage(config: BrokerConfig, properties: Path, data_dir: Path,
+                    admin_password: str | None = None) -> None:
     if (data_dir / "meta.properties").exists():
         return
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    extra: list[str] = []
+    if config.secure:
+        from cityops.security import format_scram_arguments
+
+        assert admin_password is not None
+        extra = format_scram_arguments(admin_password)
     result = subprocess.run(
-        _java_command(config, STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(properties)),
+        _java_command(config, STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(properties),
+                      *extra),
         capture_output=True, text=True, check=False,
     )
     if result.returncode != 0:
         raise BrokerError("formatting Kafka storage failed: " + result.stderr.strip()[-400:])
+    if config.secure:
+        _secured_marker().touch()
 
 
 def start(config: BrokerConfig) -> str:
     """Start the broker unless it already runs; returns what was done."""
-    if _read_pid() is not None and port_answers(config.port):
+    admin_password: str | None = None
+    if config.secure:
+        from cityops.security import ADMIN, ensure_credentials
+
+        admin_password = ensure_credentials()[ADMIN]
+    security = _probe_security(config)
+    if _read_pid() is not None and port_answers(config.port, **security):
         return f"already running on {config.bootstrap}"
     fetch_jars()
     base = broker_dir()
     data_dir = base / "data"
     (base / "logs").mkdir(parents=True, exist_ok=True)
     data_dir.mkdir(parents=True, exist_ok=True)
+    if (data_dir / "meta.properties").exists() and config.secure != _secured_marker().exists():
+        # A plain start on secured storage would serve its topics without authentication; a
+        # secured start on plain storage would lack the admin user it authenticates with.
+        raise BrokerError(
+            f"storage in {data_dir} was formatted {'without' if config.secure else 'with'} "
+            f"SCRAM users; start it {'without' if config.secure else 'with'} --secure, or "
+            "give the other mode its own CITYOPS_VAR_DIR")
     properties = base / "server.properties"
-    properties.write_text(server_properties(config, data_dir))
-    _format_storage(config, properties, data_dir)
+    if config.secure:
+        # The secured file holds the admin password (JAAS lines): readable by its owner only.
+        properties.touch()
+        properties.chmod(0o600)
+    properties.write_text(server_properties(config, data_dir, admin_password))
+    _format_storage(config, properties, data_dir, admin_password)
     stdout = (base / "logs" / "stdout.log").open("ab")
     process = subprocess.Popen(
         _java_command(config, KAFKA_MAIN, str(properties)),
@@ -221,8 +286,9 @@ def start(config: BrokerConfig) -> str:
             raise BrokerError(
                 f"Kafka exited with code {process.returncode} while starting; see {log_file()}"
             )
-        if port_answers(config.port):
-            return f"started on {config.bootstrap} (pid {process.pid}); log: {log_file()}"
+        if port_answers(config.port, **security):
+            return (f"started on {config.bootstrap}{' (SASL/SCRAM, ACLs)' if config.secure else ''}"
+                    f" (pid {process.pid}); log: {log_file()}")
         time.sleep(0.5)
     raise BrokerError(f"Kafka did not answer on {config.bootstrap} in {config.start_timeout_s:.0f}s; "
                       f"see {log_file()}")
@@ -257,6 +323,7 @@ def reset() -> str:
     """Delete the broker's data (topics, offsets) after stopping it: a clean city."""
     stop()
     shutil.rmtree(broker_dir() / "data", ignore_errors=True)
+    _secured_marker().unlink(missing_ok=True)
     return "broker data deleted"
 
 

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+ADMIN_PRINCIPAL = "admin"
 
 
 def _bootstrap(args: argparse.Namespace) -> str:
@@ -32,7 +33,7 @@ def _add_bootstrap(parser: argparse.ArgumentParser) -> None:
 def _broker(args: argparse.Namespace) -> int:
     from cityops import broker
 
-    config = broker.BrokerConfig.from_env(args.port)
+    config = broker.BrokerConfig.from_env(args.port, secure=args.secure)
     try:
         if args.action == "start":
             print(broker.start(config))
@@ -71,7 +72,8 @@ def _topics(args: argparse.Namespace) -> int:
                 f"{key}={actual} (catalog {want})"
                 for key, (want, actual) in check.config_mismatches.items()
             )
-            print(f"{check.name:32} {'yes' if check.exists else 'NO':6} {partitions:>10}  {settings}")
+            exists = "yes" if check.exists else "NO"
+            print(f"{check.name:32} {exists:6} {partitions:>10}  {settings}")
         return 0 if all(check.ok for check in checks) else 1
     finally:
         admin.close()
@@ -100,6 +102,35 @@ def _assets(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- security ---------------------------------------------------------------------------------
+
+
+def _security(args: argparse.Namespace) -> int:
+    from cityops import security
+
+    try:
+        if args.action == "setup":
+            app_id = args.app_id or os.environ.get("CITYOPS_APP_ID", "cityops")
+            report = security.setup(_bootstrap(args), app_id)
+            print(f"SCRAM users ({security.SCRAM_MECHANISM}): {', '.join(report.users)}")
+            print(f"{report.acl_count} ACLs:")
+            for grant in report.grants:
+                print(f"  {grant.describe()}")
+            print(f"passwords: {security.credentials_path()}")
+            return 0
+        if args.principal not in security.PRINCIPALS:
+            print(f"cityops security: unknown principal {args.principal!r}; one of "
+                  f"{', '.join(security.PRINCIPALS)}", file=sys.stderr)
+            return 2
+        password = security.load_credentials()[args.principal]
+        for name, value in security.principal_env(args.principal, password).items():
+            print(f"export {name}={value}")
+        return 0
+    except security.SecurityError as error:
+        print(f"cityops security: {error}", file=sys.stderr)
+        return 2
+
+
 # --- worker -----------------------------------------------------------------------------------
 
 
@@ -125,13 +156,19 @@ def _worker(args: argparse.Namespace) -> int:
 # --- sample feed and live view -----------------------------------------------------------------
 
 
-def _sample(args: argparse.Namespace) -> int:
-    from cityops.sample import send_sample_feed
+def _produce(args: argparse.Namespace) -> int:
+    from cityops.produce import run_produce
 
-    sent = send_sample_feed(_bootstrap(args), events=args.events, seed=args.seed,
-                            rate_per_s=args.rate)
-    print(f"sent {sent} events")
-    return 0
+    return run_produce(_bootstrap(args), args.type, args.files, args.json or [], sys.stdin)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from cityops.produce import run_simulate
+
+    return run_simulate(_bootstrap(args), args.seed, args.rate, args.duration, args.count,
+                        args.scenario, args.realtime, sys.stderr.isatty() and not args.quiet,
+                        registry_seed=args.registry_seed,
+                        incidents_per_hour=args.incidents_per_hour)
 
 
 def _watch(args: argparse.Namespace) -> int:
@@ -144,7 +181,8 @@ def _watch(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from cityops.demo import run_demo
 
-    return run_demo(_bootstrap(args), seconds=args.seconds, rate_per_s=args.rate)
+    return run_demo(_bootstrap(args), seconds=args.seconds, rate_per_s=args.rate,
+                    scenario=args.scenario)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,10 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
     broker.add_argument("action", choices=["start", "stop", "status", "fetch", "reset"],
                         help="start (fetches jars and formats storage on first use), stop, "
                         "status, fetch the jars only, or reset (stop and delete all data)")
+    broker.add_argument("--secure", action="store_true",
+                        help="SASL/SCRAM-SHA-512 and ACLs (generates var/security/"
+                        "credentials.json; run `cityops security setup` after the first start)")
     broker.add_argument("--port", type=int, help="listener port (env CITYOPS_KAFKA_PORT, "
                         "default 9092; the controller uses port + 1)")
 
-    topics = command("topics", _topics, "Create the catalog's topics or compare the broker with it.")
+    topics = command("topics", _topics,
+                     "Create the catalog's topics or compare the broker with it.")
     topics.add_argument("action", choices=["create", "describe"])
     topics.add_argument("--replication-factor", type=int, default=None,
                         help="override the catalog's replication factor (1 locally)")
@@ -202,25 +244,65 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--data-dir", help="Faust data directory (default var/worker-<app id>)")
     worker.add_argument("--loglevel", default="info")
 
-    sample = command("sample", _sample, "Send a realistic sample feed of city events.")
-    _add_bootstrap(sample)
-    sample.add_argument("--events", type=int, default=200)
-    sample.add_argument("--seed", type=int, default=1)
-    sample.add_argument("--rate", type=float, default=0.0,
-                        help="events per second (0 = as fast as possible)")
+    produce = command("produce", _produce, "Validate partner events (JSON) against the Avro "
+                      "schemas and send them; nothing is sent if any record is invalid.")
+    _add_bootstrap(produce)
+    produce.add_argument("files", nargs="*", metavar="FILE", help="JSON Lines, a JSON array or "
+                         "one object; '-' = stdin (stdin is read when no FILE and no --json)")
+    produce.add_argument("--type", choices=["incident", "lighting", "waste"],
+                         help="type of every record (else each object's \"type\" member)")
+    produce.add_argument("--json", action="append", metavar="JSON",
+                         help="an inline JSON object or array; repeatable")
+
+    simulate = command("simulate", _simulate,
+                       "Stream the SYNTHETIC city feed, optionally with a named scenario.")
+    _add_bootstrap(simulate)
+    simulate.add_argument("--rate", type=float, default=20.0,
+                          help="events per second (default 20)")
+    simulate.add_argument("--realtime", action="store_true",
+                          help="pace on the wall clock; default: as fast as possible with event "
+                          "times laid out in the past up to now")
+    simulate.add_argument("--count", type=int, help="stop after N background events")
+    simulate.add_argument("--duration", type=float, help="stop after N seconds (wall clock with "
+                          "--realtime, event time otherwise)")
+    simulate.add_argument("--seed", type=int,
+                          help="feed seed (default: random, printed in the summary)")
+    simulate.add_argument("--scenario", choices=["flood", "cabinet-power-loss",
+                                                 "holiday-waste-surge", "night-accidents"])
+    simulate.add_argument("--registry-seed", type=int, default=7)
+    simulate.add_argument("--incidents-per-hour", type=float, default=6.0)
+    simulate.add_argument("--quiet", action="store_true", help="no progress line on stderr")
 
     watch = command("watch", _watch, "Live view of ward and kecamatan situations.")
     _add_bootstrap(watch)
     watch.add_argument("--kecamatan", help="show only this kecamatan (name or code)")
-    watch.add_argument("--seconds", type=float, default=0.0, help="stop after N seconds (0 = never)")
+    watch.add_argument("--seconds", type=float, default=0.0,
+                       help="stop after N seconds (0 = never)")
     watch.add_argument("--once", action="store_true",
                        help="print the current picture once and exit")
+
+    secure = command("security", _security,
+                     "Secured broker: create SCRAM users and ACLs, or print a principal's "
+                     "client environment.")
+    secure.add_argument("action", choices=["setup", "env"],
+                        help="setup (users + ACLs, as admin; idempotent) or env PRINCIPAL "
+                        "(prints CITYOPS_SASL_* exports)")
+    secure.add_argument("principal", nargs="?", default=ADMIN_PRINCIPAL,
+                        help=f"for env: whose credentials (default {ADMIN_PRINCIPAL})")
+    secure.add_argument("--app-id", help="the workers' app id, for their group and internal "
+                        "topics (env CITYOPS_APP_ID, default cityops)")
+    _add_bootstrap(secure)
 
     demo = command("demo", _demo, "The main job: broker, topics, reference data, a worker, a "
                    "simulated city feed and the live situation view.")
     _add_bootstrap(demo)
-    demo.add_argument("--seconds", type=float, default=0.0, help="stop after N seconds (0 = Ctrl-C)")
+    demo.add_argument("--seconds", type=float, default=0.0,
+                      help="stop after N seconds (0 = Ctrl-C)")
     demo.add_argument("--rate", type=float, default=20.0, help="feed events per second")
+    demo.add_argument("--scenario", default="flood",
+                      choices=["flood", "cabinet-power-loss", "holiday-waste-surge",
+                               "night-accidents"],
+                      help="scenario played 10 s into the feed (default flood)")
     return parser
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cityops.security import kafka_python_security
 from kafka import KafkaProducer
 from schemas.codec import encode
 from topics.catalog import CATALOG, TopicSpec
@@ -51,6 +52,7 @@ class PartnerProducer:
             "enable_idempotence": True,
             "client_id": "cityops-partner",
         }
+        settings.update(kafka_python_security())
         settings.update(client_config)
         self._producer = KafkaProducer(**settings)
         self.summary = SendSummary()

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from cityops.security import kafka_python_security
 from kafka import KafkaConsumer, TopicPartition
 from schemas.codec import CodecError, decode
 from topics.catalog import SITUATIONS
@@ -78,7 +79,8 @@ def render(rows: Iterable[Mapping[str, Any]], colour: bool, now: datetime) -> st
 
 def _consumer(bootstrap: str) -> tuple[KafkaConsumer, list[TopicPartition]]:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             auto_offset_reset="earliest", client_id="cityops-watch")
+                             auto_offset_reset="earliest", client_id="cityops-watch",
+                             **kafka_python_security())
     partitions = [TopicPartition(SITUATIONS.name, p)
                   for p in sorted(consumer.partitions_for_topic(SITUATIONS.name) or [])]
     consumer.assign(partitions)

@@ -16,6 +16,12 @@ MAX_MESSAGE_CHARS = 1000
 #: Original bytes kept in the envelope; above this they are cut (and the message says so) so the
 #: envelope itself stays under the broker's 1 MiB record limit.
 MAX_ORIGINAL_BYTES = 512 * 1024
+#: The same for the original key (kept twice: in the envelope and as the dead letter's own key)
+#: and for all original headers together. A partner can send a 900 kB key or headers; uncut, the
+#: envelope went over the producer's 1 MB request limit, the send raised inside the agent and
+#: Faust skipped the record: found by tests/e2e/test_hostile_input.py.
+MAX_ORIGINAL_KEY_BYTES = 16 * 1024
+MAX_ORIGINAL_HEADERS_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +50,27 @@ def source_record(topic: str, partition: int, offset: int, timestamp_s: float | 
 
 def dead_letter(source: SourceRecord, *, stage: str, reason: str, message: str,
                 error_class: str, worker_id: str, now: datetime) -> dict[str, Any]:
-    """An `org.cityops.DeadLetter` dict; the message is capped so a hostile payload quoted in
-    an error cannot blow up the dead-letter topic."""
-    value = source.value
+    """An `org.cityops.DeadLetter` dict; the message, value, key and headers are capped so a
+    hostile record cannot make an envelope too large to write (key + 2 x key cap + value cap +
+    headers cap stay far below the 1 MB producer limit)."""
+    value, key = source.value, source.key
     note = ""
     if value is not None and len(value) > MAX_ORIGINAL_BYTES:
-        note = f" [original value cut from {len(value)} to {MAX_ORIGINAL_BYTES} bytes]"
+        note += f" [original value cut from {len(value)} to {MAX_ORIGINAL_BYTES} bytes]"
         value = value[:MAX_ORIGINAL_BYTES]
+    if key is not None and len(key) > MAX_ORIGINAL_KEY_BYTES:
+        note += f" [original key cut from {len(key)} to {MAX_ORIGINAL_KEY_BYTES} bytes]"
+        key = key[:MAX_ORIGINAL_KEY_BYTES]
+    headers: list[dict[str, Any]] = []
+    header_bytes = 0
+    for name, data in source.headers:
+        size = len(name.encode()) + len(data or b"")
+        if header_bytes + size > MAX_ORIGINAL_HEADERS_BYTES:
+            note += (f" [{len(source.headers) - len(headers)} original header(s) dropped "
+                     f"above {MAX_ORIGINAL_HEADERS_BYTES} bytes]")
+            break
+        header_bytes += size
+        headers.append({"key": name, "value": data})
     message = message[: MAX_MESSAGE_CHARS - len(note)] + note
     return {
         "original_topic": source.topic,
@@ -60,9 +80,9 @@ def dead_letter(source: SourceRecord, *, stage: str, reason: str, message: str,
             None if source.timestamp_ms is None
             else datetime.fromtimestamp(source.timestamp_ms / 1000, tz=UTC)
         ),
-        "original_key": source.key,
+        "original_key": key,
         "original_value": value,
-        "original_headers": [{"key": name, "value": data} for name, data in source.headers],
+        "original_headers": headers,
         "stage": stage,
         "reason": reason,
         "error_message": message,

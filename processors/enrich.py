@@ -62,6 +62,10 @@ class EnrichmentRules:
     max_description_chars: int = 500
     """Free text is for operators to read, not a payload channel; capped after whitespace is
     collapsed."""
+    max_id_chars: int = 64
+    """Incident, cabinet, RW and RT identifiers are short codes. They end up in the ward's
+    table value and situation text, so a megabyte "id" pushed those records over Kafka's 1 MB
+    limit and crashed the worker (tests/e2e/test_hostile_input.py): rejected instead."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +142,20 @@ def _check_occurred_at(
             f"{kind}.occurred_at={occurred.isoformat()} is {age} older than "
             f"now={now.isoformat()} (max {rules.max_age})",
         )
+
+
+def _check_id_lengths(
+    kind: str, event: Mapping[str, Any], rules: EnrichmentRules, names: tuple[str, ...]
+) -> None:
+    for name in names:
+        value = event.get(name)
+        if isinstance(value, str) and len(value) > rules.max_id_chars:
+            raise Rejection(
+                "VALIDATE",
+                "oversized",
+                f"{kind}.{name} is {len(value)} characters long (max {rules.max_id_chars}): "
+                f"{value[:40]!r}...",
+            )
 
 
 def _double(kind: str, event: Mapping[str, Any], name: str) -> float | None:
@@ -313,6 +331,7 @@ def enrich_incident(
     The embedded event is a copy with the description normalised; the input is not mutated.
     """
     _check_occurred_at(_INCIDENT, event, rules, now)
+    _check_id_lengths(_INCIDENT, event, rules, ("incident_id", "rw", "rt"))
     coordinates = _coordinates(_INCIDENT, event, ref, rules)
     ward, resolution = _resolve_ward(_INCIDENT, event, ref, coordinates, None)
     copy = dict(event)
@@ -331,6 +350,7 @@ def enrich_lighting(
     lamp after rewiring), else from the registry.
     """
     _check_occurred_at(_LIGHTING, event, rules, now)
+    _check_id_lengths(_LIGHTING, event, rules, ("cabinet_id",))
     coordinates = _coordinates(_LIGHTING, event, ref, rules)
     _check_range(_LIGHTING, "dimming_level", _double(_LIGHTING, event, "dimming_level"), 0.0, 1.0)
     _check_non_negative(_LIGHTING, "energy_kwh", _double(_LIGHTING, event, "energy_kwh"))

@@ -25,6 +25,7 @@ from typing import Any
 import faust
 from prometheus_client import start_http_server
 
+from cityops.security import faust_credentials
 from processors.dead_letters import dead_letter, source_record
 from processors.enrich import (
     EnrichmentRules,
@@ -37,6 +38,7 @@ from schemas.codec import CodecError, decode, encode
 from streams.metrics import WorkerMetrics
 from streams.settings import WorkerSettings
 from streams.wards import WardAggregator
+from streams.web import register_web
 from topics import catalog
 from topics.catalog import TopicSpec
 
@@ -69,6 +71,7 @@ class Pipeline:
             web_port=settings.web_port,
             datadir=str(settings.data_dir),
             table_standby_replicas=0,
+            broker_credentials=faust_credentials(),
         )
         self.references = ReferenceViews(settings, self.metrics)
         self.raw_topics: dict[str, faust.TopicT] = {
@@ -85,7 +88,7 @@ class Pipeline:
 
     # -- dead letters -----------------------------------------------------------------------
 
-    async def send_dead_letter(self, event: faust.EventT, stage: str, reason: str,
+    async def send_dead_letter(self, event: faust.EventT[bytes], stage: str, reason: str,
                                error: BaseException) -> None:
         message = event.message
         source = source_record(
@@ -99,7 +102,7 @@ class Pipeline:
             now=datetime.now(UTC),
         )
         await self.raw_topics[catalog.DEAD_LETTERS.name].send(
-            key=message.key, value=encode("org.cityops.DeadLetter", record),
+            key=record["original_key"], value=encode("org.cityops.DeadLetter", record),
         )
         self.metrics.rejected.labels(message.topic, stage, reason).inc()
         log.info("dead-lettered %s[%d]@%d: %s/%s: %s", message.topic, message.partition,
@@ -107,7 +110,7 @@ class Pipeline:
 
     # -- enrichment ---------------------------------------------------------------------------
 
-    async def enrich_event(self, event: faust.EventT, spec: TopicSpec, out: TopicSpec,
+    async def enrich_event(self, event: faust.EventT[bytes], spec: TopicSpec, out: TopicSpec,
                            enricher: Enricher) -> None:
         """Decode, validate and place one partner event; never raises."""
         message = event.message
@@ -147,19 +150,22 @@ class Pipeline:
         self.app.agent(self.raw_topics[spec.name], name=f"cityops.{agent.__name__}")(agent)
 
     def _wire(self) -> None:
-        self._enrich_agent("incidents", catalog.INCIDENTS, catalog.INCIDENTS_ENRICHED, enrich_incident)
+        self._enrich_agent("incidents", catalog.INCIDENTS, catalog.INCIDENTS_ENRICHED,
+                           enrich_incident)
         self._enrich_agent("lighting", catalog.LIGHTING, catalog.LIGHTING_ENRICHED, enrich_lighting)
         self._enrich_agent("waste", catalog.WASTE, catalog.WASTE_ENRICHED, enrich_waste)
         self.wards.wire()
         self.app.task(self.references.follow)
         self.app.timer(5.0)(self.wards.reload_thresholds)
+        register_web(self)
 
-        @self.app.task
         async def _start_metrics() -> None:
             start_http_server(self.settings.metrics_port, addr=self.settings.metrics_host,
                               registry=self.metrics.registry)
             log.info("metrics on http://%s:%d/metrics", self.settings.metrics_host,
                      self.settings.metrics_port)
+
+        self.app.task(_start_metrics)
 
 
 def _headers(headers: Any) -> list[tuple[str, bytes | None]]:

@@ -16,7 +16,7 @@ from processors.geo import WardLocator
 from schemas.codec import CodecError, decode
 from streams.metrics import WorkerMetrics
 from streams.settings import WorkerSettings
-from streams.views import CompactedTopicView, follow
+from streams.views import CompactedTopicView, OnChange, follow
 from topics import catalog
 
 log = logging.getLogger(__name__)
@@ -35,16 +35,28 @@ class ReferenceViews:
         self.metrics = metrics
         self.wards = self._view(catalog.WARDS, "ward")
         self.assets = self._view(catalog.ASSETS, "asset")
-        self.situations = self._view(catalog.SITUATIONS, "situation")
+        #: Called with (scope_code, situation or None) for every situation record read, in
+        #: topic order, on the worker's loop: the board's live feed hangs here.
+        self.situation_listeners: list[OnChange] = []
+        self.situations = self._view(catalog.SITUATIONS, "situation", self._situation_changed)
         self._data: ReferenceData | None = None
         self._built_from = -1
 
-    def _view(self, spec: catalog.TopicSpec, kind: str) -> CompactedTopicView:
+    def _situation_changed(self, key: str, record: dict[str, Any] | None) -> None:
+        for listener in self.situation_listeners:
+            try:
+                listener(key, record)
+            except Exception:  # a listener must never stop the reference join
+                log.exception("situation listener %r failed on %s", listener, key)
+
+    def _view(self, spec: catalog.TopicSpec, kind: str,
+              on_change: OnChange | None = None) -> CompactedTopicView:
         def rejected(error: Exception) -> None:
             reason = error.reason if isinstance(error, CodecError) else "undecodable"
             self.metrics.reference_rejected.labels(kind, reason).inc()
 
-        return CompactedTopicView(spec.name, _decoder(spec.value_schema), on_reject=rejected)
+        return CompactedTopicView(spec.name, _decoder(spec.value_schema), on_reject=rejected,
+                                  on_change=on_change)
 
     async def follow(self) -> None:
         await follow(self.settings.bootstrap, [self.wards, self.assets, self.situations],

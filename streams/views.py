@@ -18,6 +18,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from cityops.security import aiokafka_security
+
 log = logging.getLogger(__name__)
 
 Decoder = Callable[[bytes], dict[str, Any]]
@@ -73,7 +75,8 @@ async def follow(bootstrap: str, views: list[CompactedTopicView], client_id: str
     """Read every view's topic from the beginning and keep following it; never returns."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-        auto_offset_reset="earliest", client_id=client_id, **security,
+        auto_offset_reset="earliest", client_id=client_id,
+        **{**aiokafka_security(), **security},
     )
     await consumer.start()
     try:

@@ -124,7 +124,7 @@ class WardAggregator:
             self.app.timer(self.pipeline.settings.snapshot_interval_s)(self.clock_tick)
 
         @self.app.on_partitions_revoked.connect
-        async def _forget(app: faust.App, revoked: Any, **kwargs: Any) -> None:
+        async def _forget(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
             self.owned.clear()
 
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
@@ -161,12 +161,14 @@ class WardAggregator:
             self.owned[ward_code] = entry
         return entry
 
-    async def process(self, event: faust.EventT) -> None:
+    async def process(self, event: faust.EventT[bytes]) -> None:
         from schemas.codec import decode
 
         message = event.message
         topic = message.topic
         try:
+            if message.value is None:
+                raise ValueError(f"{topic}: record has no value")
             enriched = decode(message.value, expected=SCHEMA_BY_TOPIC[topic]).record
             ward_code: str = enriched["ward_code"]
             ward = self.pipeline.references.wards.values.get(ward_code)

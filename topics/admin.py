@@ -34,7 +34,11 @@ class TopicCheck:
 
 
 def admin_client(bootstrap: str, **security: str) -> KafkaAdminClient:
-    return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="cityops-admin", **security)
+    """`security` overrides the CITYOPS_SASL_* environment (cityops.security)."""
+    from cityops.security import kafka_python_security
+
+    return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="cityops-admin",
+                            **{**kafka_python_security(), **security})
 
 
 def create_topics(
@@ -63,7 +67,8 @@ def create_topics(
     return results
 
 
-def describe_topics(admin: KafkaAdminClient, specs: Iterable[TopicSpec] = CATALOG) -> list[TopicCheck]:
+def describe_topics(admin: KafkaAdminClient,
+                    specs: Iterable[TopicSpec] = CATALOG) -> list[TopicCheck]:
     """Partitions and catalog-managed settings of each topic, against the catalog."""
     specs = list(specs)
     existing = set(admin.list_topics())

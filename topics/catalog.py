@@ -57,16 +57,19 @@ _COMPACT = {
 }
 
 INCIDENTS = TopicSpec(
-    f"{PREFIX}city.incidents.v1", Role.INPUT, "incident_id", "org.cityops.IncidentEvent", WARD_PARTITIONS,
-    "Incident reports from police, the 112 call center, the citizen app, CCTV and the fire service.",
+    f"{PREFIX}city.incidents.v1", Role.INPUT, "incident_id", "org.cityops.IncidentEvent",
+    WARD_PARTITIONS,
+    "Incident reports from police, the 112 call center, the citizen app, CCTV and fire service.",
     _DELETE_7D,
 )
 LIGHTING = TopicSpec(
-    f"{PREFIX}city.lighting.v1", Role.INPUT, "lamp_id", "org.cityops.LightingEvent", WARD_PARTITIONS,
+    f"{PREFIX}city.lighting.v1", Role.INPUT, "lamp_id", "org.cityops.LightingEvent",
+    WARD_PARTITIONS,
     "Street-lighting (PJU) status, fault and energy reports.", _DELETE_7D,
 )
 WASTE = TopicSpec(
-    f"{PREFIX}city.waste.v1", Role.INPUT, "container_id", "org.cityops.WasteEvent", WARD_PARTITIONS,
+    f"{PREFIX}city.waste.v1", Role.INPUT, "container_id", "org.cityops.WasteEvent",
+    WARD_PARTITIONS,
     "Waste container and TPS fill levels, collections, overflow complaints and fire risk.",
     _DELETE_7D,
 )
@@ -95,7 +98,8 @@ ASSETS = TopicSpec(
     _COMPACT,
 )
 SITUATIONS = TopicSpec(
-    f"{PREFIX}city.situations.v1", Role.OUTPUT, "scope code (kelurahan, kecamatan or 36.72 for the city)",
+    f"{PREFIX}city.situations.v1", Role.OUTPUT,
+    "scope code (kelurahan, kecamatan or 36.72 for the city)",
     "org.cityops.SituationEvent", 3,
     "Situation per kelurahan, kecamatan and city for command-center consumers.", _COMPACT,
 )

@@ -5,7 +5,8 @@ Scenario (event times fixed relative to a 5-minute window boundary in the recent
   its report -> NORMAL, WATCH, ALERT, then the dispatch shows in the response time.
 - Tamansari (36.72.03.1001): three lamps of control cabinet CAB-36.72.03.1001-01
   lose power -> cabinet alert (ALERT).
-- Ciwedus (36.72.02.1002): three of its five containers (four bins and a TPS) report 95% full -> ALERT.
+- Ciwedus (36.72.02.1002): three of its five containers (four bins and a TPS) report
+  95% full -> ALERT.
 - An incident with coordinates only (no ward code) lands in Warnasari by point-in-polygon.
 - Garbage bytes and an unknown ward code go to the dead-letter topic with their reasons.
 """
@@ -20,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from cityops.assets import generate_asset_registry
 from cityops.producer import PartnerProducer
 from cityops.wards import load_ward_records
+from kafka import KafkaConsumer, TopicPartition
 from schemas.codec import decode
 from tests.conftest import WorkerProcess
 from topics.catalog import DEAD_LETTERS, INCIDENTS, LIGHTING, SITUATIONS

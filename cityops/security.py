@@ -1,0 +1,387 @@
+"""Who may do what on the city's Kafka: SCRAM users, ACLs and the client settings that use them.
+
+Partner systems share one cluster but must never write into each other's topics (a lighting
+vendor's bug, or a compromised citizen app, must not be able to inject police incidents), and
+command-center screens must only see situations, never raw reports with reporter details. Kafka
+enforces that when the broker authenticates every connection (SASL/SCRAM-SHA-512) and runs
+`StandardAuthorizer` with deny-by-default; this module holds the three halves of that setup:
+
+* the broker side: listener and authorizer properties for `cityops broker start --secure`;
+* the operator side: one password per principal, generated into an ignored file, and
+  `setup()`, which creates the SCRAM users and the ACLs, all derived from the topic catalog so
+  a `CITYOPS_TOPIC_PREFIX` namespace gets exactly the same rules as production;
+* the client side: tiny helpers that turn `CITYOPS_SASL_USERNAME`, `CITYOPS_SASL_PASSWORD`,
+  `CITYOPS_SECURITY_PROTOCOL` (and `CITYOPS_SASL_MECHANISM`) into kafka-python, aiokafka and
+  Faust settings. With none of them set they return nothing, so the unsecured local broker
+  keeps working unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cityops.paths import var_dir
+from topics import catalog
+
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+SASL_PLAINTEXT = "SASL_PLAINTEXT"
+
+ENV_USERNAME = "CITYOPS_SASL_USERNAME"
+ENV_PASSWORD = "CITYOPS_SASL_PASSWORD"
+ENV_PROTOCOL = "CITYOPS_SECURITY_PROTOCOL"
+ENV_MECHANISM = "CITYOPS_SASL_MECHANISM"
+
+#: The broker's own principal and the only super user: it formats storage, authenticates the
+#: broker to its controller and is the operator's identity for topic and ACL administration.
+ADMIN = "admin"
+WORKER = "cityops-worker"
+COMMAND_CENTER = "command-center"
+#: Publishes the compacted reference topics (wards, asset registry).
+REFERENCE_PUBLISHER = "cityops-reference"
+
+#: Partner principal -> the one input topic it may write.
+PARTNER_TOPICS: dict[str, catalog.TopicSpec] = {
+    "partner-police": catalog.INCIDENTS,
+    "partner-112": catalog.INCIDENTS,
+    "partner-citizen-app": catalog.INCIDENTS,
+    "partner-lighting": catalog.LIGHTING,
+    "partner-waste": catalog.WASTE,
+}
+
+PRINCIPALS: tuple[str, ...] = (
+    ADMIN, *PARTNER_TOPICS, WORKER, COMMAND_CENTER, REFERENCE_PUBLISHER,
+)
+
+#: Consumer groups of command-center applications start with this (a prefixed ACL).
+COMMAND_CENTER_GROUP_PREFIX = "command-center"
+
+_SUPPORTED_PROTOCOLS = ("PLAINTEXT", SASL_PLAINTEXT)
+_SUPPORTED_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+
+
+class SecurityError(RuntimeError):
+    """A security setting or operation is wrong; the message says what to change."""
+
+
+# --- client side --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClientSecurity:
+    """How one client authenticates; `username` is None for an unauthenticated listener."""
+
+    protocol: str = SASL_PLAINTEXT
+    mechanism: str = SCRAM_MECHANISM
+    username: str | None = None
+    password: str | None = None
+
+    @property
+    def sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+
+def client_security(env: Mapping[str, str] | None = None) -> ClientSecurity | None:
+    """The security settings in the environment, or None when none is set (the plain broker)."""
+    env = os.environ if env is None else env
+    username = env.get(ENV_USERNAME) or None
+    password = env.get(ENV_PASSWORD) or None
+    protocol = env.get(ENV_PROTOCOL) or None
+    mechanism = env.get(ENV_MECHANISM) or SCRAM_MECHANISM
+    if username is None and password is None and protocol is None:
+        return None
+    protocol = (protocol or SASL_PLAINTEXT).upper()
+    if protocol not in _SUPPORTED_PROTOCOLS:
+        raise SecurityError(f"{ENV_PROTOCOL}={protocol} is not supported; use one of "
+                            f"{', '.join(_SUPPORTED_PROTOCOLS)} (TLS is not wired in yet)")
+    if mechanism not in _SUPPORTED_MECHANISMS:
+        raise SecurityError(f"{ENV_MECHANISM}={mechanism} is not supported; use one of "
+                            f"{', '.join(_SUPPORTED_MECHANISMS)}")
+    if protocol.startswith("SASL_") and (username is None or password is None):
+        raise SecurityError(f"{protocol} needs both {ENV_USERNAME} and {ENV_PASSWORD}")
+    return ClientSecurity(protocol, mechanism, username, password)
+
+
+def scram_client_config(username: str, password: str,
+                        mechanism: str = SCRAM_MECHANISM) -> dict[str, str]:
+    """kafka-python / aiokafka settings for one SCRAM principal (both libraries use these keys)."""
+    return {
+        "security_protocol": SASL_PLAINTEXT,
+        "sasl_mechanism": mechanism,
+        "sasl_plain_username": username,
+        "sasl_plain_password": password,
+    }
+
+
+def _client_config(security: ClientSecurity | None) -> dict[str, str]:
+    if security is None:
+        return {}
+    if not security.sasl:
+        return {"security_protocol": security.protocol}
+    assert security.username is not None and security.password is not None
+    return scram_client_config(security.username, security.password, security.mechanism)
+
+
+def kafka_python_security(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Keyword arguments for kafka-python clients; empty when the environment sets nothing."""
+    return _client_config(client_security(env))
+
+
+def aiokafka_security(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Keyword arguments for aiokafka clients; empty when the environment sets nothing."""
+    return _client_config(client_security(env))
+
+
+def faust_credentials(env: Mapping[str, str] | None = None) -> Any:
+    """`broker_credentials` for `faust.App`: a `faust.SASLCredentials`, or None (plain broker).
+
+    Faust hands these to every client it builds (consumer, producer, topic creation), which is
+    why the worker needs no other security setting besides the reference views' own reader.
+    """
+    security = client_security(env)
+    if security is None or not security.sasl:
+        return None
+    import faust
+
+    return faust.SASLCredentials(username=security.username, password=security.password,
+                                 mechanism=security.mechanism)
+
+
+def principal_env(username: str, password: str) -> dict[str, str]:
+    """The environment that makes any `cityops` command act as this principal."""
+    return {
+        ENV_PROTOCOL: SASL_PLAINTEXT,
+        ENV_MECHANISM: SCRAM_MECHANISM,
+        ENV_USERNAME: username,
+        ENV_PASSWORD: password,
+    }
+
+
+# --- passwords ----------------------------------------------------------------------------------
+
+
+def credentials_path() -> Path:
+    """In the ignored runtime folder: passwords are generated per installation, never committed."""
+    return var_dir() / "security" / "credentials.json"
+
+
+def load_credentials(path: Path | None = None) -> dict[str, str]:
+    """Principal -> password, as written by `ensure_credentials`."""
+    path = path or credentials_path()
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as error:
+        raise SecurityError(f"no credentials in {path}: run `cityops broker start --secure` "
+                            "or `cityops security setup` first") from error
+    users = data.get("users") if isinstance(data, dict) else None
+    if not isinstance(users, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in users.items()
+    ):
+        raise SecurityError(f"{path}: expected {{\"users\": {{name: password}}}}")
+    return dict(users)
+
+
+def ensure_credentials(path: Path | None = None,
+                       principals: Sequence[str] = PRINCIPALS) -> dict[str, str]:
+    """Load the passwords, generating any missing one; existing passwords are never replaced.
+
+    Replacing the admin password would lock the broker out of itself: its SCRAM credential was
+    written into the metadata log when storage was formatted.
+    """
+    path = path or credentials_path()
+    users = load_credentials(path) if path.exists() else {}
+    missing = [name for name in principals if name not in users]
+    if missing or not path.exists():
+        for name in missing:
+            users[name] = secrets.token_urlsafe(24)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(path.parent, 0o700)
+        temporary = path.with_suffix(".tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump({"mechanism": SCRAM_MECHANISM, "users": users}, handle, indent=2,
+                      sort_keys=True)
+            handle.write("\n")
+        temporary.replace(path)
+    return users
+
+
+def admin_client_config(path: Path | None = None) -> dict[str, str]:
+    """kafka-python settings for the admin principal, from the credentials file."""
+    return scram_client_config(ADMIN, load_credentials(path)[ADMIN])
+
+
+# --- broker side --------------------------------------------------------------------------------
+
+
+def broker_listener_properties(port: int, controller_port: int, admin_password: str) -> list[str]:
+    """Listener, SASL and authorizer lines of a secured single-node KRaft server.properties.
+
+    Clients and the broker itself use SCRAM-SHA-512 on the loopback client listener. The
+    controller listener uses SASL/PLAIN with one static user (the broker): KRaft cannot use
+    SCRAM there (SCRAM users live in the metadata the controller serves), and a PLAINTEXT
+    controller listener would authenticate as User:ANONYMOUS, which then has to be a super
+    user -- anyone reaching the controller port could change ACLs. Deny by default.
+    """
+    plain_jaas = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{ADMIN}" password="{admin_password}" user_{ADMIN}="{admin_password}";'
+    )
+    scram_jaas = (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{ADMIN}" password="{admin_password}";'
+    )
+    return [
+        f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+        f"listeners=SASL_PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        f"advertised.listeners=SASL_PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=SASL_PLAINTEXT",
+        "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        f"sasl.enabled.mechanisms={SCRAM_MECHANISM}",
+        f"sasl.mechanism.inter.broker.protocol={SCRAM_MECHANISM}",
+        f"listener.name.sasl_plaintext.{SCRAM_MECHANISM.lower()}.sasl.jaas.config={scram_jaas}",
+        "sasl.mechanism.controller.protocol=PLAIN",
+        "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+        f"listener.name.controller.plain.sasl.jaas.config={plain_jaas}",
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found=false",
+        f"super.users=User:{ADMIN}",
+    ]
+
+
+def format_scram_arguments(admin_password: str) -> list[str]:
+    """StorageTool arguments that create the admin user before the broker's first start."""
+    return ["--add-scram", f"{SCRAM_MECHANISM}=[name={ADMIN},password={admin_password}]"]
+
+
+# --- the ACL plan -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One ALLOW rule: principal may do `operations` on a resource (from any host)."""
+
+    principal: str
+    resource_type: str  # TOPIC | GROUP | CLUSTER
+    resource_name: str
+    pattern: str  # LITERAL | PREFIXED
+    operations: tuple[str, ...]
+
+    def describe(self) -> str:
+        name = self.resource_name + ("*" if self.pattern == "PREFIXED" else "")
+        return (f"User:{self.principal:20} {'+'.join(self.operations):18} "
+                f"{self.resource_type.lower():5} {name}")
+
+
+def _topic(principal: str, spec: catalog.TopicSpec, *operations: str) -> Grant:
+    return Grant(principal, "TOPIC", spec.name, "LITERAL", operations)
+
+
+def acl_plan(app_id: str, command_center_group_prefix: str = COMMAND_CENTER_GROUP_PREFIX
+             ) -> list[Grant]:
+    """Every ACL of the city, from the catalog's (possibly prefixed) topic names.
+
+    Partners get Write + Describe on their own input topic only. kafka-python 3 producers are
+    idempotent by default and need no IdempotentWrite on the cluster: since Kafka 3.0
+    (KIP-679) InitProducerId is allowed to a principal with Write on any topic -- verified on
+    Kafka 4.1.1. Read implies Describe, so readers get Read alone.
+    """
+    grants: list[Grant] = []
+    for principal, spec in PARTNER_TOPICS.items():
+        grants.append(_topic(principal, spec, "WRITE", "DESCRIBE"))
+    for spec in (catalog.WARDS, catalog.ASSETS):
+        grants.append(_topic(REFERENCE_PUBLISHER, spec, "WRITE", "DESCRIBE"))
+
+    # The worker reads partner input, its own enriched topics (the repartition step) and every
+    # reference view (wards, assets, situations); it writes enriched, situations and dead letters.
+    written = {catalog.INCIDENTS_ENRICHED.name, catalog.LIGHTING_ENRICHED.name,
+               catalog.WASTE_ENRICHED.name, catalog.SITUATIONS.name, catalog.DEAD_LETTERS.name}
+    read = {*(s.name for s in catalog.INPUT_TOPICS), catalog.INCIDENTS_ENRICHED.name,
+            catalog.LIGHTING_ENRICHED.name, catalog.WASTE_ENRICHED.name, catalog.WARDS.name,
+            catalog.ASSETS.name, catalog.SITUATIONS.name}
+    for spec in catalog.CATALOG:
+        operations = tuple(op for op, wanted in (("READ", spec.name in read),
+                                                 ("WRITE", spec.name in written)) if wanted)
+        if operations:
+            grants.append(_topic(WORKER, spec, *operations))
+    # Faust's own topics (table changelogs, the leader-assignor topic) are named
+    # `<app id>-...` and created by the worker on first start. Faust skips creating topics
+    # that already exist, so the catalog topics need no Create. Verified on Kafka 4.1.1: a
+    # worker with exactly these rules starts and processes with no denial in the broker log.
+    grants.append(Grant(WORKER, "TOPIC", f"{app_id}-", "PREFIXED",
+                        ("CREATE", "READ", "WRITE")))
+    grants.append(Grant(WORKER, "GROUP", app_id, "LITERAL", ("READ",)))
+
+    grants.append(_topic(COMMAND_CENTER, catalog.SITUATIONS, "READ"))
+    grants.append(Grant(COMMAND_CENTER, "GROUP", command_center_group_prefix, "PREFIXED",
+                        ("READ",)))
+    return grants
+
+
+def _to_acls(grants: Sequence[Grant]) -> list[Any]:
+    from kafka.admin import (
+        ACL,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        ResourcePattern,
+        ResourceType,
+    )
+
+    acls = []
+    for grant in grants:
+        pattern = ResourcePattern(ResourceType[grant.resource_type], grant.resource_name,
+                                  ACLResourcePatternType[grant.pattern])
+        for operation in grant.operations:
+            acls.append(ACL(f"User:{grant.principal}", "*", ACLOperation[operation],
+                            ACLPermissionType.ALLOW, pattern))
+    return acls
+
+
+# --- operator command ---------------------------------------------------------------------------
+
+
+@dataclass
+class SetupReport:
+    users: list[str] = field(default_factory=list)
+    grants: list[Grant] = field(default_factory=list)
+    acl_count: int = 0
+
+
+def setup(bootstrap: str, app_id: str, credentials_file: Path | None = None,
+          command_center_group_prefix: str = COMMAND_CENTER_GROUP_PREFIX) -> SetupReport:
+    """Create (or update) every principal's SCRAM user and the ACL plan; safe to run again.
+
+    Kafka ignores an ACL that already exists and an upsert replaces a user's salted password
+    with one derived from the same password, so a second run changes nothing a client notices.
+    """
+    from kafka.admin import UserScramCredentialUpsertion
+
+    from topics.admin import admin_client
+
+    users = ensure_credentials(credentials_file)
+    admin = admin_client(bootstrap, **scram_client_config(ADMIN, users[ADMIN]))
+    try:
+        upserts = [UserScramCredentialUpsertion(name, SCRAM_MECHANISM, users[name])
+                   for name in PRINCIPALS if name != ADMIN]
+        errors = {name: error for name, error in
+                  admin.alter_user_scram_credentials(upserts).items() if error}
+        if errors:
+            raise SecurityError("creating SCRAM users failed: " + "; ".join(
+                f"{name}: {error}" for name, error in sorted(errors.items())))
+        grants = acl_plan(app_id, command_center_group_prefix)
+        acls = _to_acls(grants)
+        result = admin.create_acls(acls)
+        if result["failed"]:
+            raise SecurityError("creating ACLs failed: " + "; ".join(
+                str(error) for error in result["failed"]))
+    finally:
+        admin.close()
+    return SetupReport(users=[name for name in PRINCIPALS if name != ADMIN], grants=grants,
+                       acl_count=len(acls))
