@@ -206,11 +206,21 @@ class WardAggregator:
     async def evaluate(self, ward: dict[str, Any], entry: OwnedWard, as_of: datetime,
                        kind: str, caused_by: str | None,
                        ingested_at: datetime | None = None) -> bool:
-        """Summarise the ward; emit if changed (or always, for a snapshot). True if emitted."""
+        """Summarise the ward and emit if changed (or always, for a snapshot); True if emitted.
+
+        A CHANGE from an event takes the next sequence number and is stored with the state in
+        the table by the caller. A clock tick runs outside stream iteration, where Faust forbids
+        table writes, so whatever it emits (a SNAPSHOT, or a CHANGE when time moved a window or
+        horizon) repeats the current sequence: a restarted worker then never goes back to a
+        lower number, and consumers keep the latest record among equal sequences.
+        """
+        if kind == "SNAPSHOT" and entry.sequence == 0:
+            return False
         code = ward["kelurahan_code"]
+        sequence = entry.sequence + 1 if kind == "CHANGE" else entry.sequence
         situation = summarize_ward(
             entry.state, ward, self.asset_counts(code), self.thresholds, as_of, kind,
-            entry.sequence + 1, caused_by,
+            sequence, caused_by,
         )
         situation.update(_counts(response_totals(entry.state)))
         now = datetime.now(UTC)
@@ -221,7 +231,7 @@ class WardAggregator:
             return False
         if changed:
             situation["kind"] = comparable["kind"] = "CHANGE"
-        entry.sequence += 1
+        entry.sequence = sequence
         entry.situation = comparable
         await self.pipeline.raw_topics[catalog.SITUATIONS.name].send(
             key=code.encode(), value=encode(SITUATION_SCHEMA, situation))
@@ -242,8 +252,7 @@ class WardAggregator:
             ward = wards.get(code)
             if ward is None:
                 continue
-            if await self.evaluate(ward, entry, now, "SNAPSHOT", None):
-                self.table[code] = entry.to_table()
+            await self.evaluate(ward, entry, now, "SNAPSHOT", None)
         if self.app.is_leader():
             await self.rollups(snapshot=True)
 

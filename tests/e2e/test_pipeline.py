@@ -205,3 +205,38 @@ def test_scenario_gives_exact_situations_dead_letters_and_metrics(
                                     kelurahan_code=FLOOD_WARD) == 2.0)
     assert worker.metric("cityops_lamps_out", kecamatan="Pulomerak") == 3.0
     assert worker.metric("cityops_open_incidents", kecamatan="Cibeber", category="FLOOD") == 3.0
+
+
+def test_clock_tick_emits_snapshots_that_repeat_the_sequence(
+    reference_data: str, tmp_path: Path, artifacts_dir: Path
+) -> None:
+    """A worker with a 2 s snapshot interval refreshes a ward's situation without a new event,
+    keeps its sequence, and keeps running (a tick must not write the table)."""
+    ward = "36.72.05.1001"
+    process = WorkerProcess(
+        reference_data, f"e2e-tick-{uuid.uuid4().hex[:8]}", artifacts_dir / "e2e-tick.log",
+        CITYOPS_SNAPSHOT_INTERVAL_S="2", CITYOPS_DATA_DIR=str(tmp_path),
+    ).start()
+    try:
+        process.wait_ready()
+        at = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
+        with PartnerProducer(reference_data) as producer:
+            producer.send("IncidentEvent", _incident(
+                f"TICK-{uuid.uuid4().hex[:6]}", at, "REPORTED", category="MEDICAL",
+                severity="MINOR", ward=ward))
+
+        def ward_records() -> list[dict[str, Any]]:
+            return [s for s in _read_all(reference_data, SITUATIONS.name,
+                                         SITUATIONS.value_schema, wait_for=1, timeout_s=2)
+                    if s["scope_code"] == ward]
+
+        _wait_for(lambda: sum(1 for s in ward_records() if s["kind"] == "SNAPSHOT") >= 2)
+        records = ward_records()
+        # the first tick may report a CHANGE (time moved the tumbling window on), never a new
+        # sequence number; after that, nothing changes and ticks are snapshots
+        assert (records[0]["kind"], records[0]["sequence"]) == ("CHANGE", 1)
+        assert {(s["sequence"], s["open_incidents"]) for s in records} == {(1, 1)}
+        assert records[-1]["kind"] == "SNAPSHOT"
+        assert process.process is not None and process.process.poll() is None
+    finally:
+        process.stop()
