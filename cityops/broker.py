@@ -1,7 +1,7 @@
 """The local Apache Kafka broker: fetched from Maven Central, run from its own jars.
 
 One KRaft node acts as broker and controller on loopback. The jars come from the small pom in
-`kafka/` (Maven resolves `org.apache.kafka:kafka_2.13` and a log4j backend), storage is
+`kafka-broker/` (Maven resolves `org.apache.kafka:kafka_2.13` and a log4j backend), storage is
 formatted once, and the process runs detached with its pid in `var/kafka/broker.pid`, so the
 same `cityops broker start` serves a developer, the tests and CI.
 """
@@ -108,7 +108,7 @@ def fetch_jars(quiet: bool = True) -> Path:
 
 def server_properties(config: BrokerConfig, data_dir: Path,
                       admin_password: str | None = None) -> str:
-    """A single-node KRaft configuration; every replication setting is 1 because there is one node."""
+    """A single-node KRaft configuration: every replication setting is 1, there is one node."""
     if config.secure:
         from cityops.security import broker_listener_properties
 
@@ -290,12 +290,12 @@ def start(config: BrokerConfig) -> str:
             return (f"started on {config.bootstrap}{' (SASL/SCRAM, ACLs)' if config.secure else ''}"
                     f" (pid {process.pid}); log: {log_file()}")
         time.sleep(0.5)
-    raise BrokerError(f"Kafka did not answer on {config.bootstrap} in {config.start_timeout_s:.0f}s; "
-                      f"see {log_file()}")
+    raise BrokerError(f"Kafka did not answer on {config.bootstrap} in "
+                      f"{config.start_timeout_s:.0f}s; see {log_file()}")
 
 
 def stop(timeout_s: float = 60.0) -> str:
-    """Stop cleanly with SIGTERM (Kafka flushes and closes its logs), SIGKILL only as a last resort."""
+    """Stop with SIGTERM (Kafka flushes and closes its logs); SIGKILL only as a last resort."""
     pid = _read_pid()
     if pid is None:
         _pid_file().unlink(missing_ok=True)

@@ -19,4 +19,4 @@ def var_dir() -> Path:
 
 def kafka_home() -> Path:
     """Folder with the broker pom and, after a fetch, its jars in `libs/`."""
-    return Path(os.environ.get("CITYOPS_KAFKA_HOME", PROJECT_ROOT / "kafka"))
+    return Path(os.environ.get("CITYOPS_KAFKA_HOME", PROJECT_ROOT / "kafka-broker"))

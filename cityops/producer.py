@@ -11,8 +11,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cityops.security import kafka_python_security
 from kafka import KafkaProducer
+
+from cityops.security import kafka_python_security
 from schemas.codec import encode
 from topics.catalog import CATALOG, TopicSpec
 

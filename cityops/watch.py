@@ -14,8 +14,9 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from cityops.security import kafka_python_security
 from kafka import KafkaConsumer, TopicPartition
+
+from cityops.security import kafka_python_security
 from schemas.codec import CodecError, decode
 from topics.catalog import SITUATIONS
 

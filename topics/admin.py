@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
-from kafka import KafkaAdminClient
 from topics.catalog import CATALOG, TopicSpec
 
 TOPIC_ALREADY_EXISTS = 36

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 
 from cityops.assets import generate_asset_registry
 from cityops.producer import PartnerProducer
 from cityops.wards import load_ward_records
-from kafka import KafkaConsumer, TopicPartition
 from schemas.codec import decode
 from tests.conftest import WorkerProcess
 from topics.catalog import DEAD_LETTERS, INCIDENTS, LIGHTING, SITUATIONS

@@ -8,8 +8,8 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
 from schemas.codec import decode, encode
 from tests.conftest import ROOT
 from topics.admin import admin_client, create_topics, describe_topics

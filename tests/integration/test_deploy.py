@@ -280,7 +280,7 @@ def test_workers_share_an_app_id_and_prometheus_scrapes_each_of_them(
 def test_kafka_image_matches_the_local_brokers_major_version() -> None:
     image = services()["kafka"]["image"]
     name, tag = image.split(":")
-    version = ET.parse(ROOT / "kafka" / "pom.xml").getroot().find(
+    version = ET.parse(ROOT / "kafka-broker" / "pom.xml").getroot().find(
         "{http://maven.apache.org/POM/4.0.0}properties/{http://maven.apache.org/POM/4.0.0}"
         "kafka.version")
     assert version is not None and version.text is not None
