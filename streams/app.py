@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import start_http_server
 
 from cityops.security import faust_credentials
@@ -45,6 +46,11 @@ from topics.catalog import TopicSpec
 log = logging.getLogger(__name__)
 
 Enricher = Callable[..., dict[str, Any]]
+
+#: Producer batching (docs/performance.md): at most 5 ms added per hop, many events per request.
+PRODUCER_LINGER_S = 0.005
+PRODUCER_MAX_BATCH_BYTES = 256 * 1024
+_PARTITIONER = DefaultPartitioner()
 
 
 class Pipeline:
@@ -72,8 +78,18 @@ class Pipeline:
             datadir=str(settings.data_dir),
             table_standby_replicas=0,
             broker_credentials=faust_credentials(),
+            # Batch produce requests: with Faust's default (no linger, 16 KB batches) every
+            # event became its own produce request (docs/performance.md).
+            producer_linger=PRODUCER_LINGER_S,
+            producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
         )
         self.references = ReferenceViews(settings, self.metrics)
+        # Per-event metric children, looked up once (labels() takes a lock and builds a key).
+        self._consumed = {spec.name: self.metrics.consumed.labels(spec.name)
+                          for spec in catalog.INPUT_TOPICS}
+        self._event_age = {spec.name: self.metrics.event_age.labels(spec.name)
+                           for spec in catalog.INPUT_TOPICS}
+        self._ward_partitions: dict[str, int] = {}
         self.raw_topics: dict[str, faust.TopicT] = {
             spec.name: self._raw_topic(spec) for spec in catalog.CATALOG
         }
@@ -114,14 +130,16 @@ class Pipeline:
                            enricher: Enricher) -> None:
         """Decode, validate and place one partner event; never raises."""
         message = event.message
-        self.metrics.consumed.labels(spec.name).inc()
+        self._consumed[spec.name].inc()
         now = datetime.now(UTC)
         try:
             if message.value is None:
                 raise CodecError("undecodable", f"{spec.name}: record has no value (tombstone)")
             decoded = decode(message.value, expected=spec.value_schema)
             enriched = enricher(decoded.record, self.references.data(), self.rules, now)
-            value = encode(out.value_schema, enriched)
+            # Built from a record decode() just checked: skip re-validating it (the Avro
+            # writer still refuses anything it cannot write).
+            value = encode(out.value_schema, enriched, validate=False)
         except CodecError as error:
             await self.send_dead_letter(event, "DECODE", error.reason, error)
             return
@@ -132,11 +150,22 @@ class Pipeline:
             log.exception("enrichment failed on %s@%d", message.topic, message.offset)
             await self.send_dead_letter(event, "PROCESS", "processing_error", error)
             return
-        await self.raw_topics[out.name].send(key=enriched["ward_code"].encode(), value=value)
+        ward_code: str = enriched["ward_code"]
+        await self.raw_topics[out.name].send(key=ward_code.encode(), value=value,
+                                             partition=self.ward_partition(ward_code))
         self.metrics.enriched.labels(spec.name, enriched["ward_resolution"]).inc()
         occurred: datetime = decoded.record["occurred_at"]
-        self.metrics.event_age.labels(spec.name).observe(
-            max(0.0, (now - occurred).total_seconds()))
+        self._event_age[spec.name].observe(max(0.0, (now - occurred).total_seconds()))
+
+    def ward_partition(self, ward_code: str) -> int:
+        """The partition of a ward's key on the ward-keyed topics, as the producer's default
+        (murmur2) partitioner would pick it, computed once per ward instead of per event."""
+        partition = self._ward_partitions.get(ward_code)
+        if partition is None:
+            partitions = list(range(catalog.WARD_PARTITIONS))
+            partition = _PARTITIONER(ward_code.encode(), partitions, partitions)
+            self._ward_partitions[ward_code] = partition
+        return partition
 
     def _enrich_agent(self, name: str, spec: TopicSpec, out: TopicSpec,
                       enricher: Enricher) -> None:
@@ -183,6 +212,9 @@ def run_worker(settings: WorkerSettings, loglevel: str = "info") -> None:
     """Run one worker until SIGTERM/SIGINT; several with the same app id share partitions."""
     pipeline = create_app(settings)
     worker = faust.Worker(pipeline.app, loglevel=loglevel, quiet=True)
+    # Faust's terminal spinner sets the root logger to DEBUG whenever the level is WARNING or
+    # above, so every aiokafka debug call built a log record (8 % of a worker's CPU).
+    worker.spinner = None
     started = time.monotonic()
     try:
         worker.execute_from_commandline()

@@ -16,13 +16,15 @@ rolls ward situations up to kecamatan and city.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
+from aiokafka.partitioner import DefaultPartitioner
 
 from processors.situation import (
     ResponseTotals,
@@ -34,12 +36,19 @@ from processors.situation import (
 )
 from processors.state import WardState, apply, from_ms
 from processors.thresholds import DEFAULT_THRESHOLDS_PATH, Thresholds
-from schemas.codec import encode
+from schemas.codec import decode, encode
 from streams.metrics import LEVEL_VALUES
 from topics import catalog
 
 if TYPE_CHECKING:
     from streams.app import Pipeline
+
+#: Changed wards are written to the table (and so to its changelog) at most this often, or
+#: after this many events, instead of after every event; the events are acked only after
+#: (docs/performance.md explains why at-least-once still holds).
+FLUSH_INTERVAL_S = 0.5
+FLUSH_EVERY_EVENTS = 5_000
+_PARTITIONER = DefaultPartitioner()
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +118,13 @@ class WardAggregator:
         self._asset_counts: dict[str, WardAssetCounts] = {}
         self._asset_version = -1
         self._rollups: dict[str, dict[str, Any]] = {}
+        # Wards changed since the last flush, and the events whose effect they hold.
+        self._dirty: set[str] = set()
+        self._unacked: list[faust.EventT[bytes]] = []
+        self._stream: faust.StreamT[bytes] | None = None
+        self._last_flush = time.monotonic()
+        self._aggregated: dict[tuple[str, str], Any] = {}
+        self._situation_partitions: dict[str, int] = {}
 
     # -- wiring ------------------------------------------------------------------------------
 
@@ -119,18 +135,55 @@ class WardAggregator:
             key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
         )
         self.app.agent(source, name="cityops.ward_state")(self._agent)
-        self.app.timer(self.pipeline.settings.rollup_interval_s)(self.rollups)
+        self.app.timer(FLUSH_INTERVAL_S)(self.flush)
+        async def rollup_tick() -> None:
+            # a wrapper without parameters: Faust passes the app to a timer that takes one,
+            # which would have landed in `snapshot`
+            await self.rollups()
+
+        self.app.timer(self.pipeline.settings.rollup_interval_s)(rollup_tick)
         if self.pipeline.settings.snapshot_interval_s > 0:
             self.app.timer(self.pipeline.settings.snapshot_interval_s)(self.clock_tick)
 
         @self.app.on_partitions_revoked.connect
         async def _forget(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+            await self.flush()
             self.owned.clear()
 
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
         await self.pipeline.references.wait_ready()
-        async for event in stream.events():
-            await self.process(event)
+        # Manual acks: an event is acked by flush(), after the ward state it changed was
+        # written to the table, so its offset cannot be committed before its changelog record.
+        manual: faust.StreamT[bytes] = cast(faust.Stream[bytes], stream).noack()
+        self._stream = manual
+        async for event in manual.events():
+            try:
+                await self.process(event)
+            finally:
+                self._unacked.append(event)
+            if (len(self._unacked) >= FLUSH_EVERY_EVENTS
+                    or time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S):
+                await self.flush()
+
+    async def flush(self) -> None:
+        """Write each changed ward once to the table and its changelog, then ack the events
+        that changed them (also run by a timer, so a quiet stream is flushed too)."""
+        self._last_flush = time.monotonic()
+        dirty, self._dirty = self._dirty, set()
+        for code in dirty:
+            entry = self.owned.get(code)
+            if entry is None or entry.partition < 0:
+                continue
+            value = entry.to_table()
+            # What `table[code] = value` does, with the ward's own partition: the current
+            # event, which Faust would take it from, may be of another ward.
+            self.table.data[code] = value
+            self.table.send_changelog(entry.partition, code, value)
+        events, self._unacked = self._unacked, []
+        stream = self._stream
+        if stream is not None:
+            for event in events:
+                await stream.ack(event)
 
     # -- per event -----------------------------------------------------------------------------
 
@@ -162,14 +215,13 @@ class WardAggregator:
         return entry
 
     async def process(self, event: faust.EventT[bytes]) -> None:
-        from schemas.codec import decode
-
         message = event.message
         topic = message.topic
         try:
             if message.value is None:
                 raise ValueError(f"{topic}: record has no value")
-            enriched = decode(message.value, expected=SCHEMA_BY_TOPIC[topic]).record
+            # Enriched topics are written only by workers: skip the canonical-bytes check.
+            enriched = decode(message.value, expected=SCHEMA_BY_TOPIC[topic], trusted=True).record
             ward_code: str = enriched["ward_code"]
             ward = self.pipeline.references.wards.values.get(ward_code)
             if ward is None:
@@ -182,15 +234,19 @@ class WardAggregator:
             log.exception("ward state update failed on %s@%d", topic, message.offset)
             await self.pipeline.send_dead_letter(event, "PROCESS", "processing_error", error)
             return
-        self.metrics.aggregated.labels(topic, result.status).inc()
+        counter = self._aggregated.get((topic, result.status))
+        if counter is None:
+            counter = self._aggregated[(topic, result.status)] = (
+                self.metrics.aggregated.labels(topic, result.status))
+        counter.inc()
         if not result.changed:
             return
+        self._dirty.add(ward_code)
         self._observe_response_times(ward, entry.state, dispatch_before, on_scene_before)
         as_of = from_ms(entry.state.watermark) if entry.state.watermark is not None else (
             datetime.now(UTC))
         await self.evaluate(ward, entry, as_of, "CHANGE", enriched["event"]["event_id"],
                             ingested_at=enriched["ingested_at"])
-        self.table[ward_code] = entry.to_table()
 
     def _observe_response_times(self, ward: dict[str, Any], state: WardState,
                                 dispatch_before: tuple[int, int],
@@ -234,12 +290,22 @@ class WardAggregator:
         entry.sequence = sequence
         entry.situation = comparable
         await self.pipeline.raw_topics[catalog.SITUATIONS.name].send(
-            key=code.encode(), value=encode(SITUATION_SCHEMA, situation))
+            key=code.encode(), value=encode(SITUATION_SCHEMA, situation),
+            partition=self._situation_partition(code))
         self.metrics.situations.labels("KELURAHAN", situation["kind"]).inc()
         if ingested_at is not None:
             self.metrics.ingest_to_situation.observe(
                 max(0.0, (now - ingested_at).total_seconds()))
         return True
+
+    def _situation_partition(self, code: str) -> int:
+        """The default partitioner's choice for a scope code, computed once per code."""
+        partition = self._situation_partitions.get(code)
+        if partition is None:
+            partitions = list(range(catalog.SITUATIONS.partitions))
+            partition = _PARTITIONER(code.encode(), partitions, partitions)
+            self._situation_partitions[code] = partition
+        return partition
 
     # -- timers ------------------------------------------------------------------------------
 

@@ -203,7 +203,10 @@
     renderKecamatan();
     renderList();
     renderDetail();
-    if (state.haveSnapshot) state.firstPicture = false;
+    if (state.haveSnapshot && state.firstPicture) {
+      state.firstPicture = false;
+      requestAnimationFrame(() => document.body.classList.add("painted"));
+    }
   }
 
   function renderMap() {

@@ -24,11 +24,12 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from cityops.assets import generate_asset_registry
-from cityops.producer import PartnerProducer
 from cityops.wards import load_ward_records
 from schemas.codec import decode
 from tests.conftest import WorkerProcess
-from topics.catalog import DEAD_LETTERS, INCIDENTS, LIGHTING, SITUATIONS
+from tests.namespace import Namespace
+from topics import catalog
+from topics.catalog import DEAD_LETTERS, INCIDENTS, LIGHTING, SITUATIONS, TopicSpec
 
 pytestmark = pytest.mark.e2e
 
@@ -39,13 +40,25 @@ WASTE_WARD = "36.72.02.1002"
 COORDINATE_WARD = "36.72.08.1001"
 
 
+#: This module's own topic namespace, so exact counts see only the events sent here.
+PREFIX = f"{catalog.PREFIX}pipeline-{uuid.uuid4().hex[:6]}."
+
+
+def _topic(spec: TopicSpec) -> str:
+    return PREFIX + spec.name.removeprefix(catalog.PREFIX)
+
+
 @pytest.fixture(scope="module")
-def worker(reference_data: str, tmp_path_factory: pytest.TempPathFactory,
+def namespace(broker: str) -> Namespace:
+    return Namespace.create(broker, "pipeline", prefix=PREFIX)
+
+
+@pytest.fixture(scope="module")
+def worker(namespace: Namespace, tmp_path_factory: pytest.TempPathFactory,
            artifacts_dir: Path) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(
-        reference_data, f"e2e-{uuid.uuid4().hex[:8]}", artifacts_dir / "e2e-worker.log",
-        CITYOPS_SNAPSHOT_INTERVAL_S="0", CITYOPS_ROLLUP_INTERVAL_S="0.5",
-        CITYOPS_DATA_DIR=str(tmp_path_factory.mktemp("worker")),
+    process = namespace.worker(
+        f"e2e-{uuid.uuid4().hex[:8]}", artifacts_dir / "e2e-worker.log",
+        tmp_path_factory.mktemp("worker"),
     ).start()
     try:
         process.wait_ready()
@@ -99,8 +112,9 @@ def _wait_for(predicate: Any, timeout_s: float = 60.0) -> None:
 
 
 def test_scenario_gives_exact_situations_dead_letters_and_metrics(
-    worker: WorkerProcess, reference_data: str
+    worker: WorkerProcess, namespace: Namespace
 ) -> None:
+    bootstrap = namespace.bootstrap
     now = datetime.now(UTC).replace(microsecond=0)
     base = now - timedelta(minutes=10)
     base = base - timedelta(minutes=base.minute % 5, seconds=base.second)
@@ -111,7 +125,7 @@ def test_scenario_gives_exact_situations_dead_letters_and_metrics(
     floods = [f"FLOOD-{uuid.uuid4().hex[:6]}" for _ in range(3)]
     centroid = next(w for w in load_ward_records() if w["kelurahan_code"] == COORDINATE_WARD)
 
-    with PartnerProducer(reference_data) as producer:
+    with namespace.producer() as producer:
         for i, incident_id in enumerate(floods):
             producer.send("IncidentEvent", _incident(
                 incident_id, base + timedelta(seconds=30 * (i + 1)), "REPORTED"))
@@ -135,20 +149,20 @@ def test_scenario_gives_exact_situations_dead_letters_and_metrics(
             lon=centroid["centroid_lon"]))
         producer.send("IncidentEvent", _incident(
             "NOWHERE-1", base + timedelta(seconds=46), "REPORTED", ward="36.72.99.9999"))
-        producer.send_raw(LIGHTING.name, b"garbage-key", b"\x00\x01not avro")
+        producer.send_raw(_topic(LIGHTING), b"garbage-key", b"\x00\x01not avro")
 
     # the flood ward reaches ALERT; then one flood is dispatched 5 minutes after its report
     def flood_situations() -> list[dict[str, Any]]:
-        return [s for s in _read_all(reference_data, SITUATIONS.name,
+        return [s for s in _read_all(bootstrap, _topic(SITUATIONS),
                                      SITUATIONS.value_schema, wait_for=1, timeout_s=2)
                 if s["scope_code"] == FLOOD_WARD]
 
     _wait_for(lambda: len(flood_situations()) >= 3)
-    with PartnerProducer(reference_data) as producer:
+    with namespace.producer() as producer:
         producer.send("IncidentEvent", _incident(
             floods[0], base + timedelta(seconds=30 + 300), "DISPATCHED"))
 
-    situations = _read_all(reference_data, SITUATIONS.name, SITUATIONS.value_schema,
+    situations = _read_all(bootstrap, _topic(SITUATIONS), SITUATIONS.value_schema,
                            wait_for=4 + 3 + 1 + 1 + 2)
 
     def of(code: str) -> list[tuple[Any, ...]]:
@@ -179,25 +193,25 @@ def test_scenario_gives_exact_situations_dead_letters_and_metrics(
     assert (city["level"], city["open_incidents"], city["lamps_out"],
             city["containers_full"]) == ("ALERT", 4, 3, 3)
 
-    dead = _read_all(reference_data, DEAD_LETTERS.name, DEAD_LETTERS.value_schema, wait_for=2)
+    dead = _read_all(bootstrap, _topic(DEAD_LETTERS), DEAD_LETTERS.value_schema, wait_for=2)
     assert sorted((d["original_topic"], d["stage"], d["reason"]) for d in dead) == sorted([
-        (INCIDENTS.name, "ENRICH", "unknown_ward"),
-        (LIGHTING.name, "DECODE", "not_single_object"),
+        (_topic(INCIDENTS), "ENRICH", "unknown_ward"),
+        (_topic(LIGHTING), "DECODE", "not_single_object"),
     ])
-    garbage = next(d for d in dead if d["original_topic"] == LIGHTING.name)
+    garbage = next(d for d in dead if d["original_topic"] == _topic(LIGHTING))
     assert (garbage["original_key"], garbage["original_value"]) == (
         b"garbage-key", b"\x00\x01not avro")
 
     # metrics scraped over HTTP from the worker
-    assert worker.metric("cityops_events_consumed_total", topic=INCIDENTS.name) == 6.0
-    assert worker.metric("cityops_events_consumed_total", topic=LIGHTING.name) == 4.0
-    assert worker.metric("cityops_events_rejected_total", topic=INCIDENTS.name,
+    assert worker.metric("cityops_events_consumed_total", topic=_topic(INCIDENTS)) == 6.0
+    assert worker.metric("cityops_events_consumed_total", topic=_topic(LIGHTING)) == 4.0
+    assert worker.metric("cityops_events_rejected_total", topic=_topic(INCIDENTS),
                          stage="ENRICH", reason="unknown_ward") == 1.0
-    assert worker.metric("cityops_events_rejected_total", topic=LIGHTING.name,
+    assert worker.metric("cityops_events_rejected_total", topic=_topic(LIGHTING),
                          stage="DECODE", reason="not_single_object") == 1.0
-    assert worker.metric("cityops_events_enriched_total", topic=INCIDENTS.name,
+    assert worker.metric("cityops_events_enriched_total", topic=_topic(INCIDENTS),
                          ward_resolution="POINT_IN_POLYGON") == 1.0
-    assert worker.metric("cityops_events_enriched_total", topic=LIGHTING.name,
+    assert worker.metric("cityops_events_enriched_total", topic=_topic(LIGHTING),
                          ward_resolution="ASSET_REGISTRY") == 3.0
     assert worker.metric("cityops_incident_dispatch_seconds_sum", kecamatan="Cibeber") == 300.0
     assert worker.metric("cityops_incident_dispatch_seconds_count", kecamatan="Cibeber") == 1.0
@@ -208,25 +222,26 @@ def test_scenario_gives_exact_situations_dead_letters_and_metrics(
 
 
 def test_clock_tick_emits_snapshots_that_repeat_the_sequence(
-    reference_data: str, tmp_path: Path, artifacts_dir: Path
+    namespace: Namespace, tmp_path: Path, artifacts_dir: Path
 ) -> None:
     """A worker with a 2 s snapshot interval refreshes a ward's situation without a new event,
     keeps its sequence, and keeps running (a tick must not write the table)."""
     ward = "36.72.05.1001"
-    process = WorkerProcess(
-        reference_data, f"e2e-tick-{uuid.uuid4().hex[:8]}", artifacts_dir / "e2e-tick.log",
-        CITYOPS_SNAPSHOT_INTERVAL_S="2", CITYOPS_DATA_DIR=str(tmp_path),
+    process = namespace.worker(
+        f"e2e-tick-{uuid.uuid4().hex[:8]}", artifacts_dir / "e2e-tick.log", tmp_path,
+        CITYOPS_SNAPSHOT_INTERVAL_S="2",
     ).start()
+    bootstrap = namespace.bootstrap
     try:
         process.wait_ready()
         at = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
-        with PartnerProducer(reference_data) as producer:
+        with namespace.producer() as producer:
             producer.send("IncidentEvent", _incident(
                 f"TICK-{uuid.uuid4().hex[:6]}", at, "REPORTED", category="MEDICAL",
                 severity="MINOR", ward=ward))
 
         def ward_records() -> list[dict[str, Any]]:
-            return [s for s in _read_all(reference_data, SITUATIONS.name,
+            return [s for s in _read_all(bootstrap, _topic(SITUATIONS),
                                          SITUATIONS.value_schema, wait_for=1, timeout_s=2)
                     if s["scope_code"] == ward]
 

@@ -40,10 +40,11 @@ import pytest
 import yaml
 
 from cityops.assets import generate_asset_registry
-from cityops.producer import PartnerProducer
 from cityops.wards import load_ward_records
 from tests.conftest import ROOT, WorkerProcess, free_port
-from topics.catalog import INCIDENTS, LIGHTING, WASTE
+from tests.namespace import Namespace
+from topics import catalog
+from topics.catalog import INCIDENTS, LIGHTING, WASTE, TopicSpec
 
 pytestmark = pytest.mark.integration
 
@@ -149,14 +150,26 @@ class PrometheusServer:
                 self.process.wait()
 
 
+#: This module's own topic namespace: its worker must see only the events sent here, or the
+#: exact counts below would include other tests' events.
+PREFIX = f"{catalog.PREFIX}dashboard-{uuid.uuid4().hex[:6]}."
+
+
+def _topic(spec: TopicSpec) -> str:
+    return PREFIX + spec.name.removeprefix(catalog.PREFIX)
+
+
 @pytest.fixture(scope="module")
-def worker(reference_data: str, tmp_path_factory: pytest.TempPathFactory,
+def namespace(broker: str) -> Namespace:
+    return Namespace.create(broker, "dashboard", prefix=PREFIX)
+
+
+@pytest.fixture(scope="module")
+def worker(namespace: Namespace, tmp_path_factory: pytest.TempPathFactory,
            artifacts_dir: Path) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(
-        reference_data, f"dashboard-{uuid.uuid4().hex[:8]}",
-        artifacts_dir / "dashboard-worker.log",
-        CITYOPS_SNAPSHOT_INTERVAL_S="0", CITYOPS_ROLLUP_INTERVAL_S="0.5",
-        CITYOPS_DATA_DIR=str(tmp_path_factory.mktemp("dashboard-worker")),
+    process = namespace.worker(
+        f"dashboard-{uuid.uuid4().hex[:8]}", artifacts_dir / "dashboard-worker.log",
+        tmp_path_factory.mktemp("dashboard-worker"),
     ).start()
     try:
         process.wait_ready()
@@ -233,7 +246,7 @@ def _count(metric: str, **labels: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def scenario(worker: WorkerProcess, prometheus: PrometheusServer, reference_data: str
+def scenario(worker: WorkerProcess, prometheus: PrometheusServer, namespace: Namespace
              ) -> dict[str, float]:
     """Feed the scenario in phases; returns the lamp uptime Pulomerak must show."""
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
@@ -252,7 +265,7 @@ def scenario(worker: WorkerProcess, prometheus: PrometheusServer, reference_data
         return _count("cityops_event_age_seconds_count", topic=topic)
 
     # phase 1: reports, lamp faults, full containers, two dead letters
-    with PartnerProducer(reference_data) as producer:
+    with namespace.producer() as producer:
         for i, incident_id in enumerate(floods):
             producer.send("IncidentEvent", _incident(incident_id, at(30 * (i + 1)),
                                                      "REPORTED"))
@@ -263,30 +276,30 @@ def scenario(worker: WorkerProcess, prometheus: PrometheusServer, reference_data
             producer.send("WasteEvent", _fill(container, at(50 + i), 0.95))
         producer.send("IncidentEvent", _incident("NOWHERE-1", at(46), "REPORTED",
                                                  ward=UNKNOWN_WARD))
-        producer.send_raw(LIGHTING.name, b"garbage-key", b"\x00\x01not avro")
+        producer.send_raw(_topic(LIGHTING), b"garbage-key", b"\x00\x01not avro")
     _wait_values(prometheus, {
         _count("cityops_ward_situation_level", kelurahan_code=FLOOD_WARD): 2.0,
         _count("cityops_lamps_out", kecamatan="Pulomerak"): 3.0,
         _count("cityops_containers_full", kecamatan="Cilegon"): 3.0,
         f"count({_count('cityops_events_rejected_total')})": 2.0,
-        age_count(INCIDENTS.name): 3.0, age_count(LIGHTING.name): 3.0,
-        age_count(WASTE.name): 3.0,
+        age_count(_topic(INCIDENTS)): 3.0, age_count(_topic(LIGHTING)): 3.0,
+        age_count(_topic(WASTE)): 3.0,
     })
 
     # phase 2: the first dispatch creates the response-time series; more sensor reports
-    with PartnerProducer(reference_data) as producer:
+    with namespace.producer() as producer:
         producer.send("IncidentEvent", _incident(floods[0], at(30 + 120), "DISPATCHED"))
         producer.send("LightingEvent", _lamp(cabinet_lamps[3], at(43), "STATUS",
                                              "OK", "ON"))
         producer.send("WasteEvent", _fill(containers[3], at(53), 0.30))
     _wait_values(prometheus, {
         _count("cityops_incident_dispatch_seconds_count", kecamatan="Cibeber"): 1.0,
-        age_count(INCIDENTS.name): 4.0, age_count(LIGHTING.name): 4.0,
-        age_count(WASTE.name): 4.0,
+        age_count(_topic(INCIDENTS)): 4.0, age_count(_topic(LIGHTING)): 4.0,
+        age_count(_topic(WASTE)): 4.0,
     })
 
     # phase 3: a second dispatch (counted by rate now), the first unit on scene
-    with PartnerProducer(reference_data) as producer:
+    with namespace.producer() as producer:
         producer.send("IncidentEvent", _incident(floods[1], at(60 + 300), "DISPATCHED"))
         producer.send("IncidentEvent", _incident(floods[0], at(30 + 420), "ON_SCENE"))
     _wait_values(prometheus, {
@@ -295,15 +308,15 @@ def scenario(worker: WorkerProcess, prometheus: PrometheusServer, reference_data
     })
 
     # phase 4: the second unit on scene; one more report per topic, within the last minute
-    with PartnerProducer(reference_data) as producer:
+    with namespace.producer() as producer:
         producer.send("IncidentEvent", _incident(floods[1], at(60 + 600), "ON_SCENE"))
         producer.send("LightingEvent", _lamp(cabinet_lamps[4], at(44), "STATUS",
                                              "OK", "ON"))
         producer.send("WasteEvent", _fill(containers[3], at(54), 0.35))
     _wait_values(prometheus, {
         _count("cityops_incident_on_scene_seconds_count", kecamatan="Cibeber"): 2.0,
-        age_count(INCIDENTS.name): 7.0, age_count(LIGHTING.name): 5.0,
-        age_count(WASTE.name): 5.0,
+        age_count(_topic(INCIDENTS)): 7.0, age_count(_topic(LIGHTING)): 5.0,
+        age_count(_topic(WASTE)): 5.0,
     })
     return {"pulomerak_lamp_uptime": (tamansari_lamps - 3) / tamansari_lamps}
 
@@ -376,17 +389,17 @@ def _check_dashboard(prometheus: PrometheusServer, lamp_uptime: float) -> list[s
         ("Dispatch time p90 by kecamatan", "A"): (("kecamatan",), {("Cibeber",): 282.0}),
         # every event is older than the top bucket (300 s)
         ("Event age at enrichment (p95 by topic)", "A"): (("topic",), {
-            (INCIDENTS.name,): 300.0, (LIGHTING.name,): 300.0, (WASTE.name,): 300.0}),
+            (_topic(INCIDENTS),): 300.0, (_topic(LIGHTING),): 300.0, (_topic(WASTE),): 300.0}),
         ("Workers", "A"): ((), {(): 1.0}),
         ("Workers", "B"): ((), {(): 1.0}),
         ("Workers", "C"): ((), {(): 1.0}),
     }
     label_sets: dict[tuple[str, str], tuple[tuple[str, ...], set[tuple[str, ...]]]] = {
         ("Events consumed per second by topic", "A"): (("topic",), {
-            (INCIDENTS.name,), (LIGHTING.name,), (WASTE.name,)}),
+            (_topic(INCIDENTS),), (_topic(LIGHTING),), (_topic(WASTE),)}),
         ("Rejections per second by topic and reason", "A"): (("topic", "stage", "reason"), {
-            (INCIDENTS.name, "ENRICH", "unknown_ward"),
-            (LIGHTING.name, "DECODE", "not_single_object")}),
+            (_topic(INCIDENTS), "ENRICH", "unknown_ward"),
+            (_topic(LIGHTING), "DECODE", "not_single_object")}),
     }
     problems: list[str] = []
     seen: set[tuple[str, str]] = set()
