@@ -22,6 +22,25 @@ from topics.catalog import TopicSpec
 
 
 @dataclass(frozen=True)
+class NamespacePlan:
+    """A namespace named at import time, so a test module's constants can name its topics;
+    `create` makes it real on the broker (in a module-scoped fixture)."""
+
+    label: str
+    prefix: str
+
+    @classmethod
+    def new(cls, label: str) -> NamespacePlan:
+        return cls(label, f"{catalog.PREFIX}{label}-{uuid.uuid4().hex[:6]}.")
+
+    def topic(self, spec: TopicSpec) -> str:
+        return self.prefix + spec.name.removeprefix(catalog.PREFIX)
+
+    def create(self, bootstrap: str) -> Namespace:
+        return Namespace.create(bootstrap, self.label, prefix=self.prefix)
+
+
+@dataclass(frozen=True)
 class Namespace:
     """A topic prefix of its own (nested in the session's), with wards and assets loaded."""
 

@@ -27,9 +27,8 @@ from cityops.assets import generate_asset_registry
 from cityops.wards import load_ward_records
 from schemas.codec import decode
 from tests.conftest import WorkerProcess
-from tests.namespace import Namespace
-from topics import catalog
-from topics.catalog import DEAD_LETTERS, INCIDENTS, LIGHTING, SITUATIONS, TopicSpec
+from tests.namespace import Namespace, NamespacePlan
+from topics.catalog import DEAD_LETTERS, INCIDENTS, LIGHTING, SITUATIONS
 
 pytestmark = pytest.mark.e2e
 
@@ -41,16 +40,13 @@ COORDINATE_WARD = "36.72.08.1001"
 
 
 #: This module's own topic namespace, so exact counts see only the events sent here.
-PREFIX = f"{catalog.PREFIX}pipeline-{uuid.uuid4().hex[:6]}."
-
-
-def _topic(spec: TopicSpec) -> str:
-    return PREFIX + spec.name.removeprefix(catalog.PREFIX)
+PLAN = NamespacePlan.new("pipeline")
+_topic = PLAN.topic
 
 
 @pytest.fixture(scope="module")
 def namespace(broker: str) -> Namespace:
-    return Namespace.create(broker, "pipeline", prefix=PREFIX)
+    return PLAN.create(broker)
 
 
 @pytest.fixture(scope="module")

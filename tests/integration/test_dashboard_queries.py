@@ -42,9 +42,8 @@ import yaml
 from cityops.assets import generate_asset_registry
 from cityops.wards import load_ward_records
 from tests.conftest import ROOT, WorkerProcess, free_port
-from tests.namespace import Namespace
-from topics import catalog
-from topics.catalog import INCIDENTS, LIGHTING, WASTE, TopicSpec
+from tests.namespace import Namespace, NamespacePlan
+from topics.catalog import INCIDENTS, LIGHTING, WASTE
 
 pytestmark = pytest.mark.integration
 
@@ -150,18 +149,14 @@ class PrometheusServer:
                 self.process.wait()
 
 
-#: This module's own topic namespace: its worker must see only the events sent here, or the
-#: exact counts below would include other tests' events.
-PREFIX = f"{catalog.PREFIX}dashboard-{uuid.uuid4().hex[:6]}."
-
-
-def _topic(spec: TopicSpec) -> str:
-    return PREFIX + spec.name.removeprefix(catalog.PREFIX)
+#: This module's own topic namespace, so exact counts see only the events sent here.
+PLAN = NamespacePlan.new("dashboard")
+_topic = PLAN.topic
 
 
 @pytest.fixture(scope="module")
 def namespace(broker: str) -> Namespace:
-    return Namespace.create(broker, "dashboard", prefix=PREFIX)
+    return PLAN.create(broker)
 
 
 @pytest.fixture(scope="module")
