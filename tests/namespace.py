@@ -101,6 +101,9 @@ class Namespace:
         consumer.close()
         return found
 
+    def read_situations(self) -> list[dict[str, Any]]:
+        return self.read(catalog.SITUATIONS)
+
     def records(self) -> dict[tuple[str, int], dict[str, Any]]:
         """Every SituationEvent on the topic, by (scope code, sequence)."""
         return {(value["scope_code"], value["sequence"]): value
