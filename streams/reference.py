@@ -41,6 +41,7 @@ class ReferenceViews:
         self.situations = self._view(catalog.SITUATIONS, "situation", self._situation_changed)
         self._data: ReferenceData | None = None
         self._built_from = -1
+        self._assets_counted = -1
 
     def _situation_changed(self, key: str, record: dict[str, Any] | None) -> None:
         for listener in self.situation_listeners:
@@ -82,5 +83,7 @@ class ReferenceViews:
                 locator=WardLocator.from_ward_records(list(self.wards.values.values())),
             )
             self.metrics.reference_records.labels("ward").set(len(self.wards.values))
-        self.metrics.reference_records.labels("asset").set(len(self.assets.values))
+        if self._assets_counted != self.assets.version:  # per event: only when it changed
+            self._assets_counted = self.assets.version
+            self.metrics.reference_records.labels("asset").set(len(self.assets.values))
         return self._data

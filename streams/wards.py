@@ -289,9 +289,9 @@ class WardAggregator:
             situation["kind"] = comparable["kind"] = "CHANGE"
         entry.sequence = sequence
         entry.situation = comparable
-        await self.pipeline.raw_topics[catalog.SITUATIONS.name].send(
-            key=code.encode(), value=encode(SITUATION_SCHEMA, situation),
-            partition=self._situation_partition(code))
+        await self.pipeline.send_fast(catalog.SITUATIONS.name, code.encode(),
+                                      encode(SITUATION_SCHEMA, situation),
+                                      self._situation_partition(code))
         self.metrics.situations.labels("KELURAHAN", situation["kind"]).inc()
         if ingested_at is not None:
             self.metrics.ingest_to_situation.observe(
