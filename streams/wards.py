@@ -16,12 +16,11 @@ rolls ward situations up to kecamatan and city.
 from __future__ import annotations
 
 import logging
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import faust
 from aiokafka.partitioner import DefaultPartitioner
@@ -43,11 +42,6 @@ from topics import catalog
 if TYPE_CHECKING:
     from streams.app import Pipeline
 
-#: Changed wards are written to the table (and so to its changelog) at most this often, or
-#: after this many events, instead of after every event; the events are acked only after
-#: (docs/performance.md explains why at-least-once still holds).
-FLUSH_INTERVAL_S = 0.5
-FLUSH_EVERY_EVENTS = 5_000
 _PARTITIONER = DefaultPartitioner()
 
 log = logging.getLogger(__name__)
@@ -118,11 +112,8 @@ class WardAggregator:
         self._asset_counts: dict[str, WardAssetCounts] = {}
         self._asset_version = -1
         self._rollups: dict[str, dict[str, Any]] = {}
-        # Wards changed since the last flush, and the events whose effect they hold.
+        # Wards changed since their state was last written to the table.
         self._dirty: set[str] = set()
-        self._unacked: list[faust.EventT[bytes]] = []
-        self._stream: faust.StreamT[bytes] | None = None
-        self._last_flush = time.monotonic()
         self._aggregated: dict[tuple[str, str], Any] = {}
         self._situation_partitions: dict[str, int] = {}
 
@@ -135,7 +126,7 @@ class WardAggregator:
             key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
         )
         self.app.agent(source, name="cityops.ward_state")(self._agent)
-        self.app.timer(FLUSH_INTERVAL_S)(self.flush)
+        self.app.sensors.add(_FlushBeforeCommit(self))
         async def rollup_tick() -> None:
             # a wrapper without parameters: Faust passes the app to a timer that takes one,
             # which would have landed in `snapshot`
@@ -147,43 +138,32 @@ class WardAggregator:
 
         @self.app.on_partitions_revoked.connect
         async def _forget(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-            await self.flush()
+            self.flush()
             self.owned.clear()
 
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
         await self.pipeline.references.wait_ready()
-        # Manual acks: an event is acked by flush(), after the ward state it changed was
-        # written to the table, so its offset cannot be committed before its changelog record.
-        manual: faust.StreamT[bytes] = cast(faust.Stream[bytes], stream).noack()
-        self._stream = manual
-        async for event in manual.events():
-            try:
-                await self.process(event)
-            finally:
-                self._unacked.append(event)
-            if (len(self._unacked) >= FLUSH_EVERY_EVENTS
-                    or time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S):
-                await self.flush()
+        async for event in stream.events():
+            await self.process(event)
 
-    async def flush(self) -> None:
-        """Write each changed ward once to the table and its changelog, then ack the events
-        that changed them (also run by a timer, so a quiet stream is flushed too)."""
-        self._last_flush = time.monotonic()
+    def flush(self) -> None:
+        """Write each ward changed since the last flush once to the table and its changelog.
+
+        Runs right before Faust computes the offsets to commit (`_FlushBeforeCommit`) and when
+        partitions are revoked, instead of after every event: writing a ward's whole state per
+        event was half of a worker's CPU. Synchronous on purpose, so no event can be processed
+        between this flush and the offset computation that follows it.
+        """
         dirty, self._dirty = self._dirty, set()
         for code in dirty:
             entry = self.owned.get(code)
             if entry is None or entry.partition < 0:
                 continue
             value = entry.to_table()
-            # What `table[code] = value` does, with the ward's own partition: the current
-            # event, which Faust would take it from, may be of another ward.
+            # What `table[code] = value` does, with the ward's own partition: Faust would take
+            # it from the current event, and there is none (or one of another ward) here.
             self.table.data[code] = value
             self.table.send_changelog(entry.partition, code, value)
-        events, self._unacked = self._unacked, []
-        stream = self._stream
-        if stream is not None:
-            for event in events:
-                await stream.ack(event)
 
     # -- per event -----------------------------------------------------------------------------
 
@@ -417,6 +397,24 @@ class WardAggregator:
             return Path(self.thresholds_path).stat().st_mtime
         except OSError:
             return None
+
+
+class _FlushBeforeCommit(faust.Sensor):
+    """Writes changed ward state to the changelog before any offset commit.
+
+    Faust calls `on_commit_initiated` synchronously at the start of every commit
+    (`Consumer.force_commit`), before it computes which offsets to commit; it then flushes the
+    producer and only then commits. So every event whose offset gets committed has its ward
+    state in the changelog first: at-least-once holds (docs/performance.md).
+    """
+
+    def __init__(self, aggregator: WardAggregator) -> None:
+        super().__init__()
+        self.aggregator = aggregator
+
+    def on_commit_initiated(self, consumer: Any) -> Any:
+        self.aggregator.flush()
+        return None
 
 
 _CATEGORIES = ("TRAFFIC_ACCIDENT", "FIRE", "FLOOD", "CRIME", "PUBLIC_ORDER", "MEDICAL",
