@@ -138,7 +138,10 @@ class WardAggregator:
 
         @self.app.on_partitions_revoked.connect
         async def _forget(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+            # Keep what was processed since the last commit, and have it on the broker before
+            # the rebalance completes: the next owner recovers the table from the changelog.
             self.flush()
+            await self.app.producer.flush()
             self.owned.clear()
 
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
@@ -151,8 +154,9 @@ class WardAggregator:
 
         Runs right before Faust computes the offsets to commit (`_FlushBeforeCommit`) and when
         partitions are revoked, instead of after every event: writing a ward's whole state per
-        event was half of a worker's CPU. Synchronous on purpose, so no event can be processed
-        between this flush and the offset computation that follows it.
+        event was the largest single cost (20-45 % of a worker's CPU, growing with the state).
+        Synchronous on purpose, so no event can be processed between this flush and the
+        offset computation that follows it.
         """
         dirty, self._dirty = self._dirty, set()
         for code in dirty:

@@ -477,3 +477,45 @@ def test_hostile_corpus_is_dead_lettered_and_valid_events_keep_flowing(
     assert worker.running and worker.starts == 1
     for sign in ("Traceback", "Crashed", "crashed", "MessageSizeTooLarge"):
         assert sign not in log, log[-3000:]
+
+
+LATE_WARD = "36.72.02.1002"  # Ciwedus
+
+
+def test_a_late_event_updates_latest_status_but_no_window(worker: Worker,
+                                                          namespace: Namespace) -> None:
+    """docs/rules.md: an event whose window closed (end + grace <= the ward's watermark) still
+    sets its lamp's latest status, is counted as late, and is not added to any window."""
+    registry = generate_asset_registry(load_ward_records(), seed=7)
+    lamps = sorted(a["asset_id"] for a in registry
+                   if a["ward_code"] == LATE_WARD and a["asset_kind"] == "LAMP")[:2]
+    now = datetime.now(UTC).replace(microsecond=0)
+    topic = namespace.name(catalog.LIGHTING_ENRICHED)
+
+    def outcome(name: str) -> float:
+        return worker.metric_sum("cityops_events_aggregated_total", topic=topic, outcome=name)
+
+    before = {name: outcome(name) for name in ("applied", "late")}
+    for lamp, at, expected in ((lamps[0], now - timedelta(minutes=1), "applied"),
+                               (lamps[1], now - timedelta(minutes=30), "late")):
+        record = {
+            "event_id": str(uuid.uuid4()), "occurred_at": at, "lamp_id": lamp,
+            "cabinet_id": None, "report_kind": "FAULT", "lamp_status": "NO_POWER",
+            "power_state": "OFF", "dimming_level": None, "energy_kwh": None, "ward_code": None,
+            "latitude": None, "longitude": None,
+        }
+        _send(namespace.bootstrap, namespace, [Item(f"late-test:{lamp}", "lighting",
+                                                    lamp.encode(), encode(LIGHTING, record))])
+        _wait(lambda expected=expected: outcome(expected) == before[expected] + 1, 60,
+              f"{lamp} {expected}")
+
+    def last() -> dict[str, Any]:
+        situations = [decode(r.value, expected=catalog.SITUATIONS.value_schema).record
+                      for r in read_records(namespace.bootstrap,
+                                            namespace.name(catalog.SITUATIONS))]
+        return [s for s in situations if s["scope_code"] == LATE_WARD][-1]
+
+    _wait(lambda: last()["lamps_out"] == 2, 30, "situation with both lamps out")
+    situation = last()
+    assert (situation["lamps_out"], situation["new_lamp_faults_in_window"],
+            situation["last_event_at"]) == (2, 1, now - timedelta(minutes=1))

@@ -1,0 +1,95 @@
+"""streams/faust_offsets.py: a record Faust never delivered can't be committed past.
+
+The chaos run (bench/chaos.py) found the loss end to end; these tests pin the two mechanisms on
+a Faust consumer object that never connects to a broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import faust
+import pytest
+from faust.types import TP
+
+from streams import faust_offsets
+
+pytestmark = pytest.mark.unit
+
+TOPIC_PARTITION = TP("city.incidents.v1", 0)
+
+
+@pytest.fixture(scope="module")
+def consumer() -> Any:
+    assert faust_offsets.install("at_least_once") is True
+    assert faust_offsets.install("at_least_once") is True  # idempotent
+    app = faust.App("test-faust-offsets", broker="kafka://127.0.0.1:1")
+    return app.consumer
+
+
+def test_exactly_once_keeps_fausts_own_behaviour() -> None:
+    assert faust_offsets.install("exactly_once") is False
+
+
+def test_already_read_means_below_the_committed_offset(consumer: Any) -> None:
+    assert consumer._read_offset[TOPIC_PARTITION] is None  # nothing committed: deliver all
+    consumer._committed_offset[TOPIC_PARTITION] = 170
+    consumer._read_offset[TOPIC_PARTITION] = 245  # read ahead, then a seek back to 170
+    assert consumer._read_offset[TOPIC_PARTITION] == 170  # 170..244 are delivered again
+    assert dict(consumer._read_offset) == {TOPIC_PARTITION: 245}
+
+
+def test_a_hole_in_the_acknowledged_offsets_stops_the_commit_instead_of_skipping(
+    consumer: Any,
+) -> None:
+    tp = TP("city.waste.v1", 3)
+    consumer._committed_offset[tp] = 10
+    asyncio.run(consumer._add_gap(tp, 11, 12))  # Faust saw 10, then 13: 11 and 12 missing
+    consumer._acked[tp].extend([10, 13, 14])
+    consumer._acked_index[tp].update([10, 13, 14])
+    assert len(consumer._gap[tp]) == 0
+    assert consumer._new_offset(tp) == 11  # commits 10 only; 11 and 12 are never skipped
+    assert consumer._new_offset(tp) is None
+
+
+def test_a_single_missing_record_is_not_committed_past(consumer: Any) -> None:
+    tp = TP("city.lighting.v1", 5)
+    consumer._committed_offset[tp] = 20
+    consumer._acked[tp].extend([21, 22])  # 20 never acknowledged; Faust alone commits 23
+    consumer._acked_index[tp].update([21, 22])
+    assert consumer._new_offset(tp) is None
+    assert consumer.__dict__["_cityops_holes"][tp][0] == 20
+
+
+class _FakeApp:
+    rebalancing = False
+
+
+class _FakeConsumer:
+    """Just what the commit wrapper touches."""
+
+    def __init__(self, holes: dict[TP, tuple[int, float]]) -> None:
+        self.app = _FakeApp()
+        self._cityops_holes = holes
+        self.sought: list[tuple[TP, int]] = []
+
+    def assignment(self) -> set[TP]:
+        return {TP("a", 0), TP("b", 0)}
+
+    async def seek(self, tp: TP, offset: int) -> None:
+        self.sought.append((tp, offset))
+
+
+def test_a_lasting_hole_is_healed_by_seeking_back_to_the_committed_offset() -> None:
+    async def original_commit(self: Any) -> bool:
+        return True
+
+    commit = faust_offsets._wrap_commit(original_commit)
+    old = time.monotonic() - faust_offsets.HEAL_AFTER_S - 1
+    fake = _FakeConsumer({TP("a", 0): (241, old), TP("b", 0): (7, time.monotonic()),
+                          TP("revoked", 0): (3, old)})
+    assert asyncio.run(commit(fake)) is True
+    assert fake.sought == [(TP("a", 0), 241)]  # b is too recent, "revoked" not assigned
+    assert list(fake._cityops_holes) == [TP("b", 0)]
