@@ -48,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--verify", action="store_true",
                      help="compare the drained state with an independent fold")
     run.add_argument("--skip", default="", help=f"phases to skip: {','.join(PHASES)}")
+    run.add_argument("--wait-load", type=float, metavar="LOAD",
+                     help="first wait (at most --wait-max seconds) for the 1-minute load "
+                     "average to drop below LOAD: the machine is shared")
+    run.add_argument("--wait-max", type=float, default=600.0)
     run.add_argument("--worker-root", type=Path,
                      help="run the workers from this checkout instead (before/after runs)")
     run.add_argument("--json", type=Path, help="results JSON (default var/bench/<date>.json)")
@@ -96,7 +100,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     json_path = args.json or ROOT / "var" / "bench" / f"{stamp}-{kind}.json"
     report_path = args.report or json_path.with_suffix(".md")
 
+    waited = 0.0
+    if args.wait_load is not None:
+        started = time.monotonic()
+        while (os.getloadavg()[0] >= args.wait_load
+               and time.monotonic() - started < args.wait_max):
+            time.sleep(10.0)
+        waited = time.monotonic() - started
+        print(f"waited {waited:.0f}s for the load average; now {os.getloadavg()}")
     results = Run(config).run()
+    results["waited_for_load_s"] = round(waited)
     write_json(results, json_path)
     text = render(results)
     report_path.parent.mkdir(parents=True, exist_ok=True)

@@ -166,7 +166,7 @@ def drain(workers: Sequence[Worker], expected: int, lag: LagProbe,
                     and total.aggregated + total.rejected >= expected)
         if complete and processed_at is None:
             processed_at = now
-        if complete and lag.lag() == 0:
+        if complete and _lag_or_none(lag) == 0:
             done_at = time.monotonic()
             break
         time.sleep(poll_s if not complete else 0.2)
@@ -189,6 +189,15 @@ def drain(workers: Sequence[Worker], expected: int, lag: LagProbe,
         broker_cpu_s=broker_cpu, counters=total, samples=samples,
         broker_restarted=broker_restarted,
     )
+
+
+def _lag_or_none(lag: LagProbe) -> int | None:
+    """The group's lag, or None while the shared broker is briefly unreachable (other users
+    restart it): the drain then simply goes on being polled."""
+    try:
+        return lag.lag()
+    except Exception:
+        return None
 
 
 def _steady_rate(samples: Sequence[Sample], expected: int) -> float:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.harness import ROOT
+
 START = "<!-- bench:latest-run:start -->"
 END = "<!-- bench:latest-run:end -->"
 
@@ -17,6 +19,24 @@ def _n(value: Any) -> str:
     return f"{int(value):,}"
 
 
+def _outcomes(pipeline: dict[str, Any]) -> str:
+    outcomes = pipeline.get("counters", {}).get("outcomes", {})
+    total = sum(outcomes.values())
+    if not total:
+        return ""
+    late = outcomes.get("late", 0) / total
+    return (f"; {late:.0%} of the events arrived behind their ward's watermark (late): a "
+            "drained backlog interleaves the three enriched topics out of event-time order")
+
+
+def _span(text: str) -> str:
+    """'5 days, 0:00:00' -> '120 h'; '0:20:00' -> '20 min'."""
+    days, _, clock = text.rpartition(", ") if "day" in text else ("", "", text)
+    hours, minutes, _seconds = (int(float(x)) for x in clock.split(":"))
+    total_min = (int(days.split()[0]) * 24 * 60 if days else 0) + hours * 60 + minutes
+    return f"{total_min // 60} h" if total_min % 60 == 0 else f"{total_min} min"
+
+
 def render(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [
@@ -25,7 +45,8 @@ def render(results: dict[str, Any]) -> str:
         f"Command: `{results['command']}`  ",
         f"Machine: {m['cores']} cores ({m['cpu_model']}), {m['ram_gib']} GiB RAM, Linux "
         f"{m['kernel']}, Python {m['python']}; {results['broker']}.  ",
-        f"Load average (1/5/15 min) at start {m['loadavg']}, at end {m.get('loadavg_end')}.  ",
+        f"Load average (1/5/15 min) at start {m['loadavg']}, at end {m.get('loadavg_end')}"
+        f" (other helpers share the machine).  ",
     ]
     feed = results.get("feed", {})
     if feed:
@@ -33,7 +54,7 @@ def render(results: dict[str, Any]) -> str:
             f"Input: {_n(feed['events'])} SYNTHETIC simulator events "
             f"({', '.join(f'{k} {_n(v)}' for k, v in feed['by_type'].items())}; incidents "
             f"{feed['incident_share']:.1%}), mean {feed['mean_value_bytes']} bytes per value, "
-            f"event times over {feed['span']} up to the start of the run.")
+            f"event times spread over the {_span(feed['span'])} before the run.")
     lines += ["", "| figure | value |", "|---|---|"]
     ceiling = results.get("ceiling")
     pipeline = results.get("pipeline")
@@ -51,10 +72,17 @@ def render(results: dict[str, Any]) -> str:
             f"| pipeline: one worker, drained to state + situations | "
             f"**{_n(pipeline['events_per_s'])} events/s** ({_n(pipeline['events'])} in "
             f"{pipeline['seconds']} s; steady {_n(pipeline['steady_events_per_s'])}/s; "
-            f"{pipeline['worker_cpu_us_per_event']} µs worker CPU per event) |")
+            f"{pipeline['worker_cpu_us_per_event']} µs worker CPU per event"
+            f"{_outcomes(pipeline)}) |")
     if "ratio_pipeline_to_ceiling" in results:
-        lines.append(f"| ratio pipeline / ceiling (same run) | "
-                     f"**{results['ratio_pipeline_to_ceiling']:.0%}** |")
+        ratio = results["ratio_pipeline_to_ceiling"]
+        if ceiling and pipeline and ceiling.get("events_per_s"):
+            ratio = pipeline["events_per_s"] / ceiling["events_per_s"]
+        per_record = ""
+        if single and pipeline and single.get("events_per_s"):
+            per_record = (f" (against the one-`send()`-per-record passthrough: "
+                          f"{pipeline['events_per_s'] / single['events_per_s']:.1%})")
+        lines.append(f"| ratio pipeline / ceiling (same run) | **{ratio:.2%}**{per_record} |")
     memory = results.get("memory", {})
     if memory:
         parts = [f"0 events {memory.get('rss_0_mib')} MiB"]
@@ -97,6 +125,13 @@ def render(results: dict[str, Any]) -> str:
     if verdict is not None:
         lines.append(f"| state check | {'correct' if verdict['ok'] else 'FAILED'} |")
     lines.append(f"| whole run | {results.get('total_s')} s |")
+    if results.get("broker_restarted_during_run"):
+        lines.append("")
+        lines.append("**The shared broker was restarted by another user during this run**: "
+                     "figures measured across the restart are disturbed.")
+    if results.get("worker_root") and results["worker_root"] != str(ROOT):
+        lines.append("")
+        lines.append(f"Workers ran from `{results['worker_root']}`.")
     return "\n".join(lines) + "\n"
 
 

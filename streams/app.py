@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 from aiokafka.partitioner import DefaultPartitioner
@@ -36,7 +36,7 @@ from processors.enrich import (
 )
 from processors.rejections import Rejection
 from schemas.codec import CodecError, decode, encode
-from streams import faustpatch
+from streams import faust_offsets, faustpatch
 from streams.metrics import WorkerMetrics
 from streams.settings import WorkerSettings
 from streams.wards import WardAggregator
@@ -52,6 +52,9 @@ Enricher = Callable[..., dict[str, Any]]
 #: request (aiokafka lingers per partition, so requests ~ partitions / linger under load).
 PRODUCER_LINGER_S = 0.02
 PRODUCER_MAX_BATCH_BYTES = 256 * 1024
+#: Enrichment works on what has arrived, up to this many events, waiting at most this long.
+ENRICH_BATCH = 1_000
+ENRICH_WITHIN_S = 0.005
 _PARTITIONER = DefaultPartitioner()
 
 
@@ -62,6 +65,7 @@ class Pipeline:
         from streams.reference import ReferenceViews
 
         faustpatch.install()
+        faust_offsets.install(settings.processing_guarantee)
         self.settings = settings
         self.metrics = WorkerMetrics()
         self.rules = EnrichmentRules()
@@ -131,8 +135,12 @@ class Pipeline:
     # -- enrichment ---------------------------------------------------------------------------
 
     async def enrich_event(self, event: faust.EventT[bytes], spec: TopicSpec, out: TopicSpec,
-                           enricher: Enricher) -> None:
-        """Decode, validate and place one partner event; never raises."""
+                           enricher: Enricher) -> tuple[int, bytes, bytes] | None:
+        """Decode, validate and place one partner event; never raises.
+
+        Returns (partition, key, value) of the enriched record to send, or None when the event
+        went to the dead-letter topic.
+        """
         message = event.message
         self._consumed[spec.name].inc()
         now = datetime.now(UTC)
@@ -146,23 +154,53 @@ class Pipeline:
             value = encode(out.value_schema, enriched, validate=False)
         except CodecError as error:
             await self.send_dead_letter(event, "DECODE", error.reason, error)
-            return
+            return None
         except Rejection as error:
             await self.send_dead_letter(event, error.stage, error.reason, error)
-            return
+            return None
         except Exception as error:
             log.exception("enrichment failed on %s@%d", message.topic, message.offset)
             await self.send_dead_letter(event, "PROCESS", "processing_error", error)
-            return
+            return None
         ward_code: str = enriched["ward_code"]
-        await self.send_fast(out.name, ward_code.encode(), value, self.ward_partition(ward_code))
         self.metrics.enriched.labels(spec.name, enriched["ward_resolution"]).inc()
         occurred: datetime = decoded.record["occurred_at"]
         self._event_age[spec.name].observe(max(0.0, (now - occurred).total_seconds()))
+        return self.ward_partition(ward_code), ward_code.encode(), value
+
+    async def send_batch(self, topic: str, records: list[tuple[int, bytes, bytes]]) -> None:
+        """Hand a batch's records to the producer with one record batch per partition.
+
+        aiokafka's batch API costs a few microseconds per record where `send()` costs tens
+        (a future and a lookup per record). The batches go into the same producer Faust
+        flushes before it commits offsets, so at-least-once is unchanged. Under
+        exactly-once, or if Faust's producer hides its aiokafka client, records go one by
+        one through `send_fast` instead.
+        """
+        producer = self._producer
+        if producer is None:
+            producer = self._producer = await self.app.maybe_start_producer()
+        client = getattr(producer, "_producer", None)
+        if client is None or self.app.in_transaction or len(records) < 2:
+            for partition, key, value in records:
+                await self.send_fast(topic, key, value, partition)
+            return
+        builders: dict[int, Any] = {}
+        for partition, key, value in records:
+            builder = builders.get(partition)
+            if builder is None:
+                builder = builders[partition] = client.create_batch()
+            if builder.append(key=key, value=value, timestamp=None) is None:
+                await client.send_batch(builder, topic, partition=partition)
+                builder = builders[partition] = client.create_batch()
+                builder.append(key=key, value=value, timestamp=None)
+        for partition, builder in builders.items():
+            if builder.record_count():
+                await client.send_batch(builder, topic, partition=partition)
 
     async def send_fast(self, topic: str, key: bytes, value: bytes, partition: int) -> None:
         """Send through the app's producer, as `Topic.send` ends up doing, minus Faust's
-        per-message wrapping (future message, sensors): a fifth of the cost of an event.
+        per-message wrapping (future message, sensors), which took ~18 % of a worker's CPU.
         Offsets are still committed only after this producer was flushed."""
         producer = self._producer
         if producer is None:
@@ -183,8 +221,17 @@ class Pipeline:
                       enricher: Enricher) -> None:
         async def agent(stream: faust.StreamT[bytes]) -> None:
             await self.references.wait_ready()
-            async for event in stream.events():
-                await self.enrich_event(event, spec, out, enricher)
+            # Batches of what has arrived (at most ENRICH_BATCH, waiting at most
+            # ENRICH_WITHIN_S): Faust acks a batch's events only after this body handled it.
+            batches = cast(faust.Stream[bytes], stream).take_events(
+                ENRICH_BATCH, within=ENRICH_WITHIN_S)
+            async for events in batches:
+                records = []
+                for event in events:
+                    record = await self.enrich_event(event, spec, out, enricher)
+                    if record is not None:
+                        records.append(record)
+                await self.send_batch(out.name, records)
 
         agent.__name__ = f"enrich_{name}"
         agent.__qualname__ = agent.__name__
