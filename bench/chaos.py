@@ -737,9 +737,9 @@ class ChaosConfig:
     seed: int = 1
     rate: float = 0.0
     guarantee: str = "at_least_once"
-    #: Faust's broker_session_timeout (its own env variable): how long the group waits for a
+    #: The worker's session timeout (CITYOPS_SESSION_TIMEOUT_S): how long the group waits for a
     #: SIGKILLed worker before handing its partitions to the restarted one. Faust's default
-    #: is 60 s; docs/reliability.md recommends 10 s.
+    #: is 60 s; the worker's default is 10 s (docs/reliability.md).
     session_timeout_s: float = 10.0
     preload: bool = False
     artifacts: Path = ROOT / "test-artifacts"
@@ -788,7 +788,7 @@ def run_chaos(config: ChaosConfig, log: Callable[[str], None] = say) -> ChaosRep
     figures.update(sent=len(scenario.sends), partner_duplicates=scenario.duplicates,
                    hostile=scenario.hostile)
     worker = Worker(namespace, app_id, log_path, guarantee=config.guarantee,
-                    extra_env={"BROKER_SESSION_TIMEOUT": str(config.session_timeout_s)})
+                    extra_env={"CITYOPS_SESSION_TIMEOUT_S": str(config.session_timeout_s)})
     sender = Sender(namespace, scenario.sends, config.rate)
     rng = random.Random(config.seed * 7919)
     unplanned: list[str] = []

@@ -252,8 +252,16 @@ def start(config: BrokerConfig) -> str:
 
         admin_password = ensure_credentials()[ADMIN]
     security = _probe_security(config)
-    if _read_pid() is not None and port_answers(config.port, **security):
-        return f"already running on {config.bootstrap}"
+    running = _read_pid()
+    if running is not None:
+        # Started by us (pid file) and perhaps still coming up: wait for it rather than launch
+        # a second broker on the same port and data directory.
+        if _wait_answering(config, None, security):
+            return f"already running on {config.bootstrap}"
+        if _read_pid() is not None:
+            raise BrokerError(f"a broker process (pid {running}) exists but does not answer on "
+                              f"{config.bootstrap}; run `cityops broker stop`; see {log_file()}")
+        # It died while we waited: start a new one below.
     fetch_jars()
     base = broker_dir()
     data_dir = base / "data"
@@ -280,18 +288,36 @@ def start(config: BrokerConfig) -> str:
         start_new_session=True,
     )
     _pid_file().write_text(str(process.pid))
+    if _wait_answering(config, process, security):
+        return (f"started on {config.bootstrap}{' (SASL/SCRAM, ACLs)' if config.secure else ''}"
+                f" (pid {process.pid}); log: {log_file()}")
+    # Do not leave a half-started broker behind with a pid file that says it runs.
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    _pid_file().unlink(missing_ok=True)
+    raise BrokerError(f"Kafka did not answer on {config.bootstrap} in "
+                      f"{config.start_timeout_s:.0f}s and was stopped; see {log_file()}")
+
+
+def _wait_answering(config: BrokerConfig, process: subprocess.Popen[bytes] | None,
+                    security: dict[str, str]) -> bool:
+    """Wait until the broker answers on its port; False after the start timeout."""
     deadline = time.monotonic() + config.start_timeout_s
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        if process is not None and process.poll() is not None:
+            _pid_file().unlink(missing_ok=True)
             raise BrokerError(
                 f"Kafka exited with code {process.returncode} while starting; see {log_file()}"
             )
+        if process is None and _read_pid() is None:
+            return False
         if port_answers(config.port, **security):
-            return (f"started on {config.bootstrap}{' (SASL/SCRAM, ACLs)' if config.secure else ''}"
-                    f" (pid {process.pid}); log: {log_file()}")
+            return True
         time.sleep(0.5)
-    raise BrokerError(f"Kafka did not answer on {config.bootstrap} in "
-                      f"{config.start_timeout_s:.0f}s; see {log_file()}")
+    return False
 
 
 def stop(timeout_s: float = 60.0) -> str:

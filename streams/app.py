@@ -89,6 +89,8 @@ class Pipeline:
             # event became its own produce request (docs/performance.md).
             producer_linger=PRODUCER_LINGER_S,
             producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
+            broker_session_timeout=settings.session_timeout_s,
+            broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         )
         self.references = ReferenceViews(settings, self.metrics)
         # Per-event metric children, looked up once (labels() takes a lock and builds a key).

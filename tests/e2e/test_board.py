@@ -22,12 +22,12 @@ import pytest
 
 from tests.conftest import WorkerProcess
 from tests.integration.test_web_api import (
-    Namespace,
     get_json,
     incident,
     wait_for,
     window_base,
 )
+from tests.namespace import Namespace
 
 pytestmark = pytest.mark.e2e
 

@@ -68,7 +68,7 @@ def test_accepted_events_arrive_and_decode_to_what_was_given(namespace: Namespac
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines()[-1] == f"sent 1 of 1 records: {PLAN.topic(INCIDENTS)} 1"
     [record] = namespace.read(INCIDENTS)
-    expected = {key: value for key, value in VALID.items() if key != "type"}
+    expected: dict[str, Any] = {key: value for key, value in VALID.items() if key != "type"}
     expected["occurred_at"] = datetime(2026, 11, 23, 8, 15, tzinfo=UTC)
     expected.update({"latitude": None, "longitude": None})
     assert record == expected
