@@ -425,6 +425,30 @@ def _prune_horizons(state: WardState, t: Thresholds) -> None:
             del full[: old - 1]
 
 
+def evict_oldest_event_ids(state: WardState, count: int) -> int:
+    """Forget at least `count` remembered event ids, oldest bucket first; returns how many.
+
+    The dedupe set is what grows with a ward's event rate (one id per event within the dedupe
+    horizon), and the whole state must fit one Kafka record. When it would not, the worker
+    shortens this ward's dedupe memory instead of failing the changelog write: a partner retry
+    of an evicted id would then be counted twice, which the caller makes visible in metrics.
+    Whole buckets go, so the remaining ids still cover one contiguous, most recent span.
+    """
+    if count <= 0 or not state.seen:
+        return 0
+    by_bucket: dict[int, list[str]] = {}
+    for event_id, bucket in state.seen.items():
+        by_bucket.setdefault(bucket, []).append(event_id)
+    removed = 0
+    for bucket in sorted(by_bucket):
+        if removed >= count:
+            break
+        for event_id in by_bucket[bucket]:
+            del state.seen[event_id]
+        removed += len(by_bucket[bucket])
+    return removed
+
+
 def _account(state: WardState, rec: IncidentRecord, sign: int) -> None:
     """Add (sign=1) or remove (sign=-1) an incident's share of the derived aggregates."""
     if rec.status is not None and rec.status < CLOSED_RANK:

@@ -39,7 +39,7 @@ from schemas.codec import CodecError, decode, encode
 from streams import faust_offsets, faustpatch
 from streams.metrics import WorkerMetrics
 from streams.settings import WorkerSettings
-from streams.wards import WardAggregator
+from streams.wards import STATE_RECORD_MAX_BYTES, WardAggregator
 from streams.web import register_web
 from topics import catalog
 from topics.catalog import TopicSpec
@@ -52,6 +52,7 @@ Enricher = Callable[..., dict[str, Any]]
 #: request (aiokafka lingers per partition, so requests ~ partitions / linger under load).
 PRODUCER_LINGER_S = 0.02
 PRODUCER_MAX_BATCH_BYTES = 256 * 1024
+PRODUCER_MAX_REQUEST_BYTES = STATE_RECORD_MAX_BYTES + 1024 * 1024
 #: Enrichment works on what has arrived, up to this many events, waiting at most this long.
 ENRICH_BATCH = 1_000
 ENRICH_WITHIN_S = 0.005
@@ -89,6 +90,8 @@ class Pipeline:
             # event became its own produce request (docs/performance.md).
             producer_linger=PRODUCER_LINGER_S,
             producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
+            # A busy ward's state record may be up to STATE_RECORD_MAX_BYTES (streams/wards.py).
+            producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
             broker_session_timeout=settings.session_timeout_s,
             broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         )

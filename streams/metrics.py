@@ -37,6 +37,11 @@ class WorkerMetrics:
             "cityops_events_aggregated_total",
             "Enriched events applied to ward state (outcome: applied, duplicate, late).",
             ["topic", "outcome"], registry=r)
+        self.dedupe_evicted = Counter(
+            "cityops_dedupe_ids_evicted_total",
+            "Event ids a very busy ward forgot before the dedupe horizon, to keep its state "
+            "within one changelog record: retries of those events would count twice.",
+            ["kelurahan_code"], registry=r)
         self.event_age = Histogram(
             "cityops_event_age_seconds",
             "Age of an event when the worker enriched it (now - occurred_at).",

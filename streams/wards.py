@@ -15,6 +15,7 @@ rolls ward situations up to kecamatan and city.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from processors.situation import (
     situation_changed,
     summarize_ward,
 )
-from processors.state import WardState, apply, from_ms
+from processors.state import WardState, apply, evict_oldest_event_ids, from_ms
 from processors.thresholds import DEFAULT_THRESHOLDS_PATH, Thresholds
 from schemas.codec import decode, encode
 from streams.metrics import LEVEL_VALUES
@@ -45,6 +46,17 @@ if TYPE_CHECKING:
 _PARTITIONER = DefaultPartitioner()
 
 log = logging.getLogger(__name__)
+
+#: Largest changelog record of the ward table (the topic's max.message.bytes; the worker's
+#: producer accepts requests this big). Kafka's default, 1 MB, held the event ids of about
+#: 20,000 events per ward per dedupe horizon (2.8 events/s in one kelurahan over 2 h).
+STATE_RECORD_MAX_BYTES = 8 * 1024 * 1024
+#: A ward's serialised state is kept under this; above it the oldest dedupe ids are evicted.
+STATE_TARGET_BYTES = 6 * 1024 * 1024
+#: Rough JSON bytes per remembered event id ("<uuid>", ) and per other record, to decide
+#: cheaply when a ward is big enough for its exact size to be worth measuring.
+_ID_BYTES = 40
+_RECORD_BYTES = 120
 
 CITY_CODE = "36.72"
 CITY_NAME = "Kota Cilegon"
@@ -104,6 +116,7 @@ class WardAggregator:
         self.table = self.app.Table(
             "ward_state", default=None, partitions=catalog.WARD_PARTITIONS,
             key_type=str, help="Per-kelurahan state, situation and sequence (JSON).",
+            extra_topic_configs={"max.message.bytes": str(STATE_RECORD_MAX_BYTES)},
         )
         self.owned: dict[str, OwnedWard] = {}
         self.thresholds_path = pipeline.settings.thresholds_path or DEFAULT_THRESHOLDS_PATH
@@ -163,11 +176,38 @@ class WardAggregator:
             entry = self.owned.get(code)
             if entry is None or entry.partition < 0:
                 continue
+            self._fit(code, entry)
             value = entry.to_table()
             # What `table[code] = value` does, with the ward's own partition: Faust would take
             # it from the current event, and there is none (or one of another ward) here.
             self.table.data[code] = value
             self.table.send_changelog(entry.partition, code, value)
+
+    def _fit(self, code: str, entry: OwnedWard) -> None:
+        """Keep the ward's changelog record under STATE_TARGET_BYTES by evicting old event ids.
+
+        A record the changelog refuses would fail the commit again and again; a shorter dedupe
+        memory for one very busy ward only risks counting a late partner retry twice, and
+        `cityops_dedupe_ids_evicted_total` shows that it happened.
+        """
+        state = entry.state
+        rough = (_ID_BYTES * len(state.seen) + _RECORD_BYTES * (
+            len(state.incidents) + len(state.lamps) + len(state.containers) + len(state.cabinets)))
+        if rough < STATE_TARGET_BYTES // 2:
+            return
+        size = len(json.dumps(entry.to_table()))
+        while size > STATE_TARGET_BYTES:
+            wanted = (size - STATE_TARGET_BYTES) // _ID_BYTES + 1
+            evicted = evict_oldest_event_ids(state, wanted)
+            if not evicted:
+                log.error("ward %s: state is %d bytes without any event id left to evict; its "
+                          "changelog write may be refused (limit %d)", code, size,
+                          STATE_RECORD_MAX_BYTES)
+                return
+            self.metrics.dedupe_evicted.labels(code).inc(evicted)
+            log.warning("ward %s: state reached %d bytes; evicted its %d oldest event ids "
+                        "(%d remembered)", code, size, evicted, len(state.seen))
+            size = len(json.dumps(entry.to_table()))
 
     # -- per event -----------------------------------------------------------------------------
 

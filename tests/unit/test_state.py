@@ -22,6 +22,7 @@ from processors.state import (
     WardState,
     WindowCounts,
     apply,
+    evict_oldest_event_ids,
     from_ms,
     to_ms,
 )
@@ -340,6 +341,21 @@ def test_duplicate_event_id_changes_nothing() -> None:
     assert state.windows == {ms(0): WindowCounts({}, 1, 0)}
     assert DUPLICATE.changed is False
     assert APPLIED.changed is True
+
+
+def test_eviction_forgets_whole_oldest_buckets_and_a_retry_then_applies_again() -> None:
+    state = WardState()
+    # Three 10-minute dedupe buckets: ids 1-2 at 0 s, 3-4 at 600 s, 5 at 1200 s.
+    for n, seconds in ((1, 0), (2, 60), (3, 600), (4, 660), (5, 1200)):
+        assert apply(state, "lighting", lighting(n, seconds, f"PJU-{n}", "OK"), DEFAULTS) is APPLIED
+    assert evict_oldest_event_ids(state, 1) == 2
+    assert state.seen == {eid(3): ms(600), eid(4): ms(600), eid(5): ms(1200)}
+    assert evict_oldest_event_ids(state, 0) == 0
+    assert evict_oldest_event_ids(state, 3) == 3
+    assert state.seen == {}
+    assert evict_oldest_event_ids(state, 1) == 0
+    # The price of eviction: a retry of a forgotten id is applied again.
+    assert apply(state, "lighting", lighting(5, 1200, "PJU-5", "OK"), DEFAULTS) is APPLIED
 
 
 def test_lateness_boundary_is_window_end_plus_grace() -> None:
