@@ -45,14 +45,13 @@ import json  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 import urllib.request  # noqa: E402
 import uuid  # noqa: E402
 from collections import Counter, defaultdict  # noqa: E402
-from collections.abc import Callable, Iterable, Mapping, Sequence  # noqa: E402
+from collections.abc import Callable, Mapping, Sequence  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
 from typing import Any  # noqa: E402
@@ -61,9 +60,9 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord  # noqa: E402
 from kafka.errors import KafkaError  # noqa: E402
 
+from bench.harness import Namespace, free_port  # noqa: E402
 from schemas.codec import decode, encode  # noqa: E402
 from topics import catalog  # noqa: E402
-from topics.catalog import TopicSpec  # noqa: E402
 
 PYTHON = sys.executable
 CITYOPS = [PYTHON, "-m", "cityops.cli"]
@@ -71,66 +70,7 @@ DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
 
 # ------------------------------------------------------------------------------------------
-# Harness: namespaces, workers, topic readers (shared with tests/e2e)
-
-
-def base_name(spec: TopicSpec) -> str:
-    """The catalog name without whatever prefix this process was started with."""
-    return spec.name[len(catalog.PREFIX):]
-
-
-@dataclass(frozen=True)
-class Namespace:
-    """A private set of the catalog's topics on the shared broker (`CITYOPS_TOPIC_PREFIX`)."""
-
-    bootstrap: str
-    prefix: str
-
-    @classmethod
-    def fresh(cls, bootstrap: str, label: str) -> Namespace:
-        return cls(bootstrap, f"{label}-{uuid.uuid4().hex[:8]}.")
-
-    def name(self, spec: TopicSpec) -> str:
-        return self.prefix + base_name(spec)
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {"CITYOPS_TOPIC_PREFIX": self.prefix}
-
-    def _cityops(self, *args: str, timeout_s: float = 180.0) -> str:
-        result = subprocess.run(
-            [*CITYOPS, *args, "--bootstrap", self.bootstrap], cwd=ROOT,
-            env={**os.environ, **self.env}, capture_output=True, text=True,
-            timeout=timeout_s, check=False,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"cityops {' '.join(args)} failed: {result.stdout}{result.stderr}")
-        return result.stdout
-
-    def setup(self, asset_seed: int = 7) -> None:
-        """Topics, the 43 kelurahan and the SYNTHETIC asset registry, as an operator would."""
-        self._cityops("topics", "create")
-        self._cityops("wards", "load")
-        self._cityops("assets", "load", "--seed", str(asset_seed))
-
-    def teardown(self, app_ids: Iterable[str] = ()) -> list[str]:
-        """Delete this namespace's topics and the workers' internal (changelog) topics."""
-        prefixes = (self.prefix, *(f"{app_id}-" for app_id in app_ids))
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="cityops-chaos")
-        try:
-            doomed = [t for t in admin.list_topics() if t.startswith(prefixes)]
-            if doomed:
-                admin.delete_topics(doomed, timeout_ms=30_000)
-            return doomed
-        finally:
-            admin.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+# Harness: workers and topic readers (shared with tests/e2e); namespaces are bench.harness's
 
 
 class Worker:

@@ -65,12 +65,12 @@ class Namespace:
             raise RuntimeError(f"cityops {' '.join(args)} failed: {result.stdout}{result.stderr}")
         return result.stdout
 
-    def setup(self) -> None:
-        """Topics, the 43 kelurahan and the SYNTHETIC asset registry (seed 7), as an operator
-        would create them."""
+    def setup(self, asset_seed: int = 7) -> None:
+        """Topics, the 43 kelurahan and the SYNTHETIC asset registry, as an operator would
+        create them."""
         self.cityops("topics", "create")
         self.cityops("wards", "load")
-        self.cityops("assets", "load", "--seed", "7")
+        self.cityops("assets", "load", "--seed", str(asset_seed))
 
     def teardown(self, app_ids: Iterable[str] = ()) -> list[str]:
         """Delete the namespace's topics, the workers' internal topics and consumer groups."""

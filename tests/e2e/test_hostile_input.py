@@ -2,7 +2,7 @@
 valid events sent in between are all processed, duplicates are counted once, and the worker never
 crashes or skips an event.
 
-The worker runs in its own topic namespace (bench.chaos.Namespace) so the exact counts below
+The worker runs in its own topic namespace (bench.harness.Namespace) so the exact counts below
 are not disturbed by other tests sharing the broker and the session's topics.
 
 Invariants checked, per input topic, both from the worker's metrics and from the topics:
@@ -28,7 +28,8 @@ import pytest
 from fastavro import parse_schema, schemaless_writer
 from kafka import KafkaProducer
 
-from bench.chaos import Namespace, Worker, read_records
+from bench.chaos import Worker, read_records
+from bench.harness import Namespace
 from cityops.assets import generate_asset_registry
 from cityops.wards import load_ward_records
 from processors.dead_letters import MAX_ORIGINAL_BYTES, MAX_ORIGINAL_KEY_BYTES
