@@ -262,6 +262,12 @@ def start(config: BrokerConfig) -> str:
             raise BrokerError(f"a broker process (pid {running}) exists but does not answer on "
                               f"{config.bootstrap}; run `cityops broker stop`; see {log_file()}")
         # It died while we waited: start a new one below.
+    if port_answers(config.port, **security):
+        # Another checkout's (or another user's) broker: a second one could not bind the port,
+        # and waiting for "the port answers" would then report a start that never happened.
+        return (f"a broker this checkout did not start already answers on {config.bootstrap}; "
+                f"using it (`cityops broker stop` here will not stop it; set "
+                f"CITYOPS_KAFKA_PORT for a broker of this checkout's own)")
     fetch_jars()
     base = broker_dir()
     data_dir = base / "data"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -30,6 +32,20 @@ def test_second_start_is_a_no_op(broker: str) -> None:
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0
     assert result.stdout.strip() == f"already running on {broker}"
+
+
+def test_start_from_another_checkout_uses_the_broker_that_answers(
+        broker: str, tmp_path: Path) -> None:
+    """Another var directory (another checkout) on the same port: nothing is launched."""
+    env = {**os.environ, "CITYOPS_VAR_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "cityops.cli", "broker", "start"], cwd=ROOT,
+                            env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        f"a broker this checkout did not start already answers on {broker}; using it "
+        "(`cityops broker stop` here will not stop it; set CITYOPS_KAFKA_PORT for a broker of "
+        "this checkout's own)")
+    assert not (tmp_path / "kafka" / "broker.pid").exists()
 
 
 def test_topic_creation_is_idempotent_and_matches_catalog(catalog_topics: str) -> None:
