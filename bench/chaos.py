@@ -44,8 +44,10 @@ import contextlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
+import shutil  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
+import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 import urllib.request  # noqa: E402
@@ -681,6 +683,9 @@ class ChaosConfig:
     #: SIGKILLed worker before handing its partitions to the restarted one. Faust's default
     #: is 60 s; the worker's default is 10 s (docs/reliability.md).
     session_timeout_s: float = 10.0
+    #: Workers in the group. With more than one, every kill is also a rebalance: the victim's
+    #: partitions move to the survivors and back when it rejoins.
+    workers: int = 1
     preload: bool = False
     artifacts: Path = ROOT / "test-artifacts"
     timeout_s: float = 900.0
@@ -717,9 +722,13 @@ def run_chaos(config: ChaosConfig, log: Callable[[str], None] = say) -> ChaosRep
     figures = report.figures
     namespace = Namespace.fresh(config.bootstrap, config.label)
     app_id = f"{config.label}-{uuid.uuid4().hex[:8]}"
-    log_path = config.artifacts / f"{config.label}-worker.log"
-    log_path.unlink(missing_ok=True)
-    log(f"namespace {namespace.prefix} app {app_id}, worker log {log_path}")
+    log_paths = [config.artifacts / (f"{config.label}-worker.log" if index == 0 else
+                                     f"{config.label}-worker-{index + 1}.log")
+                 for index in range(config.workers)]
+    for path in log_paths:
+        path.unlink(missing_ok=True)
+    log(f"namespace {namespace.prefix} app {app_id}, worker log(s) "
+        f"{', '.join(str(path) for path in log_paths)}")
     namespace.setup()
     wards = load_ward_records()
     registry = generate_asset_registry(wards, seed=7)
@@ -727,17 +736,25 @@ def run_chaos(config: ChaosConfig, log: Callable[[str], None] = say) -> ChaosRep
                         [str(w["kelurahan_code"]) for w in wards], datetime.now(UTC))
     figures.update(sent=len(scenario.sends), partner_duplicates=scenario.duplicates,
                    hostile=scenario.hostile)
-    worker = Worker(namespace, app_id, log_path, guarantee=config.guarantee,
-                    extra_env={"CITYOPS_SESSION_TIMEOUT_S": str(config.session_timeout_s)})
+    data_root = Path(tempfile.mkdtemp(prefix=f"{app_id}-"))
+    workers = [
+        Worker(namespace, app_id, path, guarantee=config.guarantee,
+               worker_id=f"{app_id}-{index + 1}",
+               extra_env={"CITYOPS_SESSION_TIMEOUT_S": str(config.session_timeout_s),
+                          "CITYOPS_DATA_DIR": str(data_root / str(index + 1))})
+        for index, path in enumerate(log_paths)
+    ]
     sender = Sender(namespace, scenario.sends, config.rate)
     rng = random.Random(config.seed * 7919)
     unplanned: list[str] = []
 
     def keep_alive() -> None:
-        if not worker.running:
-            unplanned.append(f"worker exited by itself with {worker.exit_code()}")
-            log(unplanned[-1])
-            worker.start()
+        for worker in workers:
+            if not worker.running:
+                unplanned.append(f"worker {worker.worker_id} exited by itself with "
+                                 f"{worker.exit_code()}")
+                log(unplanned[-1])
+                worker.start()
 
     try:
         if config.preload:
@@ -746,8 +763,9 @@ def run_chaos(config: ChaosConfig, log: Callable[[str], None] = say) -> ChaosRep
             if sender.error is not None:
                 raise sender.error
         started = time.monotonic()
-        worker.start()
-        figures["first_ready_s"] = round(worker.wait_ready(), 1)
+        for worker in workers:
+            worker.start()
+        figures["first_ready_s"] = round(max(worker.wait_ready() for worker in workers), 1)
         ready_at = time.monotonic()
         if not config.preload:
             sender.start()
@@ -771,7 +789,8 @@ def run_chaos(config: ChaosConfig, log: Callable[[str], None] = say) -> ChaosRep
             if now >= actions[0][0]:
                 _, action = actions.pop(0)
                 if action == "kill":
-                    log(f"SIGKILL worker at {where}")
+                    worker = rng.choice(workers) if len(workers) > 1 else workers[0]
+                    log(f"SIGKILL worker {worker.worker_id} at {where}")
                     worker.kill()
                     time.sleep(rng.uniform(0.0, 2.0))
                     worker.start()
@@ -795,7 +814,8 @@ def run_chaos(config: ChaosConfig, log: Callable[[str], None] = say) -> ChaosRep
             config.bootstrap, app_id, inputs + enriched, config.timeout_s, keep_alive)
         elapsed = caught_up_at - started
         figures.update(
-            kills=config.kills, worker_starts=worker.starts, unplanned_exits=unplanned,
+            workers=config.workers, kills=config.kills,
+            worker_starts=sum(worker.starts for worker in workers), unplanned_exits=unplanned,
             broker_restarts=len(restarts), broker_restart_s=[round(s, 1) for s in restarts],
             worker_ready_after_kill_s=[round(s, 1) for s in recoveries],
             maybe_written_resends=sender.maybe_written,
@@ -805,10 +825,12 @@ def run_chaos(config: ChaosConfig, log: Callable[[str], None] = say) -> ChaosRep
             processing_s=round(caught_up_at - ready_at, 1),
         )
         with contextlib.suppress(OSError):
-            figures["last_worker_metrics"] = _metric_totals(worker)
+            figures["last_worker_metrics"] = _metric_totals(workers)
         verify(config.bootstrap, namespace, app_id, scenario, registry, wards, report, log)
     finally:
-        worker.stop()
+        for worker in workers:
+            worker.stop()
+        shutil.rmtree(data_root, ignore_errors=True)
         if not config.keep_topics:
             namespace.teardown([app_id])
     return report
@@ -826,9 +848,11 @@ def _plan(rng: random.Random, config: ChaosConfig, total: int) -> list[tuple[flo
             for i, action in enumerate(actions)]
 
 
-def _metric_totals(worker: Worker) -> dict[str, float]:
+def _metric_totals(workers: Sequence[Worker]) -> dict[str, float]:
+    """Summed over the workers since their last start."""
     totals: dict[str, float] = defaultdict(float)
-    for name, labels, value in worker.samples():
+    samples = [sample for worker in workers for sample in worker.samples()]
+    for name, labels, value in samples:
         if name in ("cityops_events_consumed_total", "cityops_events_enriched_total",
                     "cityops_events_rejected_total"):
             totals[name] += value
@@ -1027,7 +1051,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                               DEFAULT_BOOTSTRAP))
     parser.add_argument("--events", type=int, default=50_000,
                         help="records sent: unique + 5%% partner retries + 2%% hostile")
-    parser.add_argument("--kills", type=int, default=5, help="SIGKILLs of the worker")
+    parser.add_argument("--kills", type=int, default=5,
+                        help="SIGKILLs of a worker (a random one when there are several)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="workers in the consumer group (kills are then also rebalances)")
     parser.add_argument("--broker-restarts", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rate", type=float, default=400.0,
@@ -1044,7 +1071,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, help="write the JSON report here")
     args = parser.parse_args(argv)
     config = ChaosConfig(
-        bootstrap=args.bootstrap, events=args.events, kills=args.kills,
+        bootstrap=args.bootstrap, events=args.events, kills=args.kills, workers=args.workers,
         broker_restarts=args.broker_restarts, seed=args.seed, rate=args.rate,
         guarantee=args.processing_guarantee, preload=args.preload, timeout_s=args.timeout,
         session_timeout_s=args.session_timeout,

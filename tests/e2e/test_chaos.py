@@ -1,4 +1,5 @@
-"""Chaos on the real broker, CI size: 5,000 records, 3 SIGKILLs of the worker, 1 broker restart.
+"""Chaos on the real broker, CI size: 5,000 records, 3 SIGKILLs of the worker, 1 broker restart;
+then the same with two workers in the group, so that every kill is also a rebalance.
 
 The harness is bench/chaos.py (the full size is `bench/chaos.py --events 50000`, see
 docs/reliability.md). Records are sent at a steady pace for about 75 s, and the kills and the
@@ -46,3 +47,21 @@ def test_no_event_lost_or_double_counted_through_kills_and_a_broker_restart(
     }
     assert f["wards_compared"] == f["wards_with_events"] == 43
     assert sum(f["input_records"].values()) >= EVENTS  # more if a "maybe written" was resent
+
+
+@pytest.mark.timeout(900)
+def test_two_workers_rebalancing_through_kills_and_a_broker_restart_lose_nothing(
+    broker: str, artifacts_dir: Path
+) -> None:
+    report = run_chaos(ChaosConfig(
+        bootstrap=broker, events=EVENTS, kills=4, broker_restarts=1, seed=12, workers=2,
+        rate=EVENTS / SENDING_S, artifacts=artifacts_dir, timeout_s=300.0, label="chaosci2",
+    ))
+    (artifacts_dir / "chaos-ci-2workers-report.json").write_text(report.to_json())
+    f = report.figures
+    assert report.problems == []
+    assert (f["workers"], f["kills"], f["broker_restarts"], f["worker_starts"],
+            f["unplanned_exits"]) == (2, 4, 1, 6, [])
+    assert (f["lost_events"], f["double_counted_events"], f["enriched_missing"]) == (0, 0, 0)
+    assert (f["ward_situation_mismatches"], f["rollup_mismatches"]) == (0, 0)
+    assert f["wards_compared"] == f["wards_with_events"] == 43
