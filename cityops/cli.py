@@ -172,10 +172,14 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    from cityops.watch import watch
+    from cityops.watch import WatchError, watch
 
-    return watch(_bootstrap(args), kecamatan=args.kecamatan, seconds=args.seconds,
-                 once=args.once)
+    try:
+        return watch(_bootstrap(args), kecamatan=args.kecamatan, seconds=args.seconds,
+                     once=args.once)
+    except WatchError as error:
+        print(f"cityops watch: {error}", file=sys.stderr)
+        return 2
 
 
 def _demo(args: argparse.Namespace) -> int:

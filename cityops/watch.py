@@ -78,12 +78,24 @@ def render(rows: Iterable[Mapping[str, Any]], colour: bool, now: datetime) -> st
     return "\n".join(lines)
 
 
+class WatchError(Exception):
+    """The situations topic cannot be read; the message says what to check."""
+
+
 def _consumer(bootstrap: str) -> tuple[KafkaConsumer, list[TopicPartition]]:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              auto_offset_reset="earliest", client_id="cityops-watch",
                              **kafka_python_security())
-    partitions = [TopicPartition(SITUATIONS.name, p)
-                  for p in sorted(consumer.partitions_for_topic(SITUATIONS.name) or [])]
+    found = consumer.partitions_for_topic(SITUATIONS.name)
+    if not found:
+        # kafka-python neither raises for a missing topic nor for one this principal may not
+        # describe: it would poll nothing forever, an empty board that looks like a quiet city.
+        consumer.close()
+        raise WatchError(
+            f"{SITUATIONS.name} is not visible on {bootstrap}: it does not exist (run `cityops "
+            f"topics create`, or check CITYOPS_TOPIC_PREFIX) or this client's principal may "
+            f"not read it (check CITYOPS_SASL_USERNAME and the ACLs, docs/security.md)")
+    partitions = [TopicPartition(SITUATIONS.name, p) for p in sorted(found)]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
     return consumer, partitions

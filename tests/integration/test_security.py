@@ -248,6 +248,20 @@ def test_command_center_is_refused_partner_input_and_the_workers_group(
     }
 
 
+def test_watch_with_a_principal_that_may_not_read_situations_fails_clearly(
+    secured: SecuredBroker,
+) -> None:
+    result = subprocess.run([*CITYOPS, "watch", "--once", "--bootstrap", secured.bootstrap],
+                            cwd=ROOT, env=secured.env("partner-lighting"), capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip() == (
+        f"cityops watch: {SITUATIONS.name} is not visible on {secured.bootstrap}: it does not "
+        "exist (run `cityops topics create`, or check CITYOPS_TOPIC_PREFIX) or this client's "
+        "principal may not read it (check CITYOPS_SASL_USERNAME and the ACLs, docs/security.md)")
+
+
 def test_worker_turns_an_incident_into_a_situation_on_the_secured_broker(
     secured: SecuredBroker, tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path,
 ) -> None:
