@@ -212,6 +212,7 @@ class WardState:
     """
 
     __slots__ = (
+        "_incident_rows",
         "cabinets",
         "containers",
         "dispatch_count",
@@ -244,6 +245,9 @@ class WardState:
         self.dispatch_count = 0
         self.on_scene_ms_sum = 0
         self.on_scene_count = 0
+        # Serialised incident rows from the last to_dict, dropped when the incident changes:
+        # a ward holds thousands of incidents and few change between two changelog writes.
+        self._incident_rows: dict[str, list[Any]] = {}
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, WardState):
@@ -276,7 +280,7 @@ class WardState:
             "wm": self.watermark,
             "late": self.late_events,
             "seen": [[bucket, buckets[bucket]] for bucket in sorted(buckets)],
-            "inc": {key: rec.to_list() for key, rec in self.incidents.items()},
+            "inc": self._incident_rows_now(),
             "lamp": {key: [status, at] for key, (status, at) in self.lamps.items()},
             "cab": {key: dict(faults) for key, faults in self.cabinets.items()},
             "cont": {key: rec.to_list() for key, rec in self.containers.items()},
@@ -285,6 +289,20 @@ class WardState:
                 for start, w in sorted(self.windows.items())
             ],
         }
+
+    def _incident_rows_now(self) -> dict[str, list[Any]]:
+        """Every incident's row, reusing rows of unchanged incidents.
+
+        Rows are never mutated once built (a changed incident gets a new one), and the dict
+        returned is a fresh copy: a value handed to the changelog may be serialised later.
+        """
+        cached = self._incident_rows
+        rows: dict[str, list[Any]] = {}
+        for key, rec in self.incidents.items():
+            row = cached.get(key)
+            rows[key] = rec.to_list() if row is None else row
+        self._incident_rows = rows  # also forgets pruned incidents
+        return dict(rows)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WardState:
@@ -523,6 +541,7 @@ def _apply_incident(
             rec.closed_at = at
     _account(state, rec, 1)
     _recount_new_incident(state, rec, t)
+    state._incident_rows.pop(incident_id, None)
 
 
 def _recount_new_incident(state: WardState, rec: IncidentRecord, t: Thresholds) -> None:

@@ -343,6 +343,20 @@ def test_duplicate_event_id_changes_nothing() -> None:
     assert APPLIED.changed is True
 
 
+def test_serialised_incident_rows_follow_every_change_and_are_never_shared() -> None:
+    state = WardState()
+    run(state, incident(1, 0, "INC-1", "REPORTED"), incident(2, 10, "INC-2", "REPORTED"))
+    first = state.to_dict()
+    run(state, incident(3, 60, "INC-1", "DISPATCHED", severity="SEVERE"))
+    second = state.to_dict()
+    assert second["inc"]["INC-1"] == state.incidents["INC-1"].to_list()
+    assert second["inc"]["INC-1"][0] == "DISPATCHED"
+    assert second["inc"]["INC-2"] is first["inc"]["INC-2"]  # unchanged: the same row reused
+    assert first["inc"]["INC-1"][0] == "REPORTED"  # an earlier value is never rewritten
+    assert second["inc"] is not first["inc"]
+    assert WardState.from_dict(json.loads(json.dumps(second))) == state
+
+
 def test_eviction_forgets_whole_oldest_buckets_and_a_retry_then_applies_again() -> None:
     state = WardState()
     # Three 10-minute dedupe buckets: ids 1-2 at 0 s, 3-4 at 600 s, 5 at 1200 s.

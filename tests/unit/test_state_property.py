@@ -185,6 +185,11 @@ def _run(
         if restarts is not None and restarts[index]:
             # What a worker restart does: the state comes back from its changelog JSON.
             states[ward] = WardState.from_dict(json.loads(json.dumps(states[ward].to_dict())))
+        elif restarts is not None:
+            # What a commit does: the state is serialised and the same object carries on, so
+            # the rows to_dict reuses between commits must follow every change.
+            rows = states[ward].to_dict()["inc"]
+            assert rows == {key: rec.to_list() for key, rec in states[ward].incidents.items()}
     return states
 
 
