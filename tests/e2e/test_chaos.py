@@ -64,4 +64,8 @@ def test_two_workers_rebalancing_through_kills_and_a_broker_restart_lose_nothing
             f["unplanned_exits"]) == (2, 4, 1, 6, [])
     assert (f["lost_events"], f["double_counted_events"], f["enriched_missing"]) == (0, 0, 0)
     assert (f["ward_situation_mismatches"], f["rollup_mismatches"]) == (0, 0)
+    assert f["dead_lettered_by_reason"] == {
+        "not_finite": 20, "not_single_object": 20, "truncated": 20, "unknown_asset": 20,
+        "unknown_ward": 20,
+    }
     assert f["wards_compared"] == f["wards_with_events"] == 43
