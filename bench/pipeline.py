@@ -160,8 +160,10 @@ def drain(workers: Sequence[Worker], expected: int, lag: LagProbe,
                               [u.rss_bytes for u in usages], [u.cpu_s for u in usages]))
         if now - last_log > 10:
             last_log = now
+            # RSS in the progress line too: a drain that fails late keeps its memory curve.
             log(f"    {now - ready_at:6.1f}s consumed {int(total.consumed)} aggregated "
-                f"{int(total.aggregated)} rejected {int(total.rejected)} of {expected}")
+                f"{int(total.aggregated)} rejected {int(total.rejected)} of {expected}; "
+                f"RSS {sum(u.rss_bytes for u in usages) / 2**20:.1f} MiB")
         complete = (total.consumed >= expected
                     and total.aggregated + total.rejected >= expected)
         if complete and processed_at is None:
