@@ -176,15 +176,14 @@ class WardAggregator:
             entry = self.owned.get(code)
             if entry is None or entry.partition < 0:
                 continue
-            self._fit(code, entry)
-            value = entry.to_table()
+            value = self._fit(code, entry)
             # What `table[code] = value` does, with the ward's own partition: Faust would take
             # it from the current event, and there is none (or one of another ward) here.
             self.table.data[code] = value
             self.table.send_changelog(entry.partition, code, value)
 
-    def _fit(self, code: str, entry: OwnedWard) -> None:
-        """Keep the ward's changelog record under STATE_TARGET_BYTES by evicting old event ids.
+    def _fit(self, code: str, entry: OwnedWard) -> dict[str, Any]:
+        """The ward's table value, kept under STATE_TARGET_BYTES by evicting old event ids.
 
         A record the changelog refuses would fail the commit again and again; a shorter dedupe
         memory for one very busy ward only risks counting a late partner retry twice, and
@@ -193,9 +192,10 @@ class WardAggregator:
         state = entry.state
         rough = (_ID_BYTES * len(state.seen) + _RECORD_BYTES * (
             len(state.incidents) + len(state.lamps) + len(state.containers) + len(state.cabinets)))
+        value = entry.to_table()
         if rough < STATE_TARGET_BYTES // 2:
-            return
-        size = len(json.dumps(entry.to_table()))
+            return value
+        size = len(json.dumps(value))
         while size > STATE_TARGET_BYTES:
             wanted = (size - STATE_TARGET_BYTES) // _ID_BYTES + 1
             evicted = evict_oldest_event_ids(state, wanted)
@@ -203,11 +203,13 @@ class WardAggregator:
                 log.error("ward %s: state is %d bytes without any event id left to evict; its "
                           "changelog write may be refused (limit %d)", code, size,
                           STATE_RECORD_MAX_BYTES)
-                return
+                return value
             self.metrics.dedupe_evicted.labels(code).inc(evicted)
             log.warning("ward %s: state reached %d bytes; evicted its %d oldest event ids "
                         "(%d remembered)", code, size, evicted, len(state.seen))
-            size = len(json.dumps(entry.to_table()))
+            value = entry.to_table()
+            size = len(json.dumps(value))
+        return value
 
     # -- per event -----------------------------------------------------------------------------
 

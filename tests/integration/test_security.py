@@ -55,6 +55,7 @@ from cityops.security import (
 from cityops.wards import load_ward_records
 from schemas.codec import decode
 from tests.conftest import CITYOPS, ROOT, WorkerProcess, free_port
+from tests.integration.test_watch_cli import refusal
 from topics.catalog import INCIDENTS, LIGHTING, SITUATIONS, WASTE
 
 pytestmark = pytest.mark.integration
@@ -256,10 +257,7 @@ def test_watch_with_a_principal_that_may_not_read_situations_fails_clearly(
                             text=True, timeout=120, check=False)
     assert result.returncode == 2
     assert result.stdout == ""
-    assert result.stderr.strip() == (
-        f"cityops watch: {SITUATIONS.name} is not visible on {secured.bootstrap}: it does not "
-        "exist (run `cityops topics create`, or check CITYOPS_TOPIC_PREFIX) or this client's "
-        "principal may not read it (check CITYOPS_SASL_USERNAME and the ACLs, docs/security.md)")
+    assert result.stderr.strip() == refusal(SITUATIONS.name, secured.bootstrap)
 
 
 def test_worker_turns_an_incident_into_a_situation_on_the_secured_broker(
