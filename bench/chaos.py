@@ -104,12 +104,14 @@ class Worker:
             "CITYOPS_ROLLUP_INTERVAL_S": "1.0",
             **self.extra_env,
         }
-        # CITYOPS_CHAOS_WORKER_COMMAND: run an instrumented wrapper instead of `cityops`
+        # CITYOPS_CHAOS_WORKER_COMMAND: run an instrumented wrapper instead of `cityops`;
+        # CITYOPS_CHAOS_LOGLEVEL: the workers' log level (warning; info to debug a stall)
         command = os.environ.get("CITYOPS_CHAOS_WORKER_COMMAND", "").split() or CITYOPS
         self.process = subprocess.Popen(
             [*command, "worker", "--bootstrap", self.namespace.bootstrap, "--app-id",
              self.app_id, "--metrics-port", str(self.metrics_port), "--web-port",
-             str(self.web_port), "--loglevel", "warning"],
+             str(self.web_port), "--loglevel",
+             os.environ.get("CITYOPS_CHAOS_LOGLEVEL", "warning")],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
@@ -882,6 +884,7 @@ def verify(bootstrap: str, namespace: Namespace, app_id: str, scenario: Scenario
     hostile_places: dict[tuple[str, int, int], Send] = {}
     valid_places: set[tuple[str, int, int]] = set()
     required: dict[str, Counter[str]] = {}
+    places_of: dict[str, list[tuple[str, int, int]]] = defaultdict(list)
     found_values: Counter[bytes] = Counter()
     for kind, spec in KIND_TOPIC.items():
         topic = namespace.name(spec)
@@ -898,6 +901,7 @@ def verify(bootstrap: str, namespace: Namespace, app_id: str, scenario: Scenario
             events.append(Event(kind, record))
             valid_places.add(place)
             required[kind][str(record["event_id"])] += 1
+            places_of[str(record["event_id"])].append(place)
     never_written = sum(max(0, n - found_values[v]) for v, n in sent_values.items())
     if never_written:
         problems.append(f"{never_written} sends confirmed or retried but not in the input")
@@ -936,7 +940,12 @@ def verify(bootstrap: str, namespace: Namespace, app_id: str, scenario: Scenario
         got = Counter(str(decode(r.value, expected=spec.value_schema).record["event"]["event_id"])
                       for r in read_records(bootstrap, namespace.name(spec)))
         figures.setdefault("enriched_records", {})[kind] = got.total()
-        missing_enriched += sum(max(0, n - got[i]) for i, n in required[kind].items())
+        missing = {i: n - got[i] for i, n in required[kind].items() if n > got[i]}
+        missing_enriched += sum(missing.values())
+        if missing:  # where they sit, to find the commit or the worker that skipped them
+            where = sorted(place for i in missing for place in places_of[i])
+            log(f"{kind}: {sum(missing.values())} never enriched, at (topic, partition, "
+                f"offset): {where}")
         replays += sum(max(0, got[i] - n) for i, n in required[kind].items())
         unknown = set(got) - set(required[kind])
         if unknown:
@@ -995,7 +1004,9 @@ def verify(bootstrap: str, namespace: Namespace, app_id: str, scenario: Scenario
     # -- last situation per ward, and the rollups (the leader emits them on a timer)
     kecamatan_of = {str(w["kelurahan_code"]): str(w["kecamatan_code"]) for w in wards}
     deadline = time.monotonic() + settle_timeout_s
+    state_double = double
     while True:
+        double = state_double  # situations add their excess once, from the last reading
         last: dict[str, dict[str, Any]] = {}
         situation_records = read_records(bootstrap, namespace.name(catalog.SITUATIONS))
         for r in situation_records:

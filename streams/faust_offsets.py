@@ -28,6 +28,15 @@ Changes to Faust's `Consumer`, installed only under at_least_once:
    offset, so the missing records are fetched and processed (the others again: replays).
    Without this, 1 and 2 turn the loss into a partition whose commits stall until a restart.
 
+5. An acknowledgement of a record the stream skipped is not booked. Faust's stream skips a
+   record of an earlier consumer generation, or one read while the flow is suspended for a
+   rebalance, and acks it "so the lag does not grow". Booked, that ack lets the next commit pass
+   a record no agent processed; when the commit comes before the fetcher returns the record
+   again, 2 then drops the re-fetched copy as already read: the record is lost (bench/chaos.py
+   with 2 workers under CPU load, 15 records in one run). The same rule covers a record that
+   was processed but acknowledged only after a rebalance: its offset becomes a hole that 4
+   heals, so it is processed again (a replay the dedupe absorbs), never skipped.
+
 Under exactly_once the worker's own transaction markers do leave holes in the enriched topics,
 so Faust's behaviour is kept there (and exactly_once is not what we run, for the same reasons).
 """
@@ -39,6 +48,8 @@ import time
 from typing import Any
 
 from faust.transport import consumer as faust_consumer
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +131,36 @@ def _wrap_commit(original: Any) -> Any:
     return commit
 
 
+def _log_unbooked(consumer: Any, message: Any) -> None:
+    """Once per partition and generation: how often this happens is worth seeing in a log."""
+    key = (message.tp, consumer.app.consumer_generation_id)
+    logged: set[Any] = consumer.__dict__.setdefault("_cityops_unbooked_logged", set())
+    if key not in logged:
+        logged.add(key)
+        log.info("%s: ack of offset %d (generation %d, now %d, flow %s) not booked; the "
+                 "record is fetched and processed again", message.tp, message.offset,
+                 message.generation_id, consumer.app.consumer_generation_id,
+                 "active" if consumer.app.flow_control.is_active() else "suspended")
+
+
+def _wrap_ack(original: Any) -> Any:
+    def ack(self: Any, message: Any) -> bool:
+        app = self.app
+        if (message.generation_id == app.consumer_generation_id
+                and app.flow_control.is_active()):
+            result: bool = original(self, message)
+            return result
+        with ack_lock:  # skipped by the stream (or finished across a rebalance): not booked
+            if not message.acked:
+                _log_unbooked(self, message)
+            message.acked = True
+            self._unacked_messages.discard(message)
+            notify(self._waiting_for_ack)
+        return False
+
+    return ack
+
+
 def install(processing_guarantee: str) -> bool:
     """Patch Faust's Consumer for at_least_once; idempotent. True if the patch is active."""
     if processing_guarantee != "at_least_once":
@@ -127,7 +168,7 @@ def install(processing_guarantee: str) -> bool:
     consumer_class = faust_consumer.Consumer
     if getattr(consumer_class, _MARK, False):
         return True
-    for name in ("_add_gap", "_drain_messages", "_new_offset", "commit", "seek"):
+    for name in ("_add_gap", "_drain_messages", "_new_offset", "commit", "seek", "ack"):
         if not callable(getattr(consumer_class, name, None)):
             raise RuntimeError(f"faust Consumer.{name} is gone: re-check "
                                "streams/faust_offsets.py against this Faust version")
@@ -142,5 +183,6 @@ def install(processing_guarantee: str) -> bool:
     consumer_class._new_offset = _wrap_new_offset(  # type: ignore[method-assign]
         consumer_class._new_offset)
     consumer_class.commit = _wrap_commit(consumer_class.commit)  # type: ignore[method-assign]
+    consumer_class.ack = _wrap_ack(consumer_class.ack)  # type: ignore[method-assign]
     setattr(consumer_class, _MARK, True)
     return True

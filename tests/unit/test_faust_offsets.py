@@ -93,3 +93,32 @@ def test_a_lasting_hole_is_healed_by_seeking_back_to_the_committed_offset() -> N
     assert asyncio.run(commit(fake)) is True
     assert fake.sought == [(TP("a", 0), 241)]  # b is too recent, "revoked" not assigned
     assert list(fake._cityops_holes) == [TP("b", 0)]
+
+
+def _message(tp: TP, offset: int, generation_id: int) -> Any:
+    from faust.types.tuples import Message
+
+    return Message(tp.topic, tp.partition, offset, 0.0, 0, None, None, b"v", None, tp=tp,
+                   generation_id=generation_id)
+
+
+def test_an_ack_of_a_record_the_stream_skipped_is_not_booked(consumer: Any) -> None:
+    """Faust's stream acks a record of an earlier generation, or one read while the flow is
+    suspended for a rebalance, without processing it; booked, the commit would pass it."""
+    tp = TP("city.incidents.v1", 7)
+    consumer.app.topics.acks_enabled_for = lambda topic: True
+    consumer.app.consumer_generation_id = 5
+    consumer.app.flow_control.resume()
+    consumer._committed_offset[tp] = 100
+    stale, suspended, current = _message(tp, 100, 4), _message(tp, 101, 5), _message(tp, 100, 5)
+
+    assert consumer.ack(stale) is False
+    consumer.app.flow_control.suspend()
+    assert consumer.ack(suspended) is False
+    assert (stale.acked, suspended.acked, consumer._acked[tp]) == (True, True, [])
+    assert consumer._new_offset(tp) is None  # nothing to commit: 100 was never processed
+
+    consumer.app.flow_control.resume()
+    assert consumer.ack(current) is True  # the re-fetched copy, processed in generation 5
+    assert consumer._acked[tp] == [100]
+    assert consumer._new_offset(tp) == 101
