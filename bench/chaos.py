@@ -299,8 +299,9 @@ def lag_by_partition(bootstrap: str, group: str, topics: Sequence[str]) -> dict[
     return out
 
 
-def broker_restart() -> float:
-    """`cityops broker stop` then `cityops broker start` (same data dir); seconds it took.
+def broker_restart(down_s: float = 0.0) -> float:
+    """`cityops broker stop`, `down_s` seconds of outage, then `cityops broker start` (same
+    data dir); seconds it took.
 
     On a shared broker another test session may start it again between the two (its `broker`
     fixture sees it stopped): then our start fails on the taken ports, and the broker that
@@ -311,9 +312,11 @@ def broker_restart() -> float:
     port = BrokerConfig.from_env().port
     started = time.monotonic()
     for action in ("stop", "start"):
-        if action == "start" and port_answers(port):
-            say("broker was started again by someone else meanwhile; using it")
-            break
+        if action == "start":
+            time.sleep(down_s)
+            if port_answers(port):
+                say("broker was started again by someone else meanwhile; using it")
+                break
         result = subprocess.run([*CITYOPS, "broker", action], cwd=ROOT, capture_output=True,
                                 text=True, timeout=300, check=False)
         if result.returncode != 0:
