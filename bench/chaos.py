@@ -58,11 +58,12 @@ from dataclasses import dataclass, field  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
 from typing import Any  # noqa: E402
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition  # noqa: E402
 from kafka.consumer.fetcher import ConsumerRecord  # noqa: E402
 from kafka.errors import KafkaError  # noqa: E402
 
 from bench.harness import Namespace, free_port  # noqa: E402
+from cityops.producer import PartnerProducer  # noqa: E402
 from schemas.codec import decode, encode  # noqa: E402
 from topics import catalog  # noqa: E402
 
@@ -577,11 +578,10 @@ def _hostile(rng: random.Random, index: int, now: datetime,
 class Sender(threading.Thread):
     """Sends the scenario at `rate` records/s (0: as fast as the producer goes).
 
-    kafka-python 3.0's idempotent producer wedges once a batch expired (an outage longer than
-    delivery_timeout_ms): that send fails and every later one neither completes nor fails, even
-    after the broker is back (reproduced on Kafka 4.1, docs/reliability.md). So on the first
-    failed send the producer is replaced and every send not yet confirmed is sent again: "maybe
-    written", a duplicate at worst, which the ward state's dedupe absorbs.
+    Through `PartnerProducer`, which replaces a producer wedged by an expired batch and fails
+    the sends it had not confirmed (cityops/producer.py, docs/reliability.md). A failed send is
+    "maybe written" and sent again here: a duplicate at worst, which the ward state's dedupe
+    absorbs. So every scenario record reaches the input topics at least once.
     """
 
     def __init__(self, namespace: Namespace, sends: Sequence[Send], rate: float) -> None:
@@ -591,26 +591,13 @@ class Sender(threading.Thread):
         self.rate = rate
         self.sent = 0
         self.maybe_written = 0
-        self.producer_restarts = 0
         self.error: BaseException | None = None
         self.done = threading.Event()
-        self._broken = threading.Event()
+        self._producer: PartnerProducer | None = None
 
-    def _producer(self, patience_s: float = 300.0) -> KafkaProducer:
-        """A new producer; while the broker is down its constructor fails: try again."""
-        deadline = time.monotonic() + patience_s
-        while True:
-            try:
-                return KafkaProducer(
-                    bootstrap_servers=self.namespace.bootstrap, acks="all",
-                    enable_idempotence=True, linger_ms=5, request_timeout_ms=3_000,
-                    delivery_timeout_ms=5_000, max_block_ms=10_000,
-                    client_id="cityops-chaos-partner",
-                )
-            except KafkaError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(1.0)
+    @property
+    def producer_restarts(self) -> int:
+        return self._producer.summary.producer_replacements if self._producer else 0
 
     def run(self) -> None:
         try:
@@ -620,34 +607,30 @@ class Sender(threading.Thread):
         finally:
             self.done.set()
 
-    def _send(self, producer: KafkaProducer, index: int) -> Any:
+    def _send(self, producer: PartnerProducer, index: int) -> Any:
+        """The send's future, or None when it could not even be handed over (a new producer
+        while the broker is still down): resent like a failed one."""
         send = self.sends[index]
         try:
-            future = producer.send(self.namespace.name(KIND_TOPIC[send.kind]), key=send.key,
-                                   value=send.value)
+            return producer.send_raw(self.namespace.name(KIND_TOPIC[send.kind]), send.key,
+                                     send.value)
         except KafkaError:
-            self._broken.set()
             return None
-        future.add_errback(lambda _exc: self._broken.set())
-        return future
 
-    def _replace(self, producer: KafkaProducer, pending: dict[int, Any]) -> KafkaProducer:
-        """New producer; resend everything the old one did not confirm."""
-        unconfirmed = sorted(i for i, f in pending.items() if f is None or not f.succeeded())
-        with contextlib.suppress(KafkaError):
-            producer.close(timeout=1)
-        self.producer_restarts += 1
-        self.maybe_written += len(unconfirmed)
-        time.sleep(1.0)
-        self._broken.clear()
-        producer = self._producer()
-        pending.clear()
-        for index in unconfirmed:
-            pending[index] = self._send(producer, index)
-        return producer
+    def _resend_failed(self, producer: PartnerProducer, pending: dict[int, Any]) -> None:
+        for index, future in list(pending.items()):
+            if future is not None and future.succeeded():
+                del pending[index]
+            elif future is None or future.failed():
+                self.maybe_written += 1
+                pending[index] = self._send(producer, index)
+                if pending[index] is None:  # the broker is still down: try the rest later
+                    return
 
     def _run(self) -> None:
-        producer = self._producer()
+        producer = self._producer = PartnerProducer(
+            self.namespace.bootstrap, client_id="cityops-chaos-partner",
+            request_timeout_ms=3_000, delivery_timeout_ms=5_000, max_block_ms=10_000)
         pending: dict[int, Any] = {}
         started = time.monotonic()
         for index in range(len(self.sends)):
@@ -655,20 +638,18 @@ class Sender(threading.Thread):
                 delay = started + index / self.rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            if self._broken.is_set():
-                producer = self._replace(producer, pending)
             pending[index] = self._send(producer, index)
             self.sent += 1
-            if index % 1000 == 0:  # forget what is confirmed
-                for done in [i for i, f in pending.items() if f is not None and f.succeeded()]:
-                    del pending[done]
+            if index % 100 == 0:
+                self._resend_failed(producer, pending)
         while True:
             with contextlib.suppress(KafkaError):
-                producer.flush(timeout=30)
-            if all(f is not None and f.succeeded() for f in pending.values()):
+                producer.flush(timeout_s=30)
+            self._resend_failed(producer, pending)
+            if not pending:
                 break
-            producer = self._replace(producer, pending)
-        producer.close(timeout=10)
+            time.sleep(0.5)
+        producer.close()
 
 
 # ------------------------------------------------------------------------------------------
