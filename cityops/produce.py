@@ -597,7 +597,12 @@ def run_simulate(
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     """``cityops simulate``: exit 0 when every event was delivered, 1 on a delivery error, 2 on
-    bad arguments. Ctrl-C stops the feed, flushes and prints the summary (exit 0)."""
+    bad arguments. Ctrl-C stops the feed, flushes and prints the summary (exit 0).
+
+    A send the producer refuses (the broker unreachable) ends a fast feed, whose point is a
+    complete data set; a realtime feed (what ``cityops demo`` runs) counts the event as not
+    delivered and goes on, so the live view recovers when the broker does.
+    """
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     from cityops.assets import generate_asset_registry
@@ -672,6 +677,8 @@ def run_simulate(
                 future = sender.send(event.schema, event.record)
             except delivery_errors as error:
                 stats.failed(error)
+                if realtime:  # a live feed outlives a broker outage: count it, go on
+                    continue
                 break
             future.add_errback(stats.failed)
             stats.by_type[event.schema.rpartition(".")[2]] += 1
@@ -695,7 +702,8 @@ def run_simulate(
         print(file=err)
     _summary(stats, elapsed, seed, registry_seed, chosen, interrupted, out)
     if stats.failures:
-        print(f"{stats.failures} events not delivered; first error: {stats.first_failure}",
+        noun = "event" if stats.failures == 1 else "events"
+        print(f"{stats.failures} {noun} not delivered; first error: {stats.first_failure}",
               file=err)
         return EXIT_DELIVERY
     return EXIT_OK

@@ -447,6 +447,39 @@ def test_simulate_delivery_errors_exit_1() -> None:
     )
 
 
+@dataclass
+class OutageSender(FakeSender):
+    """Refuses sends number `down_from` to `down_until` (1-based), as a producer does while
+    the broker is unreachable: `send` itself raises."""
+
+    down_from: int = 3
+    down_until: int = 5
+    attempts: int = 0
+
+    def send(self, schema: str, record: Mapping[str, Any]) -> FakeFuture:
+        self.attempts += 1
+        if self.down_from <= self.attempts <= self.down_until:
+            raise KafkaTimeoutError("Unable to bootstrap from broker:9092")
+        return super().send(schema, record)
+
+
+def test_a_realtime_feed_goes_on_after_sends_the_broker_refused() -> None:
+    sender = OutageSender()
+    code, _, err, _, _ = _simulate(duration_s=1.0, realtime=True, rate=20.0, sender=sender)
+    assert code == EXIT_DELIVERY
+    assert sender.attempts == len(sender.sent) + 3 > 10
+    assert err == ("3 events not delivered; first error: KafkaTimeoutError: "
+                   "KafkaTimeoutError: Unable to bootstrap from broker:9092\n")
+
+
+def test_a_fast_feed_stops_at_the_first_send_the_broker_refused() -> None:
+    sender = OutageSender()
+    code, _, err, _, _ = _simulate(count=10, sender=sender)
+    assert (code, sender.attempts, len(sender.sent)) == (EXIT_DELIVERY, 3, 2)
+    assert err == ("1 event not delivered; first error: KafkaTimeoutError: "
+                   "KafkaTimeoutError: Unable to bootstrap from broker:9092\n")
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
