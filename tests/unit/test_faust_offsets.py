@@ -74,6 +74,8 @@ class _FakeConsumer:
         self.app = _FakeApp()
         self._cityops_holes = holes
         self.sought: list[tuple[TP, int]] = []
+        self._committed_offset: dict[TP, int] = {}
+        self.outcome = True  # what the commit returns
 
     def assignment(self) -> set[TP]:
         return {TP("a", 0), TP("b", 0)}
@@ -122,3 +124,24 @@ def test_an_ack_of_a_record_the_stream_skipped_is_not_booked(consumer: Any) -> N
     assert consumer.ack(current) is True  # the re-fetched copy, processed in generation 5
     assert consumer._acked[tp] == [100]
     assert consumer._new_offset(tp) == 101
+
+
+def test_a_commit_that_did_not_happen_leaves_the_committed_offset_alone() -> None:
+    """Faust books the offsets of a failed commit as committed; the broker still has the old
+    ones, so records re-fetched from there would be dropped as already read."""
+    failed, done = TP("city.lighting.v1", 0), TP("city.waste.v1", 2)
+
+    async def original(self: _FakeConsumer, offsets: dict[TP, int], *args: Any) -> bool:
+        self._committed_offset.update(offsets)  # what Faust does whatever the outcome
+        return self.outcome
+
+    commit_offsets = faust_offsets._wrap_commit_offsets(original)
+    fake = _FakeConsumer({})
+    fake._committed_offset = {failed: 270}
+    fake.outcome = False
+    assert asyncio.run(commit_offsets(fake, {failed: 287})) is False
+    assert fake._committed_offset == {failed: 270}
+
+    fake.outcome = True
+    assert asyncio.run(commit_offsets(fake, {failed: 287, done: 228})) is True
+    assert fake._committed_offset == {failed: 287, done: 228}
