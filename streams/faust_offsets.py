@@ -180,8 +180,8 @@ def _wrap_commit_offsets(original: Any) -> Any:
             for tp, offset in offsets.items():
                 if committed.get(tp) == offset and before[tp] != offset:  # booked, not done
                     committed[tp] = before[tp]
-                    log.info("%s: commit of offset %d did not happen; committed offset kept "
-                             "at %s", tp, offset, before[tp])
+                    log.warning("%s: commit of offset %d did not happen; committed offset kept "
+                                "at %s", tp, offset, before[tp])
         return did_commit
 
     return commit_offsets
