@@ -28,6 +28,8 @@ from cityops.security import kafka_python_security
 from schemas.codec import encode
 from topics.catalog import CATALOG, TopicSpec
 
+log = logging.getLogger(__name__)
+
 #: Which field of each event type is the Kafka key (keeps one asset's events in order).
 KEY_FIELDS: dict[str, str] = {
     "org.cityops.IncidentEvent": "incident_id",
@@ -44,9 +46,6 @@ def topic_for(schema: str) -> TopicSpec:
         if spec.value_schema == full and spec.role in ("input", "reference"):
             return spec
     raise KeyError(f"no input or reference topic carries {schema}")
-
-
-log = logging.getLogger(__name__)
 
 
 @dataclass

@@ -143,10 +143,12 @@ def _wrap_commit(original: Any) -> Any:
 
 def _log_unbooked(consumer: Any, message: Any) -> None:
     """Once per partition and generation: how often this happens is worth seeing in a log."""
-    key = (message.tp, consumer.app.consumer_generation_id)
-    logged: set[Any] = consumer.__dict__.setdefault("_cityops_unbooked_logged", set())
-    if key not in logged:
-        logged.add(key)
+    generation = consumer.app.consumer_generation_id
+    seen: tuple[int, set[Any]] | None = consumer.__dict__.get("_cityops_unbooked_logged")
+    if seen is None or seen[0] != generation:  # only the current generation's partitions
+        seen = consumer.__dict__["_cityops_unbooked_logged"] = (generation, set())
+    if message.tp not in seen[1]:
+        seen[1].add(message.tp)
         log.info("%s: ack of offset %d (generation %d, now %d, flow %s) not booked; the "
                  "record is fetched and processed again", message.tp, message.offset,
                  message.generation_id, consumer.app.consumer_generation_id,
