@@ -700,7 +700,7 @@ def say(text: str) -> None:
 
 def run_chaos(config: ChaosConfig, log: Callable[[str], None] = say) -> ChaosReport:
     from cityops.assets import generate_asset_registry
-    from cityops.wards import load_ward_records
+    from core.reference_data import load_ward_records
 
     config.artifacts.mkdir(parents=True, exist_ok=True)
     report = ChaosReport({k: str(v) if isinstance(v, Path) else v

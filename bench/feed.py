@@ -32,7 +32,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from cityops.assets import generate_asset_registry
 from cityops.producer import KEY_FIELDS
 from cityops.simulator import CitySimulator, PointSampler, SimEvent
-from cityops.wards import load_ward_records
+from core.reference_data import load_ward_records
 from schemas.codec import encode
 from topics import catalog
 

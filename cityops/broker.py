@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from cityops.paths import kafka_home, var_dir
+from core.paths import kafka_home, var_dir
 
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies"
 KAFKA_MAIN = "kafka.Kafka"

@@ -607,7 +607,7 @@ def run_simulate(
     err = err if err is not None else sys.stderr
     from cityops.assets import generate_asset_registry
     from cityops.scenarios import SCENARIOS
-    from cityops.wards import load_ward_records
+    from core.reference_data import load_ward_records
 
     problem = _check_simulate_args(rate_per_s, duration_s, count, realtime, scenario)
     if problem is not None:

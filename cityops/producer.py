@@ -24,7 +24,7 @@ from kafka.errors import (
     UnknownProducerIdError,
 )
 
-from cityops.security import kafka_python_security
+from core.connection import kafka_python_security
 from schemas.codec import encode
 from topics.catalog import CATALOG, TopicSpec
 

@@ -10,7 +10,7 @@ from collections import Counter
 
 from cityops.assets import generate_asset_registry
 from cityops.producer import PartnerProducer
-from cityops.wards import load_ward_records
+from core.reference_data import load_ward_records
 
 
 def publish_wards(bootstrap: str) -> int:

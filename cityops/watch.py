@@ -16,11 +16,10 @@ from typing import Any, TextIO
 
 from kafka import KafkaConsumer, TopicPartition
 
-from cityops.security import kafka_python_security
+from core.connection import kafka_python_security
 from schemas.codec import CodecError, decode
 from topics.catalog import SITUATIONS
 
-LEVEL_ORDER = {"CRITICAL": 0, "ALERT": 1, "WATCH": 2, "NORMAL": 3, "UNKNOWN": 4}
 LEVEL_COLOUR = {"CRITICAL": "\033[41;97m", "ALERT": "\033[31;1m", "WATCH": "\033[33;1m",
                 "NORMAL": "\033[32m", "UNKNOWN": "\033[37m"}
 RESET = "\033[0m"
@@ -57,7 +56,7 @@ class SituationBoard:
         ]
         scope_order = {"CITY": 0, "KECAMATAN": 1, "KELURAHAN": 2}
         return sorted(selected, key=lambda s: (
-            scope_order.get(s["scope"], 3), LEVEL_ORDER.get(s["level"], 9), s["scope_name"]))
+            scope_order.get(s["scope"], 3), -level_rank(s["level"]), s["scope_name"]))
 
 
 def render(rows: Iterable[Mapping[str, Any]], colour: bool, now: datetime) -> str:

@@ -2,7 +2,7 @@
 
 Pure and per-event: no I/O, no clock (``now`` is passed in), no mutation of the input. An
 event either comes out as an ``org.cityops.Enriched*Event`` dict or raises
-:class:`~processors.rejections.Rejection` naming the field and the rule, so the caller can
+:class:`~core.rejections.Rejection` naming the field and the rule, so the caller can
 dead-letter it with a bounded reason.
 
 Ward resolution order (the first that applies wins):
@@ -31,7 +31,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from processors.geo import DEFAULT_TOLERANCE_M, WardLocator
-from processors.rejections import Rejection
+from core.rejections import Rejection
 
 LAMP_KINDS: Final = frozenset({"LAMP"})
 WASTE_KINDS: Final = frozenset({"WASTE_CONTAINER", "TPS"})

@@ -18,7 +18,8 @@ from datetime import datetime
 from typing import Any, Final
 
 from processors.state import WardState, from_ms, to_ms
-from processors.thresholds import Thresholds, level_rank, max_level
+from core.vocabulary import level_rank, max_level
+from processors.thresholds import Thresholds
 
 __all__ = [
     "ResponseTotals",

@@ -16,10 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-# Ordered from calm to worst; UNKNOWN (a level added by a newer writer) ranks below NORMAL so
-# that it never raises a rollup on its own.
-LEVELS: Final[tuple[str, ...]] = ("NORMAL", "WATCH", "ALERT", "CRITICAL")
-_LEVEL_RANK: Final[dict[str, int]] = {name: rank for rank, name in enumerate(LEVELS)}
+from core.vocabulary import LEVELS
+
 RULE_LEVELS: Final[tuple[str, ...]] = ("WATCH", "ALERT", "CRITICAL")
 
 INCIDENT_CATEGORIES: Final[tuple[str, ...]] = (
@@ -37,22 +35,6 @@ SEVERITIES: Final[tuple[str, ...]] = ("EXTREME", "SEVERE", "MODERATE", "MINOR")
 DEFAULT_THRESHOLDS_PATH: Final[Path] = (
     Path(__file__).resolve().parent.parent / "cityops" / "thresholds.default.json"
 )
-
-
-def level_rank(level: str) -> int:
-    """Rank of a level symbol; -1 for UNKNOWN or anything unrecognised."""
-    return _LEVEL_RANK.get(level, -1)
-
-
-def max_level(levels: Iterable[str]) -> str:
-    """Worst of `levels`; NORMAL when there are none (no rule fired means calm)."""
-    best = "NORMAL"
-    best_rank = 0
-    for level in levels:
-        rank = _LEVEL_RANK.get(level, -1)
-        if rank > best_rank:
-            best, best_rank = level, rank
-    return best
 
 
 class ThresholdsError(ValueError):

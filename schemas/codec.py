@@ -54,11 +54,13 @@ from fastavro.schema import (
 from fastavro.validation import ValidationError, ValidationErrorData
 from fastavro.validation import validate as avro_validate
 
+from core.rejections import CODEC_REASONS, CodecReason, Rejection
+
 __all__ = [
     "AVRO_DIR",
     "DEFAULT_MAX_BYTES",
     "HEADER_SIZE",
-    "REASONS",
+    "CODEC_REASONS",
     "SINGLE_OBJECT_MARKER",
     "CodecError",
     "CodecReason",
@@ -92,21 +94,6 @@ default broker nothing larger arrives as one record anyway; rejecting it before 
 worker's memory bounded.
 """
 
-CodecReason = Literal[
-    "not_single_object",
-    "truncated",
-    "unknown_fingerprint",
-    "unexpected_schema",
-    "undecodable",
-    "trailing_bytes",
-    "non_canonical",
-    "oversized",
-    "schema_violation",
-]
-REASONS: Final[tuple[CodecReason, ...]] = get_args(CodecReason)
-"""Every reason a :class:`CodecError` may carry, in a fixed order (one metric series each)."""
-
-_REASON_SET: Final[frozenset[str]] = frozenset(REASONS)
 _MESSAGE_VALUE_LIMIT: Final[int] = 60
 _UUID_TEXT: Final[re.Pattern[str]] = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -117,23 +104,23 @@ _PRIMITIVES: Final[frozenset[str]] = frozenset(
 )
 
 
-class CodecError(Exception):
-    """A payload that cannot be encoded or decoded; ``reason`` is one of :data:`REASONS`.
+class CodecError(Rejection):
+    """A payload that cannot be encoded or decoded: a :class:`Rejection` of stage DECODE whose
+    ``reason`` is one of :data:`CODEC_REASONS`.
 
     The reason is checked at construction so a typo fails in tests instead of opening a new
     metric series in production; the message names the field and the rule for the dead letter.
     """
 
-    __slots__ = ("message", "reason")
+    __slots__ = ()
 
     def __init__(self, reason: CodecReason, message: str) -> None:
-        if reason not in _REASON_SET:
-            raise ValueError(f"CodecError.reason={reason!r} is not one of {REASONS}")
-        super().__init__(message)
+        if reason not in CODEC_REASONS:
+            raise ValueError(f"CodecError.reason={reason!r} is not one of {CODEC_REASONS}")
+        super().__init__("DECODE", reason, message)
         self.reason: CodecReason = reason
-        self.message: str = message
 
-    def __reduce__(self) -> tuple[type[CodecError], tuple[CodecReason, str]]:
+    def __reduce__(self) -> tuple[Any, ...]:
         # The default pickling keeps only ``args`` (the message); keep the reason as well when
         # an error crosses a process boundary.
         return (type(self), (self.reason, self.message))

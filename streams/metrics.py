@@ -13,7 +13,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 RESPONSE_BUCKETS_S = (60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 3600.0, 7200.0)
-LEVEL_VALUES = {"NORMAL": 0, "WATCH": 1, "ALERT": 2, "CRITICAL": 3, "UNKNOWN": -1}
 
 
 @dataclass

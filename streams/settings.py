@@ -11,7 +11,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from cityops.paths import var_dir
+from core.paths import var_dir
 
 
 @dataclass(frozen=True)

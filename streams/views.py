@@ -18,7 +18,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from cityops.security import aiokafka_security
+from core.connection import aiokafka_security
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,6 @@ from processors.situation import (
 from processors.state import WardState, apply, evict_oldest_event_ids, from_ms
 from processors.thresholds import DEFAULT_THRESHOLDS_PATH, Thresholds
 from schemas.codec import decode, encode
-from streams.metrics import LEVEL_VALUES
 from topics import catalog
 
 if TYPE_CHECKING:
@@ -409,7 +408,7 @@ class WardAggregator:
     def _set_gauges(self, wards: list[dict[str, Any]]) -> None:
         for s in wards:
             self.metrics.ward_level.labels(s["scope_code"], s["scope_name"],
-                                           s["kecamatan_name"]).set(LEVEL_VALUES[s["level"]])
+                                           s["kecamatan_name"]).set(level_rank(s["level"]))
 
     def _set_kecamatan_gauges(self, s: dict[str, Any]) -> None:
         name = s["scope_name"]

@@ -41,7 +41,7 @@ from aiohttp import web as aioweb
 from faust.web import Request, Response, View
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
-from cityops.wards import BOUNDARIES_GEOJSON, load_kecamatan
+from core.reference_data import BOUNDARIES_GEOJSON, load_kecamatan
 
 if TYPE_CHECKING:
     from streams.app import Pipeline
@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 BOARD_PATH: Final = "/board/"
 STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
 #: Worst first; the order of the side list and of the legend.
-LEVEL_RANK: Final = {"CRITICAL": 4, "ALERT": 3, "WATCH": 2, "NORMAL": 1, "UNKNOWN": 0}
 #: Situation changes kept per kelurahan for the detail panel.
 HISTORY_LENGTH: Final = 10
 #: A comment line this often keeps proxies from closing an idle stream and lets the server
@@ -100,7 +99,7 @@ def situation_json(situation: Mapping[str, Any]) -> dict[str, Any]:
 
 def board_order(situations: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Worst level first, then by code, so wards of one kecamatan stay together."""
-    return sorted(situations, key=lambda s: (-LEVEL_RANK.get(s["level"], 0), s["scope_code"]))
+    return sorted(situations, key=lambda s: (-level_rank(s["level"]), s["scope_code"]))
 
 
 def situations_payload(situations: Mapping[str, Mapping[str, Any]], ready: bool,

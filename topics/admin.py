@@ -35,7 +35,7 @@ class TopicCheck:
 
 def admin_client(bootstrap: str, **security: str) -> KafkaAdminClient:
     """`security` overrides the CITYOPS_SASL_* environment (cityops.security)."""
-    from cityops.security import kafka_python_security
+    from core.connection import kafka_python_security
 
     return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="cityops-admin",
                             **{**kafka_python_security(), **security})

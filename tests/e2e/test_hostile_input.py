@@ -31,7 +31,7 @@ from kafka import KafkaProducer
 from bench.chaos import Worker, read_records
 from bench.harness import Namespace
 from cityops.assets import generate_asset_registry
-from cityops.wards import load_ward_records
+from core.reference_data import load_ward_records
 from processors.dead_letters import MAX_ORIGINAL_BYTES, MAX_ORIGINAL_KEY_BYTES
 from schemas.codec import decode, default_catalog, encode
 from topics import catalog

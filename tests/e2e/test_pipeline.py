@@ -24,7 +24,7 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from cityops.assets import generate_asset_registry
-from cityops.wards import load_ward_records
+from core.reference_data import load_ward_records
 from schemas.codec import decode
 from tests.conftest import WorkerProcess
 from tests.namespace import Namespace, NamespacePlan

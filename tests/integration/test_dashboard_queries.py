@@ -40,7 +40,7 @@ import pytest
 import yaml
 
 from cityops.assets import generate_asset_registry
-from cityops.wards import load_ward_records
+from core.reference_data import load_ward_records
 from tests.conftest import ROOT, WorkerProcess, free_port
 from tests.namespace import Namespace, NamespacePlan
 from topics.catalog import INCIDENTS, LIGHTING, WASTE

@@ -37,22 +37,24 @@ from cityops.producer import PartnerProducer
 from cityops.security import (
     ADMIN,
     COMMAND_CENTER,
+    REFERENCE_PUBLISHER,
+    WORKER,
+    acl_plan,
+    load_credentials,
+    principal_env,
+)
+from core.connection import (
     ENV_MECHANISM,
     ENV_PASSWORD,
     ENV_PROTOCOL,
     ENV_USERNAME,
-    REFERENCE_PUBLISHER,
-    WORKER,
     SecurityError,
-    acl_plan,
     aiokafka_security,
     faust_credentials,
     kafka_python_security,
-    load_credentials,
-    principal_env,
     scram_client_config,
 )
-from cityops.wards import load_ward_records
+from core.reference_data import load_ward_records
 from schemas.codec import decode
 from tests.conftest import CITYOPS, ROOT, WorkerProcess, free_port
 from tests.integration.test_watch_cli import refusal

@@ -13,7 +13,7 @@ from fastavro.schema import load_schema
 from fastavro.validation import validate
 
 from cityops.assets import _allocate, _cabinet_sizes, generate_asset_registry
-from cityops.wards import load_ward_records
+from core.reference_data import load_ward_records
 from processors.geo import Location, WardLocator
 
 pytestmark = pytest.mark.unit

@@ -25,7 +25,7 @@ from faust.serializers import codecs as faust_codecs
 from schemas.codec import (
     AVRO_DIR,
     DEFAULT_MAX_BYTES,
-    REASONS,
+    CODEC_REASONS,
     CodecError,
     DecodedRecord,
     SchemaCatalog,
@@ -497,7 +497,7 @@ def test_v1_payload_is_still_checked_for_trailing_bytes() -> None:
 
 
 def test_reason_set_is_fixed() -> None:
-    assert REASONS == (
+    assert CODEC_REASONS == (
         "not_single_object",
         "truncated",
         "unknown_fingerprint",

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cityops.assets import generate_asset_registry
-from cityops.wards import load_ward_records
+from core.reference_data import load_ward_records
 from processors.dead_letters import (
     MAX_MESSAGE_CHARS,
     MAX_ORIGINAL_BYTES,
@@ -35,7 +35,7 @@ from processors.enrich import (
     enrich_lighting,
     enrich_waste,
 )
-from processors.rejections import Rejection
+from core.rejections import Rejection
 from schemas.codec import CodecError, decode, default_catalog, encode
 
 pytestmark = pytest.mark.unit

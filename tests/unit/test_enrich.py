@@ -15,7 +15,7 @@ import pytest
 from fastavro.schema import load_schema
 from fastavro.validation import validate
 
-from cityops.wards import load_ward_records
+from core.reference_data import load_ward_records
 from processors.enrich import (
     EnrichmentRules,
     ReferenceData,
@@ -24,7 +24,7 @@ from processors.enrich import (
     enrich_waste,
     normalise_description,
 )
-from processors.rejections import REASONS, STAGES, Rejection
+from core.rejections import CODEC_REASONS, REASONS, STAGES, Rejection
 
 pytestmark = pytest.mark.unit
 
@@ -555,7 +555,8 @@ def test_rejection(
 
 
 def test_every_validate_and_enrich_reason_is_exercised() -> None:
-    decode_or_process = {"undecodable", "unknown_fingerprint", "oversized", "processing_error"}
+    # the codec's own reasons, except schema_violation, which validation raises too
+    decode_or_process = (set(CODEC_REASONS) - {"schema_violation"}) | {"processing_error"}
     assert {case[4] for case in CASES} == set(REASONS) - decode_or_process
 
 
@@ -563,7 +564,8 @@ def test_every_validate_and_enrich_reason_is_exercised() -> None:
 
 
 def test_reason_set_is_bounded_snake_case_and_unique() -> None:
-    assert len(REASONS) == len(set(REASONS)) == 13
+    assert len(REASONS) == len(set(REASONS)) == 18
+    assert REASONS[:len(CODEC_REASONS)] == CODEC_REASONS
     assert [r for r in REASONS if not re.fullmatch(r"[a-z]+(_[a-z]+)*", r)] == []
     assert STAGES == ("DECODE", "VALIDATE", "ENRICH", "PROCESS")
 

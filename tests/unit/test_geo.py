@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cityops.wards import BOUNDARIES_GEOJSON, load_ward_records
+from core.reference_data import BOUNDARIES_GEOJSON, load_ward_records
 from processors.geo import METRES_PER_DEGREE, Location, WardLocator
 
 pytestmark = pytest.mark.unit

@@ -18,7 +18,7 @@ import pytest
 
 from bench.chaos import KIND_SCHEMA, Scenario, generate
 from cityops.assets import generate_asset_registry
-from cityops.wards import load_ward_records
+from core.reference_data import load_ward_records
 from processors.enrich import (
     EnrichmentRules,
     ReferenceData,
@@ -26,7 +26,7 @@ from processors.enrich import (
     enrich_lighting,
     enrich_waste,
 )
-from processors.rejections import Rejection
+from core.rejections import Rejection
 from processors.situation import WardAssetCounts, summarize_ward
 from processors.state import WardState, apply
 from processors.thresholds import Thresholds

@@ -33,7 +33,7 @@ from cityops.simulator import (
     SimEvent,
     lamp_schedule,
 )
-from cityops.wards import load_ward_records
+from core.reference_data import load_ward_records
 from processors.enrich import (
     EnrichmentRules,
     ReferenceData,
@@ -43,7 +43,8 @@ from processors.enrich import (
 )
 from processors.situation import WardAssetCounts, summarize_ward
 from processors.state import WardState, apply
-from processors.thresholds import Thresholds, level_rank
+from core.vocabulary import level_rank
+from processors.thresholds import Thresholds
 from schemas.codec import decode, default_catalog, encode, validate
 
 pytestmark = pytest.mark.unit

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from core.vocabulary import level_rank, max_level
 from processors.thresholds import (
     DEFAULT_THRESHOLDS_PATH,
     BurstRule,
@@ -15,9 +16,7 @@ from processors.thresholds import (
     RatioSteps,
     Thresholds,
     ThresholdsError,
-    level_rank,
     load,
-    max_level,
 )
 
 pytestmark = pytest.mark.unit

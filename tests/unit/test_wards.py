@@ -10,7 +10,7 @@ import pytest
 from fastavro.schema import load_schema
 from fastavro.validation import validate
 
-from cityops.wards import (
+from core.reference_data import (
     BOUNDARIES_GEOJSON,
     CityInfo,
     KecamatanInfo,

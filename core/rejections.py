@@ -1,6 +1,6 @@
 """The one exception type that carries "this record cannot be used" through the pipeline.
 
-Every stage raises :class:`Rejection` with a bounded ``reason`` so the dead-letter writer can
+Every stage raises :class:`Rejection` (the codec its subclass ``CodecError``) with a bounded ``reason`` so the dead-letter writer can
 fill ``org.cityops.DeadLetter`` (stage, reason, error_message, error_class) and metrics can use
 ``reason`` as a label without the label set growing with attacker-controlled text.
 """
@@ -14,12 +14,24 @@ RejectionStage = Literal["DECODE", "VALIDATE", "ENRICH", "PROCESS"]
 
 STAGES: Final[tuple[RejectionStage, ...]] = get_args(RejectionStage)
 
-REASONS: Final[tuple[str, ...]] = (
-    # DECODE: the bytes never became a record.
-    "undecodable",
+CodecReason = Literal[
+    "not_single_object",
+    "truncated",
     "unknown_fingerprint",
-    "schema_violation",
+    "unexpected_schema",
+    "undecodable",
+    "trailing_bytes",
+    "non_canonical",
     "oversized",
+    "schema_violation",
+]
+"""Why bytes never became a record (stage DECODE): the reasons of ``schemas.codec.CodecError``."""
+
+CODEC_REASONS: Final[tuple[CodecReason, ...]] = get_args(CodecReason)
+
+REASONS: Final[tuple[str, ...]] = (
+    # DECODE: the bytes never became a record (the codec's reasons).
+    *CODEC_REASONS,
     # VALIDATE: a record, but a value breaks a rule.
     "not_finite",
     "out_of_range",
@@ -33,7 +45,7 @@ REASONS: Final[tuple[str, ...]] = (
     # PROCESS: anything a stateful step could not apply.
     "processing_error",
 )
-"""Every reason a :class:`Rejection` may carry, in a fixed order.
+"""Every reason a dead letter may carry, in a fixed order: the one vocabulary of rejections.
 
 A tuple (not a set) so metrics can pre-declare one label per reason in a stable order and
 dashboards show zero-valued series before the first rejection happens.
