@@ -701,6 +701,7 @@ def say(text: str) -> None:
 def run_chaos(config: ChaosConfig, log: Callable[[str], None] = say) -> ChaosReport:
     from cityops.assets import generate_asset_registry
     from core.reference_data import load_ward_records
+    from core.vocabulary import ASSET_REGISTRY_SEED
 
     config.artifacts.mkdir(parents=True, exist_ok=True)
     report = ChaosReport({k: str(v) if isinstance(v, Path) else v
@@ -717,7 +718,7 @@ def run_chaos(config: ChaosConfig, log: Callable[[str], None] = say) -> ChaosRep
         f"{', '.join(str(path) for path in log_paths)}")
     namespace.setup()
     wards = load_ward_records()
-    registry = generate_asset_registry(wards, seed=7)
+    registry = generate_asset_registry(wards, seed=ASSET_REGISTRY_SEED)
     scenario = generate(config.events, config.seed, registry,
                         [str(w["kelurahan_code"]) for w in wards], datetime.now(UTC))
     figures.update(sent=len(scenario.sends), partner_duplicates=scenario.duplicates,

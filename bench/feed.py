@@ -33,11 +33,11 @@ from cityops.assets import generate_asset_registry
 from cityops.producer import KEY_FIELDS
 from cityops.simulator import CitySimulator, PointSampler, SimEvent
 from core.reference_data import load_ward_records
+from core.vocabulary import ASSET_REGISTRY_SEED
 from schemas.codec import encode
 from topics import catalog
 
 SEED = 20251123
-REGISTRY_SEED = 7
 DEFAULT_SPAN = timedelta(days=5)
 #: incidents per hour per (event per second): 90 gives ~9 % incident events (SYNTHETIC choice).
 INCIDENTS_PER_HOUR_PER_RATE = 90.0
@@ -88,7 +88,7 @@ class Feed:
 
     def __init__(self) -> None:
         self.wards = load_ward_records()
-        self.assets = generate_asset_registry(self.wards, seed=REGISTRY_SEED)
+        self.assets = generate_asset_registry(self.wards, seed=ASSET_REGISTRY_SEED)
         self.points = PointSampler(self.wards)
 
     def simulator(self, start: datetime, rate_per_s: float, seed: int = SEED) -> CitySimulator:

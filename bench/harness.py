@@ -23,6 +23,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
+from core.vocabulary import ASSET_REGISTRY_SEED
 from topics import catalog
 from topics.catalog import TopicSpec
 
@@ -65,7 +66,7 @@ class Namespace:
             raise RuntimeError(f"cityops {' '.join(args)} failed: {result.stdout}{result.stderr}")
         return result.stdout
 
-    def setup(self, asset_seed: int = 7) -> None:
+    def setup(self, asset_seed: int = ASSET_REGISTRY_SEED) -> None:
         """Topics, the 43 kelurahan and the SYNTHETIC asset registry, as an operator would
         create them."""
         self.cityops("topics", "create")

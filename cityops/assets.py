@@ -36,10 +36,9 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from core.vocabulary import ASSET_REGISTRY_SEED
 from processors.geo import METRES_PER_DEGREE, WardLocator
 
-DEFAULT_SEED: Final = 3672
-"""BPS code of Kota Cilegon; any int works, this one is just memorable."""
 DEFAULT_LAMPS: Final = 5700
 DEFAULT_WASTE_CONTAINERS: Final = 430
 DEFAULT_TPS: Final = 50
@@ -179,7 +178,7 @@ def _asset(
 
 def generate_asset_registry(
     ward_records: Sequence[Mapping[str, Any]],
-    seed: int = DEFAULT_SEED,
+    seed: int = ASSET_REGISTRY_SEED,
     lamps: int = DEFAULT_LAMPS,
     waste_containers: int = DEFAULT_WASTE_CONTAINERS,
     tps: int = DEFAULT_TPS,

@@ -204,7 +204,8 @@ def _probe_security(config: BrokerConfig) -> dict[str, str]:
     """The admin's SASL settings when this broker is (or was formatted) secured, else none."""
     if not (config.secure or _secured_marker().exists()):
         return {}
-    from cityops.security import SecurityError, admin_client_config
+    from cityops.security import admin_client_config
+    from core.connection import SecurityError
 
     try:
         return admin_client_config()

@@ -11,6 +11,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from core.vocabulary import ASSET_REGISTRY_SEED
+
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 ADMIN_PRINCIPAL = "admin"
 
@@ -107,12 +109,13 @@ def _assets(args: argparse.Namespace) -> int:
 
 def _security(args: argparse.Namespace) -> int:
     from cityops import security
+    from core.connection import SCRAM_MECHANISM, SecurityError
 
     try:
         if args.action == "setup":
             app_id = args.app_id or os.environ.get("CITYOPS_APP_ID", "cityops")
             report = security.setup(_bootstrap(args), app_id)
-            print(f"SCRAM users ({security.SCRAM_MECHANISM}): {', '.join(report.users)}")
+            print(f"SCRAM users ({SCRAM_MECHANISM}): {', '.join(report.users)}")
             print(f"{report.acl_count} ACLs:")
             for grant in report.grants:
                 print(f"  {grant.describe()}")
@@ -126,7 +129,7 @@ def _security(args: argparse.Namespace) -> int:
         for name, value in security.principal_env(args.principal, password).items():
             print(f"export {name}={value}")
         return 0
-    except security.SecurityError as error:
+    except SecurityError as error:
         print(f"cityops security: {error}", file=sys.stderr)
         return 2
 
@@ -227,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     assets = command("assets", _assets,
                      "Publish the SYNTHETIC lamp and waste-container registry (simulator data).")
     assets.add_argument("action", choices=["load"])
-    assets.add_argument("--seed", type=int, default=7, help="registry seed (default 7)")
+    assets.add_argument("--seed", type=int, default=ASSET_REGISTRY_SEED,
+                        help=f"registry seed (default {ASSET_REGISTRY_SEED})")
     _add_bootstrap(assets)
 
     worker = command("worker", _worker, "Run a Faust worker (enrichment, ward state, situations).")
@@ -273,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="feed seed (default: random, printed in the summary)")
     simulate.add_argument("--scenario", choices=["flood", "cabinet-power-loss",
                                                  "holiday-waste-surge", "night-accidents"])
-    simulate.add_argument("--registry-seed", type=int, default=7)
+    simulate.add_argument("--registry-seed", type=int, default=ASSET_REGISTRY_SEED)
     simulate.add_argument("--incidents-per-hour", type=float, default=6.0)
     simulate.add_argument("--quiet", action="store_true", help="no progress line on stderr")
 

@@ -40,6 +40,7 @@ from cityops.simulator import (
     SimEvent,
     truncate_ms,
 )
+from core.vocabulary import ASSET_REGISTRY_SEED, MAX_EVENT_AGE
 from schemas.codec import CodecError, default_catalog, validate
 
 EXIT_OK: Final = 0
@@ -60,10 +61,6 @@ MAX_LISTED_RECORDS: Final = 20
 MAX_LISTED_ERRORS: Final = 20
 DELIVERY_TIMEOUT_S: Final = 60.0
 
-REGISTRY_SEED: Final = 7
-"""Seed of the synthetic asset registry; must match the registry the workers load
-(``cityops assets load --seed 7``), or lamp and container ids would not resolve."""
-MAX_EVENT_AGE: Final = timedelta(days=7)
 AGE_MARGIN: Final = timedelta(hours=1)
 """Fast mode keeps every event at least this much younger than the pipeline's 7-day limit."""
 FAST_END_MARGIN: Final = timedelta(seconds=1)
@@ -586,7 +583,7 @@ def run_simulate(
     realtime: bool,
     progress: bool,
     *,
-    registry_seed: int = REGISTRY_SEED,
+    registry_seed: int = ASSET_REGISTRY_SEED,
     incidents_per_hour: float = DEFAULT_INCIDENTS_PER_HOUR,
     scenario_delay_s: float = 10.0,
     sender_factory: SenderFactory | None = None,

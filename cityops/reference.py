@@ -11,6 +11,7 @@ from collections import Counter
 from cityops.assets import generate_asset_registry
 from cityops.producer import PartnerProducer
 from core.reference_data import load_ward_records
+from core.vocabulary import ASSET_REGISTRY_SEED
 
 
 def publish_wards(bootstrap: str) -> int:
@@ -20,7 +21,7 @@ def publish_wards(bootstrap: str) -> int:
     return len(records)
 
 
-def publish_assets(bootstrap: str, seed: int = 7) -> dict[str, int]:
+def publish_assets(bootstrap: str, seed: int = ASSET_REGISTRY_SEED) -> dict[str, int]:
     assets = generate_asset_registry(load_ward_records(), seed=seed)
     with PartnerProducer(bootstrap, client_id="cityops-reference") as producer:
         producer.send_many("org.cityops.Asset", assets)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,6 @@ from core.connection import (
 )
 from core.paths import var_dir
 from topics import catalog
-
 
 #: The broker's own principal and the only super user: it formats storage, authenticates the
 #: broker to its controller and is the operator's identity for topic and ACL administration.

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from kafka import KafkaConsumer, TopicPartition
 
 from core.connection import kafka_python_security
+from core.vocabulary import level_rank
 from schemas.codec import CodecError, decode
 from topics.catalog import SITUATIONS
 

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from core.vocabulary import CITY_CODE
+
 DATA_DIR: Final = Path(__file__).resolve().parent / "data"
 WARDS_CSV: Final = DATA_DIR / "cilegon_wards.csv"
 KECAMATAN_CSV: Final = DATA_DIR / "cilegon_kecamatan.csv"
 BOUNDARIES_GEOJSON: Final = DATA_DIR / "cilegon_kelurahan_boundaries.geojson"
 
-CITY_CODE: Final = "36.72"
 EXPECTED_KELURAHAN: Final = 43
 EXPECTED_KECAMATAN: Final = 8
 

@@ -1,8 +1,9 @@
 """The one exception type that carries "this record cannot be used" through the pipeline.
 
-Every stage raises :class:`Rejection` (the codec its subclass ``CodecError``) with a bounded ``reason`` so the dead-letter writer can
-fill ``org.cityops.DeadLetter`` (stage, reason, error_message, error_class) and metrics can use
-``reason`` as a label without the label set growing with attacker-controlled text.
+Every stage raises :class:`Rejection` (the codec its subclass ``CodecError``) with a bounded
+``reason`` so the dead-letter writer can fill ``org.cityops.DeadLetter`` (stage, reason,
+error_message, error_class) and metrics can use ``reason`` as a label without the label set
+growing with attacker-controlled text.
 """
 
 from __future__ import annotations

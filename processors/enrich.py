@@ -30,8 +30,9 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Final
 
-from processors.geo import DEFAULT_TOLERANCE_M, WardLocator
 from core.rejections import Rejection
+from core.vocabulary import MAX_EVENT_AGE
+from processors.geo import DEFAULT_TOLERANCE_M, WardLocator
 
 LAMP_KINDS: Final = frozenset({"LAMP"})
 WASTE_KINDS: Final = frozenset({"WASTE_CONTAINER", "TPS"})
@@ -48,7 +49,7 @@ class EnrichmentRules:
     max_future_skew: timedelta = timedelta(minutes=5)
     """Partner clocks drift; more than a few minutes ahead means a wrong clock or time zone
     (a WIB local time sent as UTC is 7 h ahead), which would corrupt event-time windows."""
-    max_age: timedelta = timedelta(days=7)
+    max_age: timedelta = MAX_EVENT_AGE
     """Matches the input topics' retention: anything older could not be replayed anyway and
     would reopen windows long closed."""
     bounds_margin_deg: float = 0.05

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from processors.state import WardState, from_ms, to_ms
 from core.vocabulary import level_rank, max_level
+from processors.state import WardState, from_ms, to_ms
 from processors.thresholds import Thresholds
 
 __all__ = [

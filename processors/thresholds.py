@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from core.vocabulary import LEVELS
-
 RULE_LEVELS: Final[tuple[str, ...]] = ("WATCH", "ALERT", "CRITICAL")
 
 INCIDENT_CATEGORIES: Final[tuple[str, ...]] = (

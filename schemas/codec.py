@@ -41,7 +41,7 @@ from datetime import datetime
 from functools import lru_cache
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final
 from uuid import UUID
 
 from fastavro import schemaless_reader, schemaless_writer
@@ -58,9 +58,9 @@ from core.rejections import CODEC_REASONS, CodecReason, Rejection
 
 __all__ = [
     "AVRO_DIR",
+    "CODEC_REASONS",
     "DEFAULT_MAX_BYTES",
     "HEADER_SIZE",
-    "CODEC_REASONS",
     "SINGLE_OBJECT_MARKER",
     "CodecError",
     "CodecReason",

@@ -27,6 +27,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import start_http_server
 
 from core.connection import faust_credentials
+from core.rejections import Rejection
 from processors.dead_letters import dead_letter, source_record
 from processors.enrich import (
     EnrichmentRules,
@@ -34,7 +35,6 @@ from processors.enrich import (
     enrich_lighting,
     enrich_waste,
 )
-from core.rejections import Rejection
 from schemas.codec import CodecError, decode, encode
 from streams import faust_offsets, faustpatch
 from streams.metrics import WorkerMetrics

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 from aiokafka.partitioner import DefaultPartitioner
 
+from core.vocabulary import CITY_CODE, CITY_NAME, level_rank
 from processors.situation import (
     ResponseTotals,
     WardAssetCounts,
@@ -57,8 +58,6 @@ STATE_TARGET_BYTES = 6 * 1024 * 1024
 _ID_BYTES = 40
 _RECORD_BYTES = 120
 
-CITY_CODE = "36.72"
-CITY_NAME = "Kota Cilegon"
 SITUATION_SCHEMA = "org.cityops.SituationEvent"
 KIND_BY_TOPIC = {
     catalog.INCIDENTS_ENRICHED.name: "incident",
@@ -413,7 +412,7 @@ class WardAggregator:
     def _set_kecamatan_gauges(self, s: dict[str, Any]) -> None:
         name = s["scope_name"]
         m = self.metrics
-        m.kecamatan_level.labels(name).set(LEVEL_VALUES[s["level"]])
+        m.kecamatan_level.labels(name).set(level_rank(s["level"]))
         for category in _CATEGORIES:
             m.open_incidents.labels(name, category).set(
                 s["open_incidents_by_category"].get(category, 0))

@@ -42,6 +42,7 @@ from faust.web import Request, Response, View
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from core.reference_data import BOUNDARIES_GEOJSON, load_kecamatan
+from core.vocabulary import level_rank
 
 if TYPE_CHECKING:
     from streams.app import Pipeline

@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from core.vocabulary import CITY_CODE
+
 DAY_MS = 24 * 60 * 60 * 1000
 
 #: Prepended to every topic name: lets tests (and a staging city on a shared cluster) run in
@@ -99,7 +101,7 @@ ASSETS = TopicSpec(
 )
 SITUATIONS = TopicSpec(
     f"{PREFIX}city.situations.v1", Role.OUTPUT,
-    "scope code (kelurahan, kecamatan or 36.72 for the city)",
+    f"scope code (kelurahan, kecamatan or {CITY_CODE} for the city)",
     "org.cityops.SituationEvent", 3,
     "Situation per kelurahan, kecamatan and city for command-center consumers.", _COMPACT,
 )

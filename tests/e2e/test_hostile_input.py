@@ -32,6 +32,7 @@ from bench.chaos import Worker, read_records
 from bench.harness import Namespace
 from cityops.assets import generate_asset_registry
 from core.reference_data import load_ward_records
+from core.vocabulary import ASSET_REGISTRY_SEED
 from processors.dead_letters import MAX_ORIGINAL_BYTES, MAX_ORIGINAL_KEY_BYTES
 from schemas.codec import decode, default_catalog, encode
 from topics import catalog
@@ -73,7 +74,7 @@ class Builder:
 
     def __init__(self, now: datetime) -> None:
         self.now = now
-        registry = generate_asset_registry(load_ward_records(), seed=7)
+        registry = generate_asset_registry(load_ward_records(), seed=ASSET_REGISTRY_SEED)
         in_ward = [a for a in registry if a["ward_code"] == WARD]
         self.lamps = sorted(a["asset_id"] for a in in_ward if a["asset_kind"] == "LAMP")
         self.containers = sorted(a["asset_id"] for a in in_ward
@@ -487,7 +488,7 @@ def test_a_late_event_updates_latest_status_but_no_window(worker: Worker,
                                                           namespace: Namespace) -> None:
     """docs/rules.md: an event whose window closed (end + grace <= the ward's watermark) still
     sets its lamp's latest status, is counted as late, and is not added to any window."""
-    registry = generate_asset_registry(load_ward_records(), seed=7)
+    registry = generate_asset_registry(load_ward_records(), seed=ASSET_REGISTRY_SEED)
     lamps = sorted(a["asset_id"] for a in registry
                    if a["ward_code"] == LATE_WARD and a["asset_kind"] == "LAMP")[:2]
     now = datetime.now(UTC).replace(microsecond=0)

@@ -25,6 +25,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from cityops.assets import generate_asset_registry
 from core.reference_data import load_ward_records
+from core.vocabulary import ASSET_REGISTRY_SEED
 from schemas.codec import decode
 from tests.conftest import WorkerProcess
 from tests.namespace import Namespace, NamespacePlan
@@ -114,7 +115,7 @@ def test_scenario_gives_exact_situations_dead_letters_and_metrics(
     now = datetime.now(UTC).replace(microsecond=0)
     base = now - timedelta(minutes=10)
     base = base - timedelta(minutes=base.minute % 5, seconds=base.second)
-    registry = generate_asset_registry(load_ward_records(), seed=7)
+    registry = generate_asset_registry(load_ward_records(), seed=ASSET_REGISTRY_SEED)
     lamps = sorted(a["asset_id"] for a in registry if a.get("cabinet_id") == CABINET)[:3]
     containers = sorted(a["asset_id"] for a in registry
                         if a["ward_code"] == WASTE_WARD and a["asset_kind"] == "WASTE_CONTAINER")

@@ -41,6 +41,7 @@ import yaml
 
 from cityops.assets import generate_asset_registry
 from core.reference_data import load_ward_records
+from core.vocabulary import ASSET_REGISTRY_SEED
 from tests.conftest import ROOT, WorkerProcess, free_port
 from tests.namespace import Namespace, NamespacePlan
 from topics.catalog import INCIDENTS, LIGHTING, WASTE
@@ -245,7 +246,7 @@ def scenario(worker: WorkerProcess, prometheus: PrometheusServer, namespace: Nam
              ) -> dict[str, float]:
     """Feed the scenario in phases; returns the lamp uptime Pulomerak must show."""
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
-    registry = generate_asset_registry(load_ward_records(), seed=7)
+    registry = generate_asset_registry(load_ward_records(), seed=ASSET_REGISTRY_SEED)
     cabinet_lamps = sorted(a["asset_id"] for a in registry if a.get("cabinet_id") == CABINET)
     containers = sorted(a["asset_id"] for a in registry if a["ward_code"] == WASTE_WARD
                         and a["asset_kind"] == "WASTE_CONTAINER")

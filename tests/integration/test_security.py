@@ -55,6 +55,7 @@ from core.connection import (
     scram_client_config,
 )
 from core.reference_data import load_ward_records
+from core.vocabulary import ASSET_REGISTRY_SEED
 from schemas.codec import decode
 from tests.conftest import CITYOPS, ROOT, WorkerProcess, free_port
 from tests.integration.test_watch_cli import refusal
@@ -162,7 +163,8 @@ def _read_to_end(bootstrap: str, topic: str, schema: str, security: dict[str, st
 
 def test_partner_writing_another_partners_topic_is_refused(secured: SecuredBroker) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
-    lamp = next(a["asset_id"] for a in generate_asset_registry(load_ward_records(), seed=7)
+    registry = generate_asset_registry(load_ward_records(), seed=ASSET_REGISTRY_SEED)
+    lamp = next(a["asset_id"] for a in registry
                 if a["asset_kind"] == "LAMP" and a["ward_code"] == LAMP_WARD)
     forged = f"FORGED-{uuid.uuid4().hex[:8]}"
     with PartnerProducer(secured.bootstrap, **secured.client("partner-lighting")) as producer:

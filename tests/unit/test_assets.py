@@ -21,7 +21,9 @@ pytestmark = pytest.mark.unit
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "avro"
 WARDS = load_ward_records()
 LOCATOR = WardLocator.from_ward_records(WARDS)
-REGISTRY = generate_asset_registry(WARDS)
+#: The seed the pinned values below were computed with (the registry default was 3672 then).
+PINNED_SEED = 3672
+REGISTRY = generate_asset_registry(WARDS, seed=PINNED_SEED)
 
 
 def _of(kind: str, registry: list[dict[str, Any]] = REGISTRY) -> list[dict[str, Any]]:
@@ -29,8 +31,8 @@ def _of(kind: str, registry: list[dict[str, Any]] = REGISTRY) -> list[dict[str, 
 
 
 def test_same_seed_gives_an_identical_registry() -> None:
-    assert generate_asset_registry(WARDS) == REGISTRY
-    assert generate_asset_registry(list(reversed(WARDS))) == REGISTRY
+    assert generate_asset_registry(WARDS, seed=PINNED_SEED) == REGISTRY
+    assert generate_asset_registry(list(reversed(WARDS)), seed=PINNED_SEED) == REGISTRY
 
 
 def test_different_seed_gives_a_different_registry_with_the_same_counts() -> None:
@@ -42,7 +44,7 @@ def test_different_seed_gives_a_different_registry_with_the_same_counts() -> Non
     ]
 
 
-def test_first_lamp_is_pinned_for_the_default_seed() -> None:
+def test_first_lamp_is_pinned_for_a_seed() -> None:
     assert REGISTRY[0] == {
         "asset_id": "PJU-00001",
         "asset_kind": "LAMP",

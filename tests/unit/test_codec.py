@@ -24,8 +24,8 @@ from faust.serializers import codecs as faust_codecs
 
 from schemas.codec import (
     AVRO_DIR,
-    DEFAULT_MAX_BYTES,
     CODEC_REASONS,
+    DEFAULT_MAX_BYTES,
     CodecError,
     DecodedRecord,
     SchemaCatalog,

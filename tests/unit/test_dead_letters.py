@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 
 from cityops.assets import generate_asset_registry
 from core.reference_data import load_ward_records
+from core.rejections import Rejection
+from core.vocabulary import ASSET_REGISTRY_SEED
 from processors.dead_letters import (
     MAX_MESSAGE_CHARS,
     MAX_ORIGINAL_BYTES,
@@ -35,7 +37,6 @@ from processors.enrich import (
     enrich_lighting,
     enrich_waste,
 )
-from core.rejections import Rejection
 from schemas.codec import CodecError, decode, default_catalog, encode
 
 pytestmark = pytest.mark.unit
@@ -110,7 +111,7 @@ def test_limits_are_inclusive() -> None:
 def _reference() -> ReferenceData:
     """Built once: indexing the ward polygons takes a moment."""
     wards = load_ward_records()
-    return ReferenceData.build(wards, generate_asset_registry(wards, seed=7))
+    return ReferenceData.build(wards, generate_asset_registry(wards, seed=ASSET_REGISTRY_SEED))
 
 
 ENRICHERS = {

@@ -16,6 +16,7 @@ from fastavro.schema import load_schema
 from fastavro.validation import validate
 
 from core.reference_data import load_ward_records
+from core.rejections import CODEC_REASONS, REASONS, STAGES, Rejection
 from processors.enrich import (
     EnrichmentRules,
     ReferenceData,
@@ -24,7 +25,6 @@ from processors.enrich import (
     enrich_waste,
     normalise_description,
 )
-from core.rejections import CODEC_REASONS, REASONS, STAGES, Rejection
 
 pytestmark = pytest.mark.unit
 

@@ -19,6 +19,8 @@ import pytest
 from bench.chaos import KIND_SCHEMA, Scenario, generate
 from cityops.assets import generate_asset_registry
 from core.reference_data import load_ward_records
+from core.rejections import Rejection
+from core.vocabulary import ASSET_REGISTRY_SEED
 from processors.enrich import (
     EnrichmentRules,
     ReferenceData,
@@ -26,7 +28,6 @@ from processors.enrich import (
     enrich_lighting,
     enrich_waste,
 )
-from core.rejections import Rejection
 from processors.situation import WardAssetCounts, summarize_ward
 from processors.state import WardState, apply
 from processors.thresholds import Thresholds
@@ -206,7 +207,7 @@ def test_rollup_totals() -> None:
 @lru_cache(maxsize=1)
 def _world() -> tuple[list[dict[str, Any]], list[dict[str, Any]], ReferenceData]:
     wards = load_ward_records()
-    registry = generate_asset_registry(wards, seed=7)
+    registry = generate_asset_registry(wards, seed=ASSET_REGISTRY_SEED)
     return wards, registry, ReferenceData.build(wards, registry)
 
 

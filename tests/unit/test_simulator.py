@@ -34,6 +34,7 @@ from cityops.simulator import (
     lamp_schedule,
 )
 from core.reference_data import load_ward_records
+from core.vocabulary import ASSET_REGISTRY_SEED, level_rank
 from processors.enrich import (
     EnrichmentRules,
     ReferenceData,
@@ -43,7 +44,6 @@ from processors.enrich import (
 )
 from processors.situation import WardAssetCounts, summarize_ward
 from processors.state import WardState, apply
-from core.vocabulary import level_rank
 from processors.thresholds import Thresholds
 from schemas.codec import decode, default_catalog, encode, validate
 
@@ -60,7 +60,7 @@ def wards() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def assets(wards: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return generate_asset_registry(wards, seed=7)
+    return generate_asset_registry(wards, seed=ASSET_REGISTRY_SEED)
 
 
 @pytest.fixture(scope="module")
