@@ -155,7 +155,7 @@ def test_every_kelurahan_has_a_tps_and_the_largest_have_two() -> None:
 
 
 def test_container_count_does_not_move_lamps() -> None:
-    fewer = generate_asset_registry(WARDS, waste_containers=43, tps=0)
+    fewer = generate_asset_registry(WARDS, seed=PINNED_SEED, waste_containers=43, tps=0)
     assert _of("LAMP", fewer) == _of("LAMP")
     assert Counter(a["asset_kind"] for a in fewer) == {"LAMP": 5700, "WASTE_CONTAINER": 43}
 
