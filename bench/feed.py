@@ -30,12 +30,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
 from cityops.assets import generate_asset_registry
-from cityops.producer import KEY_FIELDS
 from cityops.simulator import CitySimulator, PointSampler, SimEvent
 from core.reference_data import load_ward_records
 from core.vocabulary import ASSET_REGISTRY_SEED
 from schemas.codec import encode
 from topics import catalog
+from topics.catalog import by_schema
 
 SEED = 20251123
 DEFAULT_SPAN = timedelta(days=5)
@@ -112,7 +112,7 @@ class Feed:
 
 def encode_event(event: SimEvent) -> Encoded:
     record = event.record
-    key = str(record[KEY_FIELDS[event.schema]]).encode()
+    key = str(record[str(by_schema(event.schema).key_field)]).encode()
     at = record["occurred_at"]
     return Encoded(KINDS.index(event.schema), key, encode(event.schema, record),
                    record["event_id"], int(at.timestamp() * 1000))

@@ -24,18 +24,12 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from core.vocabulary import ASSET_REGISTRY_SEED
-from topics import catalog
 from topics.catalog import TopicSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 CITYOPS = [PYTHON, "-m", "cityops.cli"]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def base_name(spec: TopicSpec) -> str:
-    """The catalog name without the prefix this process happened to be started with."""
-    return spec.name[len(catalog.PREFIX):]
 
 
 @dataclass(frozen=True)
@@ -50,7 +44,7 @@ class Namespace:
         return cls(bootstrap, f"{label}-{uuid.uuid4().hex[:8]}.")
 
     def name(self, spec: TopicSpec) -> str:
-        return self.prefix + base_name(spec)
+        return self.prefix + spec.name
 
     @property
     def env(self) -> dict[str, str]:

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from core.vocabulary import ASSET_REGISTRY_SEED
+from topics.event_types import EVENT_TYPES
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 ADMIN_PRINCIPAL = "admin"
@@ -85,20 +86,21 @@ def _topics(args: argparse.Namespace) -> int:
 
 
 def _wards(args: argparse.Namespace) -> int:
-    from cityops.reference import publish_wards
-    from topics.catalog import WARDS
+    from cityops.publish_reference import publish_wards
+    from topics.catalog import WARDS, TopicCatalog
 
     count = publish_wards(_bootstrap(args))
-    print(f"published {count} kelurahan to {WARDS.name}")
+    print(f"published {count} kelurahan to {TopicCatalog.from_env().name(WARDS)}")
     return 0
 
 
 def _assets(args: argparse.Namespace) -> int:
-    from cityops.reference import publish_assets
-    from topics.catalog import ASSETS
+    from cityops.publish_reference import publish_assets
+    from topics.catalog import ASSETS, TopicCatalog
 
     summary = publish_assets(_bootstrap(args), seed=args.seed)
-    print(f"published synthetic asset registry to {ASSETS.name}: " + ", ".join(
+    print(f"published synthetic asset registry to {TopicCatalog.from_env().name(ASSETS)}: "
+          + ", ".join(
         f"{count} {kind}" for kind, count in sorted(summary.items())
     ))
     return 0
@@ -166,7 +168,7 @@ def _produce(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from cityops.produce import run_simulate
+    from cityops.simulate import run_simulate
 
     return run_simulate(_bootstrap(args), args.seed, args.rate, args.duration, args.count,
                         args.scenario, args.realtime, sys.stderr.isatty() and not args.quiet,
@@ -257,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bootstrap(produce)
     produce.add_argument("files", nargs="*", metavar="FILE", help="JSON Lines, a JSON array or "
                          "one object; '-' = stdin (stdin is read when no FILE and no --json)")
-    produce.add_argument("--type", choices=["incident", "lighting", "waste"],
+    produce.add_argument("--type", choices=[event_type.kind for event_type in EVENT_TYPES],
                          help="type of every record (else each object's \"type\" member)")
     produce.add_argument("--json", action="append", metavar="JSON",
                          help="an inline JSON object or array; repeatable")

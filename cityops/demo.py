@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from cityops import broker
-from cityops.reference import publish_assets, publish_wards
+from cityops.publish_reference import publish_assets, publish_wards
 from cityops.watch import watch
 from core.paths import var_dir
 from topics.admin import admin_client, create_topics

@@ -26,27 +26,9 @@ from kafka.errors import (
 
 from core.connection import kafka_python_security
 from schemas.codec import encode
-from topics.catalog import CATALOG, TopicSpec
+from topics.catalog import TopicCatalog, by_schema
 
 log = logging.getLogger(__name__)
-
-#: Which field of each event type is the Kafka key (keeps one asset's events in order).
-KEY_FIELDS: dict[str, str] = {
-    "org.cityops.IncidentEvent": "incident_id",
-    "org.cityops.LightingEvent": "lamp_id",
-    "org.cityops.WasteEvent": "container_id",
-    "org.cityops.Ward": "kelurahan_code",
-    "org.cityops.Asset": "asset_id",
-}
-
-
-def topic_for(schema: str) -> TopicSpec:
-    full = schema if "." in schema else f"org.cityops.{schema}"
-    for spec in CATALOG:
-        if spec.value_schema == full and spec.role in ("input", "reference"):
-            return spec
-    raise KeyError(f"no input or reference topic carries {schema}")
-
 
 @dataclass
 class SendSummary:
@@ -73,7 +55,10 @@ def wedges_the_producer(error: BaseException) -> bool:
 class PartnerProducer:
     """Thin wrapper over kafka-python's producer with the city's delivery settings."""
 
-    def __init__(self, bootstrap: str, **client_config: Any) -> None:
+    def __init__(self, bootstrap: str, *, topics: TopicCatalog | None = None,
+                 **client_config: Any) -> None:
+        #: How this deployment names the catalog's topics (CITYOPS_TOPIC_PREFIX by default).
+        self.topics = topics if topics is not None else TopicCatalog.from_env()
         settings: dict[str, Any] = {
             "bootstrap_servers": bootstrap,
             "acks": "all",
@@ -149,12 +134,14 @@ class PartnerProducer:
 
     def send(self, schema: str, record: Mapping[str, Any]) -> Any:
         """Validate and send one record; returns kafka-python's future."""
-        spec = topic_for(schema)
+        spec = by_schema(schema)
         value = encode(spec.value_schema, record)
-        key = str(record[KEY_FIELDS[spec.value_schema]]).encode()
-        future = self._track(self._client().send(spec.name, key=key, value=value))
+        assert spec.key_field is not None, spec.name
+        key = str(record[spec.key_field]).encode()
+        topic = self.topics.name(spec)
+        future = self._track(self._client().send(topic, key=key, value=value))
         self.summary.sent += 1
-        self.summary.by_topic[spec.name] = self.summary.by_topic.get(spec.name, 0) + 1
+        self.summary.by_topic[topic] = self.summary.by_topic.get(topic, 0) + 1
         return future
 
     def send_many(self, schema: str, records: Iterable[Mapping[str, Any]]) -> int:

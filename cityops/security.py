@@ -37,6 +37,8 @@ from core.connection import (
 )
 from core.paths import var_dir
 from topics import catalog
+from topics.catalog import TopicCatalog
+from topics.event_types import EVENT_TYPES, INCIDENT, LIGHTING, WASTE
 
 #: The broker's own principal and the only super user: it formats storage, authenticates the
 #: broker to its controller and is the operator's identity for topic and ACL administration.
@@ -48,11 +50,11 @@ REFERENCE_PUBLISHER = "cityops-reference"
 
 #: Partner principal -> the one input topic it may write.
 PARTNER_TOPICS: dict[str, catalog.TopicSpec] = {
-    "partner-police": catalog.INCIDENTS,
-    "partner-112": catalog.INCIDENTS,
-    "partner-citizen-app": catalog.INCIDENTS,
-    "partner-lighting": catalog.LIGHTING,
-    "partner-waste": catalog.WASTE,
+    "partner-police": INCIDENT.input,
+    "partner-112": INCIDENT.input,
+    "partner-citizen-app": INCIDENT.input,
+    "partner-lighting": LIGHTING.input,
+    "partner-waste": WASTE.input,
 }
 
 PRINCIPALS: tuple[str, ...] = (
@@ -192,12 +194,8 @@ class Grant:
                 f"{self.resource_type.lower():5} {name}")
 
 
-def _topic(principal: str, spec: catalog.TopicSpec, *operations: str) -> Grant:
-    return Grant(principal, "TOPIC", spec.name, "LITERAL", operations)
-
-
-def acl_plan(app_id: str, command_center_group_prefix: str = COMMAND_CENTER_GROUP_PREFIX
-             ) -> list[Grant]:
+def acl_plan(app_id: str, command_center_group_prefix: str = COMMAND_CENTER_GROUP_PREFIX,
+             topics: TopicCatalog | None = None) -> list[Grant]:
     """Every ACL of the city, from the catalog's (possibly prefixed) topic names.
 
     Partners get Write + Describe on their own input topic only. kafka-python 3 producers are
@@ -205,6 +203,11 @@ def acl_plan(app_id: str, command_center_group_prefix: str = COMMAND_CENTER_GROU
     (KIP-679) InitProducerId is allowed to a principal with Write on any topic -- verified on
     Kafka 4.1.1. Read implies Describe, so readers get Read alone.
     """
+    deployed = topics if topics is not None else TopicCatalog.from_env()
+
+    def _topic(principal: str, spec: catalog.TopicSpec, *operations: str) -> Grant:
+        return Grant(principal, "TOPIC", deployed.name(spec), "LITERAL", operations)
+
     grants: list[Grant] = []
     for principal, spec in PARTNER_TOPICS.items():
         grants.append(_topic(principal, spec, "WRITE", "DESCRIBE"))
@@ -213,11 +216,10 @@ def acl_plan(app_id: str, command_center_group_prefix: str = COMMAND_CENTER_GROU
 
     # The worker reads partner input, its own enriched topics (the repartition step) and every
     # reference view (wards, assets, situations); it writes enriched, situations and dead letters.
-    written = {catalog.INCIDENTS_ENRICHED.name, catalog.LIGHTING_ENRICHED.name,
-               catalog.WASTE_ENRICHED.name, catalog.SITUATIONS.name, catalog.DEAD_LETTERS.name}
-    read = {*(s.name for s in catalog.INPUT_TOPICS), catalog.INCIDENTS_ENRICHED.name,
-            catalog.LIGHTING_ENRICHED.name, catalog.WASTE_ENRICHED.name, catalog.WARDS.name,
-            catalog.ASSETS.name, catalog.SITUATIONS.name}
+    enriched = {event_type.enriched.name for event_type in EVENT_TYPES}
+    written = {*enriched, catalog.SITUATIONS.name, catalog.DEAD_LETTERS.name}
+    read = {*(event_type.input.name for event_type in EVENT_TYPES), *enriched,
+            catalog.WARDS.name, catalog.ASSETS.name, catalog.SITUATIONS.name}
     for spec in catalog.CATALOG:
         operations = tuple(op for op, wanted in (("READ", spec.name in read),
                                                  ("WRITE", spec.name in written)) if wanted)

@@ -19,7 +19,7 @@ from kafka import KafkaConsumer, TopicPartition
 from core.connection import kafka_python_security
 from core.vocabulary import level_rank
 from schemas.codec import CodecError, decode
-from topics.catalog import SITUATIONS
+from topics.catalog import SITUATIONS, TopicCatalog
 
 LEVEL_COLOUR = {"CRITICAL": "\033[41;97m", "ALERT": "\033[31;1m", "WATCH": "\033[33;1m",
                 "NORMAL": "\033[32m", "UNKNOWN": "\033[37m"}
@@ -86,16 +86,17 @@ def _consumer(bootstrap: str) -> tuple[KafkaConsumer, list[TopicPartition]]:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              auto_offset_reset="earliest", client_id="cityops-watch",
                              **kafka_python_security())
-    found = consumer.partitions_for_topic(SITUATIONS.name)
+    situations_topic = TopicCatalog.from_env().name(SITUATIONS)
+    found = consumer.partitions_for_topic(situations_topic)
     if not found:
         # kafka-python neither raises for a missing topic nor for one this principal may not
         # describe: it would poll nothing forever, an empty board that looks like a quiet city.
         consumer.close()
         raise WatchError(
-            f"{SITUATIONS.name} is not visible on {bootstrap}: it does not exist (run `cityops "
+            f"{situations_topic} is not visible on {bootstrap}: it does not exist (run `cityops "
             f"topics create`, or check CITYOPS_TOPIC_PREFIX) or this client's principal may "
             f"not read it (check CITYOPS_SASL_USERNAME and the ACLs, docs/security.md)")
-    partitions = [TopicPartition(SITUATIONS.name, p) for p in sorted(found)]
+    partitions = [TopicPartition(situations_topic, p) for p in sorted(found)]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
     return consumer, partitions

@@ -77,7 +77,8 @@ def _polygons_of(geometry: Mapping[str, Any]) -> list[PolygonRings]:
     return out
 
 
-def _segment_distance(px: float, py: float, x1: float, y1: float, x2: float, y2: float) -> float:
+def segment_distance(px: float, py: float, x1: float, y1: float, x2: float, y2: float) -> float:
+    """Metres from a point to a segment, in a planar (metric) projection."""
     dx = x2 - x1
     dy = y2 - y1
     length2 = dx * dx + dy * dy
@@ -367,7 +368,7 @@ class WardLocator:
         best_d = math.inf
         best_w = -1
         for w, x1, y1, x2, y2 in self._cell_near_edges[cell]:
-            d = _segment_distance(x, y, x1, y1, x2, y2)
+            d = segment_distance(x, y, x1, y1, x2, y2)
             # Strict "<" keeps the earlier ward on exact ties, matching the overlap rule.
             if d < best_d or (d == best_d and w < best_w):
                 best_d = d

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.paths import var_dir
+from topics.catalog import CatalogSettings
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class WorkerSettings:
     #: others. Faust's default, 60 s, left a SIGKILLed worker's wards unprocessed for a minute;
     #: 10 s brought the replacement up in 7-12 s (docs/reliability.md).
     session_timeout_s: float = 10.0
+    #: How this deployment names the catalog's topics (`CITYOPS_TOPIC_PREFIX`).
+    catalog: CatalogSettings = field(default_factory=CatalogSettings)
 
     @classmethod
     def from_env(cls, **flags: object) -> WorkerSettings:
@@ -71,4 +74,5 @@ class WorkerSettings:
                                              "CITYOPS_ROLLUP_INTERVAL_S", 1.0))),
             session_timeout_s=float(str(pick("session_timeout_s", "CITYOPS_SESSION_TIMEOUT_S",
                                              cls.session_timeout_s))),
+            catalog=CatalogSettings.from_env(env),
         )

@@ -1,7 +1,7 @@
 """The command-center situation board and its JSON API, served by the worker's own Faust web server.
 
 Why it lives in the worker: every worker already holds the whole city's latest situations
-(`pipeline.references.situations`, a live copy of the compacted situation topic), so any worker
+(`context.references.situations`, a live copy of the compacted situation topic), so any worker
 can serve the board for all 43 kelurahan, whichever partitions it processes; scaling out only
 adds more places to open it. No second web framework: the routes are Faust views on Faust's
 aiohttp driver, and the live feed is an aiohttp StreamResponse returned from a Faust view
@@ -43,9 +43,10 @@ from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from core.reference_data import BOUNDARIES_GEOJSON, load_kecamatan
 from core.vocabulary import level_rank
+from processors.geo import segment_distance
 
 if TYPE_CHECKING:
-    from streams.app import Pipeline
+    from streams.context import WorkerContext
 
 log = logging.getLogger(__name__)
 
@@ -222,15 +223,7 @@ class _WardEdges:
         if not (x0 - distance_m <= px <= x1 + distance_m
                 and y0 - distance_m <= py <= y1 + distance_m):
             return False
-        return any(_segment_distance(px, py, a, b) <= distance_m for a, b in self.metric)
-
-
-def _segment_distance(px: float, py: float, a: Point, b: Point) -> float:
-    (x1, y1), (x2, y2) = a, b
-    dx, dy = x2 - x1, y2 - y1
-    length = dx * dx + dy * dy
-    t = 0.0 if length == 0 else max(0.0, min(1.0, ((px - x1) * dx + (py - y1) * dy) / length))
-    return math.hypot(px - x1 - t * dx, py - y1 - t * dy)
+        return any(segment_distance(px, py, *a, *b) <= distance_m for a, b in self.metric)
 
 
 def _rings(geometry: Mapping[str, Any]) -> list[list[list[float]]]:
@@ -413,23 +406,23 @@ class SituationStream(BoardView):
 class Board:
     """The board's state and routes on one pipeline's Faust app."""
 
-    def __init__(self, pipeline: Pipeline, feed: SituationFeed | None = None) -> None:
-        self.pipeline = pipeline
-        self.app = pipeline.app
+    def __init__(self, context: WorkerContext, feed: SituationFeed | None = None) -> None:
+        self.context = context
+        self.app = context.app
         self.feed = feed or SituationFeed()
 
     @property
     def url(self) -> str:
-        settings = self.pipeline.settings
+        settings = self.context.settings
         return f"http://{settings.web_host}:{settings.web_port}{BOARD_PATH}"
 
     def snapshot(self) -> dict[str, Any]:
-        views = self.pipeline.references
+        views = self.context.references
         return situations_payload(views.situations.values, views.situations.ready.is_set(),
                                   views.assets.values.values())
 
     def ward(self, code: str) -> dict[str, Any] | None:
-        views = self.pipeline.references
+        views = self.context.references
         ward = views.wards.values.get(code)
         if ward is None:
             return None
@@ -480,7 +473,7 @@ class Board:
         web = cast(AiohttpWeb, self.app.web)
         web.add_static(f"{BOARD_PATH}static", STATIC_DIR)
         web.web_app.on_shutdown.append(self._on_shutdown)
-        self.pipeline.references.situation_listeners.append(self.feed.on_change)
+        self.context.references.situation_listeners.append(self.feed.on_change)
         self.app.task(self._announce)
 
     def _page(self, path: str, view: type[BoardView], name: str) -> None:
@@ -497,8 +490,8 @@ class Board:
                  self.url, base, base)
 
 
-def register_web(pipeline: Pipeline) -> Board:
-    """Serve the board and its API on the pipeline's Faust web server; call before it starts."""
-    board = Board(pipeline)
+def register_web(context: WorkerContext) -> Board:
+    """Serve the board and its API on the worker's Faust web server; call before it starts."""
+    board = Board(context)
     board.register()
     return board

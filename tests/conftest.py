@@ -51,7 +51,7 @@ def unique_id() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def reference_data(catalog_topics: str) -> str:
     """Wards and the synthetic asset registry published, as `cityops wards/assets load` do."""
-    from cityops.reference import publish_assets, publish_wards
+    from cityops.publish_reference import publish_assets, publish_wards
 
     publish_wards(catalog_topics)
     publish_assets(catalog_topics)

@@ -14,11 +14,14 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from cityops.producer import KEY_FIELDS, PartnerProducer, topic_for
+from cityops.producer import PartnerProducer
 from schemas.codec import decode, encode
 from tests.conftest import CITYOPS, ROOT, WorkerProcess
 from topics import catalog
-from topics.catalog import TopicSpec
+from topics.catalog import TopicCatalog, TopicSpec, by_schema
+
+#: The test session's own prefix (tests/conftest.py); every namespace nests inside it.
+SESSION_PREFIX = TopicCatalog.from_env().prefix
 
 
 @dataclass(frozen=True)
@@ -31,10 +34,10 @@ class NamespacePlan:
 
     @classmethod
     def new(cls, label: str) -> NamespacePlan:
-        return cls(label, f"{catalog.PREFIX}{label}-{uuid.uuid4().hex[:6]}.")
+        return cls(label, f"{SESSION_PREFIX}{label}-{uuid.uuid4().hex[:6]}.")
 
     def topic(self, spec: TopicSpec) -> str:
-        return self.prefix + spec.name.removeprefix(catalog.PREFIX)
+        return self.prefix + spec.name
 
     def create(self, bootstrap: str) -> Namespace:
         return Namespace.create(bootstrap, self.label, prefix=self.prefix)
@@ -49,7 +52,7 @@ class Namespace:
 
     @classmethod
     def create(cls, bootstrap: str, name: str, prefix: str | None = None) -> Namespace:
-        prefix = prefix or f"{catalog.PREFIX}{name}-{uuid.uuid4().hex[:6]}."
+        prefix = prefix or f"{SESSION_PREFIX}{name}-{uuid.uuid4().hex[:6]}."
         env = {**os.environ, "CITYOPS_TOPIC_PREFIX": prefix}
         for command in (["topics", "create"], ["wards", "load"], ["assets", "load"]):
             result = subprocess.run([*CITYOPS, *command, "--bootstrap", bootstrap], cwd=ROOT,
@@ -60,15 +63,15 @@ class Namespace:
         return cls(bootstrap, prefix)
 
     def topic(self, spec: TopicSpec) -> str:
-        return self.prefix + spec.name.removeprefix(catalog.PREFIX)
+        return self.prefix + spec.name
 
     def send(self, events: list[tuple[str, dict[str, Any]]]) -> None:
         """Partner events (schema short name, record), validated and encoded as a partner's
         producer does, onto this namespace's input topics."""
         with PartnerProducer(self.bootstrap) as producer:
             for schema, record in events:
-                spec = topic_for(schema)
-                key = str(record[KEY_FIELDS[spec.value_schema]]).encode()
+                spec = by_schema(schema)
+                key = str(record[str(spec.key_field)]).encode()
                 producer.send_raw(self.topic(spec), key, encode(spec.value_schema, record))
 
     def producer(self) -> NamespacedProducer:
@@ -118,8 +121,8 @@ class NamespacedProducer:
         self._producer = PartnerProducer(namespace.bootstrap)
 
     def send(self, schema: str, record: dict[str, Any]) -> None:
-        spec = topic_for(schema)
-        key = str(record[KEY_FIELDS[spec.value_schema]]).encode()
+        spec = by_schema(schema)
+        key = str(record[str(spec.key_field)]).encode()
         self._producer.send_raw(self._namespace.topic(spec), key,
                                 encode(spec.value_schema, record))
 

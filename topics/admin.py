@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
-from topics.catalog import CATALOG, TopicSpec
+from core.connection import kafka_python_security
+from topics.catalog import TopicCatalog, TopicSpec
 
 TOPIC_ALREADY_EXISTS = 36
 
@@ -34,8 +35,7 @@ class TopicCheck:
 
 
 def admin_client(bootstrap: str, **security: str) -> KafkaAdminClient:
-    """`security` overrides the CITYOPS_SASL_* environment (cityops.security)."""
-    from core.connection import kafka_python_security
+    """`security` overrides the CITYOPS_SASL_* environment (core.connection)."""
 
     return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="cityops-admin",
                             **{**kafka_python_security(), **security})
@@ -43,10 +43,15 @@ def admin_client(bootstrap: str, **security: str) -> KafkaAdminClient:
 
 def create_topics(
     admin: KafkaAdminClient,
-    specs: Iterable[TopicSpec] = CATALOG,
+    specs: Iterable[TopicSpec] | None = None,
     replication_factor: int | None = None,
 ) -> list[tuple[str, str]]:
-    """Create missing topics; returns (name, "created" | "exists") per topic."""
+    """Create missing topics; returns (name, "created" | "exists") per topic.
+
+    `specs` are deployed specs (`TopicCatalog.specs()`); by default the whole catalog as the
+    environment's `CITYOPS_TOPIC_PREFIX` names it.
+    """
+    specs = TopicCatalog.from_env().specs() if specs is None else specs
     new = [
         NewTopic(
             spec.name, spec.partitions, replication_factor or spec.replication_factor,
@@ -68,9 +73,9 @@ def create_topics(
 
 
 def describe_topics(admin: KafkaAdminClient,
-                    specs: Iterable[TopicSpec] = CATALOG) -> list[TopicCheck]:
+                    specs: Iterable[TopicSpec] | None = None) -> list[TopicCheck]:
     """Partitions and catalog-managed settings of each topic, against the catalog."""
-    specs = list(specs)
+    specs = list(TopicCatalog.from_env().specs() if specs is None else specs)
     existing = set(admin.list_topics())
     present = [spec for spec in specs if spec.name in existing]
     partitions: dict[str, int] = {}

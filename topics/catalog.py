@@ -1,4 +1,10 @@
-"""Every topic of the pipeline, in one place.
+"""Every topic of the pipeline, in one place, and the deployment settings that name them.
+
+Each topic is declared once here with its key, value schema and broker settings (as Kafka
+Streams' examples declare `Schemas.Topics`). The declarations carry base names; a deployment's
+`CatalogSettings` (a topic prefix for a test or staging namespace) is applied by
+`TopicCatalog`, built when a program starts rather than when this module is imported, so one
+process can address several namespaces and nothing depends on import order.
 
 Names carry a version suffix (`.v1`) so an incompatible change gets a new topic instead of
 breaking readers. Reference and situation topics are compacted: the latest record per key is
@@ -10,16 +16,16 @@ event of one ward to the worker that owns that ward's state.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from core.vocabulary import CITY_CODE
 
 DAY_MS = 24 * 60 * 60 * 1000
 
-#: Prepended to every topic name: lets tests (and a staging city on a shared cluster) run in
-#: their own namespace on the same broker. Empty in production.
-PREFIX = os.environ.get("CITYOPS_TOPIC_PREFIX", "")
+#: The environment variable that sets `CatalogSettings.prefix` for the `cityops` commands.
+PREFIX_VARIABLE = "CITYOPS_TOPIC_PREFIX"
 
 #: Partitions of the ward-keyed topics; it caps how many workers share the aggregation.
 WARD_PARTITIONS = 6
@@ -45,6 +51,8 @@ class TopicSpec:
     description: str
     config: dict[str, str] = field(default_factory=dict)
     replication_factor: int = 1
+    #: The record field that is the Kafka key, where the key is one (input and reference topics).
+    key_field: str | None = None
 
     @property
     def compacted(self) -> bool:
@@ -59,54 +67,55 @@ _COMPACT = {
 }
 
 INCIDENTS = TopicSpec(
-    f"{PREFIX}city.incidents.v1", Role.INPUT, "incident_id", "org.cityops.IncidentEvent",
+    "city.incidents.v1", Role.INPUT, "incident_id", "org.cityops.IncidentEvent",
     WARD_PARTITIONS,
     "Incident reports from police, the 112 call center, the citizen app, CCTV and fire service.",
-    _DELETE_7D,
+    _DELETE_7D, key_field="incident_id",
 )
 LIGHTING = TopicSpec(
-    f"{PREFIX}city.lighting.v1", Role.INPUT, "lamp_id", "org.cityops.LightingEvent",
+    "city.lighting.v1", Role.INPUT, "lamp_id", "org.cityops.LightingEvent",
     WARD_PARTITIONS,
-    "Street-lighting (PJU) status, fault and energy reports.", _DELETE_7D,
+    "Street-lighting (PJU) status, fault and energy reports.", _DELETE_7D, key_field="lamp_id",
 )
 WASTE = TopicSpec(
-    f"{PREFIX}city.waste.v1", Role.INPUT, "container_id", "org.cityops.WasteEvent",
+    "city.waste.v1", Role.INPUT, "container_id", "org.cityops.WasteEvent",
     WARD_PARTITIONS,
     "Waste container and TPS fill levels, collections, overflow complaints and fire risk.",
-    _DELETE_7D,
+    _DELETE_7D, key_field="container_id",
 )
 INCIDENTS_ENRICHED = TopicSpec(
-    f"{PREFIX}city.incidents.enriched.v1", Role.ENRICHED, "kelurahan code",
+    "city.incidents.enriched.v1", Role.ENRICHED, "kelurahan code",
     "org.cityops.EnrichedIncidentEvent", WARD_PARTITIONS,
     "Validated incidents with their resolved ward.", _DELETE_7D,
 )
 LIGHTING_ENRICHED = TopicSpec(
-    f"{PREFIX}city.lighting.enriched.v1", Role.ENRICHED, "kelurahan code",
+    "city.lighting.enriched.v1", Role.ENRICHED, "kelurahan code",
     "org.cityops.EnrichedLightingEvent", WARD_PARTITIONS,
     "Validated lighting reports with their ward and control cabinet.", _DELETE_7D,
 )
 WASTE_ENRICHED = TopicSpec(
-    f"{PREFIX}city.waste.enriched.v1", Role.ENRICHED, "kelurahan code",
+    "city.waste.enriched.v1", Role.ENRICHED, "kelurahan code",
     "org.cityops.EnrichedWasteEvent", WARD_PARTITIONS,
     "Validated waste reports with their ward and site.", _DELETE_7D,
 )
 WARDS = TopicSpec(
-    f"{PREFIX}city.reference.wards.v1", Role.REFERENCE, "kelurahan code", "org.cityops.Ward", 1,
+    "city.reference.wards.v1", Role.REFERENCE, "kelurahan code", "org.cityops.Ward", 1,
     "The 43 kelurahan of Kota Cilegon with kecamatan, centroid and boundary.", _COMPACT,
+    key_field="kelurahan_code",
 )
 ASSETS = TopicSpec(
-    f"{PREFIX}city.reference.assets.v1", Role.REFERENCE, "asset id", "org.cityops.Asset", 1,
+    "city.reference.assets.v1", Role.REFERENCE, "asset id", "org.cityops.Asset", 1,
     "Lamp, container and TPS registry (asset id -> ward, road or site, wattage or capacity).",
-    _COMPACT,
+    _COMPACT, key_field="asset_id",
 )
 SITUATIONS = TopicSpec(
-    f"{PREFIX}city.situations.v1", Role.OUTPUT,
+    "city.situations.v1", Role.OUTPUT,
     f"scope code (kelurahan, kecamatan or {CITY_CODE} for the city)",
     "org.cityops.SituationEvent", 3,
     "Situation per kelurahan, kecamatan and city for command-center consumers.", _COMPACT,
 )
 DEAD_LETTERS = TopicSpec(
-    f"{PREFIX}city.deadletter.v1", Role.DEAD_LETTER, "original key", "org.cityops.DeadLetter", 3,
+    "city.deadletter.v1", Role.DEAD_LETTER, "original key", "org.cityops.DeadLetter", 3,
     "Rejected input with its original bytes, the rule broken and who rejected it.",
     {"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)},
 )
@@ -117,7 +126,62 @@ CATALOG: tuple[TopicSpec, ...] = (
     WARDS, ASSETS, SITUATIONS, DEAD_LETTERS,
 )
 
-INPUT_TOPICS: tuple[TopicSpec, ...] = (INCIDENTS, LIGHTING, WASTE)
+
+
+
+def by_schema(schema: str) -> TopicSpec:
+    """The input or reference topic that carries `schema` (a full or short record name)."""
+    full = schema if "." in schema else f"org.cityops.{schema}"
+    for spec in CATALOG:
+        if spec.value_schema == full and spec.role in (Role.INPUT, Role.REFERENCE):
+            return spec
+    raise KeyError(f"no input or reference topic carries {schema}")
+
+
+@dataclass(frozen=True)
+class CatalogSettings:
+    """What one deployment changes about the catalog: a prefix for every topic name, so tests
+    and a staging city run in their own namespace on a shared broker. Empty in production."""
+
+    prefix: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CatalogSettings:
+        env = os.environ if env is None else env
+        return cls(prefix=env.get(PREFIX_VARIABLE, ""))
+
+
+@dataclass(frozen=True)
+class TopicCatalog:
+    """The catalog as one deployment names it: every declared topic with the prefix applied."""
+
+    settings: CatalogSettings = CatalogSettings()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TopicCatalog:
+        return cls(CatalogSettings.from_env(env))
+
+    @property
+    def prefix(self) -> str:
+        return self.settings.prefix
+
+    def name(self, spec: TopicSpec) -> str:
+        """The deployed name of a declared topic."""
+        return self.prefix + spec.name
+
+    def spec(self, spec: TopicSpec) -> TopicSpec:
+        """A declared topic with its deployed name."""
+        return replace(spec, name=self.name(spec))
+
+    def specs(self, specs: tuple[TopicSpec, ...] = CATALOG) -> tuple[TopicSpec, ...]:
+        return tuple(self.spec(spec) for spec in specs)
+
+    def __iter__(self) -> Iterator[TopicSpec]:
+        return iter(self.specs())
+
+    def declared(self, name: str) -> TopicSpec:
+        """The declaration behind a deployed name."""
+        return by_name(name.removeprefix(self.prefix) if name.startswith(self.prefix) else name)
 
 
 def by_name(name: str) -> TopicSpec:

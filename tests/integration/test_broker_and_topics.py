@@ -14,10 +14,15 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from schemas.codec import decode, encode
 from tests.conftest import ROOT
+from topics import catalog
 from topics.admin import admin_client, create_topics, describe_topics
-from topics.catalog import CATALOG, INCIDENTS
+from topics.catalog import TopicCatalog
 
 pytestmark = pytest.mark.integration
+
+#: The catalog as this test session deploys it (its CITYOPS_TOPIC_PREFIX, tests/conftest.py).
+CATALOG = TopicCatalog.from_env().specs()
+INCIDENTS = TopicCatalog.from_env().spec(catalog.INCIDENTS)
 
 
 def test_broker_status_reports_running(broker: str) -> None:

@@ -59,9 +59,17 @@ from core.vocabulary import ASSET_REGISTRY_SEED
 from schemas.codec import decode
 from tests.conftest import CITYOPS, ROOT, WorkerProcess, free_port
 from tests.integration.test_watch_cli import refusal
-from topics.catalog import INCIDENTS, LIGHTING, SITUATIONS, WASTE
+from topics import catalog
+from topics.catalog import TopicCatalog
 
 pytestmark = pytest.mark.integration
+
+#: The topics as this test session deploys them (its CITYOPS_TOPIC_PREFIX, tests/conftest.py).
+_TOPICS = TopicCatalog.from_env()
+INCIDENTS = _TOPICS.spec(catalog.INCIDENTS)
+LIGHTING = _TOPICS.spec(catalog.LIGHTING)
+SITUATIONS = _TOPICS.spec(catalog.SITUATIONS)
+WASTE = _TOPICS.spec(catalog.WASTE)
 
 FLOOD_WARD = "36.72.01.1001"  # Cibeber, Cibeber
 POLICE_WARD = "36.72.02.1001"
@@ -78,7 +86,7 @@ class SecuredBroker:
     passwords: dict[str, str]
     base_env: dict[str, str]
 
-    def client(self, principal: str) -> dict[str, str]:
+    def client(self, principal: str) -> dict[str, Any]:
         return scram_client_config(principal, self.passwords[principal])
 
     def env(self, principal: str) -> dict[str, str]:

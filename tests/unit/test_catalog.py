@@ -7,19 +7,19 @@ import re
 import pytest
 
 from schemas.codec import default_catalog
-from topics.catalog import CATALOG, PREFIX, WARD_PARTITIONS, Role
+from topics.catalog import CATALOG, WARD_PARTITIONS, Role
 
 pytestmark = pytest.mark.unit
 
 
 def test_every_topic_name_is_versioned_and_unique() -> None:
-    names = [spec.name.removeprefix(PREFIX) for spec in CATALOG]
+    names = [spec.name for spec in CATALOG]
     assert len(set(names)) == len(names) == 10
     assert all(re.fullmatch(r"city(\.[a-z]+)+\.v[0-9]+", name) for name in names)
 
 
 def test_reference_and_situation_topics_are_compacted_and_others_delete() -> None:
-    compacted = {spec.name.removeprefix(PREFIX) for spec in CATALOG if spec.compacted}
+    compacted = {spec.name for spec in CATALOG if spec.compacted}
     assert compacted == {"city.reference.wards.v1", "city.reference.assets.v1",
                          "city.situations.v1"}
     assert all(spec.config["cleanup.policy"] == "delete" for spec in CATALOG

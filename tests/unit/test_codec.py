@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 from fastavro import schemaless_writer
 from fastavro.schema import parse_schema
-from faust.serializers import codecs as faust_codecs
 
 from schemas.codec import (
     AVRO_DIR,
@@ -37,7 +36,6 @@ from schemas.codec import (
     encode,
     validate,
 )
-from streams.codecs import AvroSingleObjectCodec, codec_name, register_avro_codecs
 
 pytestmark = pytest.mark.unit
 
@@ -836,50 +834,3 @@ def test_catalog_refuses_file_named_after_another_type(tmp_path: Path) -> None:
     _write(tmp_path / "t.Wrong.avsc", _record("A", [{"name": "x", "type": "int"}]))
     with pytest.raises(SchemaCatalogError, match="file name"):
         SchemaCatalog(tmp_path)
-
-
-# ------------------------------------------------------------------------------------------------
-# Faust codecs
-# ------------------------------------------------------------------------------------------------
-
-
-def test_codec_name_accepts_short_names() -> None:
-    assert codec_name("SituationEvent") == "avro:org.cityops.SituationEvent"
-    assert codec_name("org.cityops.SituationEvent") == "avro:org.cityops.SituationEvent"
-
-
-def test_register_avro_codecs_is_idempotent_and_covers_every_record_type() -> None:
-    register_avro_codecs()
-    first = {
-        name: faust_codecs.codecs[codec_name(name)] for name in default_catalog().record_names()
-    }
-    register_avro_codecs()
-    second = {
-        name: faust_codecs.codecs[codec_name(name)] for name in default_catalog().record_names()
-    }
-    assert all(first[name] is second[name] for name in first)
-    assert {name: c.full_name for name, c in second.items()} == {n: n for n in first}  # type: ignore[attr-defined]
-
-
-def test_faust_dumps_and_loads_use_the_single_object_encoding() -> None:
-    register_avro_codecs()
-    name = codec_name("SituationEvent")
-    payload = faust_codecs.dumps(name, SITUATION)
-    assert payload == encode("SituationEvent", SITUATION)
-    assert faust_codecs.loads(name, payload) == SITUATION
-
-
-def test_faust_codec_refuses_other_types_and_bad_records() -> None:
-    register_avro_codecs()
-    name = codec_name("SituationEvent")
-    with pytest.raises(CodecError) as loading:
-        faust_codecs.loads(name, encode("IncidentEvent", INCIDENT))
-    with pytest.raises(CodecError) as dumping:
-        faust_codecs.dumps(name, dict(SITUATION, level="PANIC"))
-    assert (loading.value.reason, dumping.value.reason) == ("unexpected_schema", "schema_violation")
-
-
-def test_faust_codec_survives_chaining() -> None:
-    chained = AvroSingleObjectCodec(full_name="IncidentEvent") | faust_codecs.binary()
-    assert chained.loads(chained.dumps(INCIDENT)) == INCIDENT
-    assert [type(node).__name__ for node in chained.nodes] == ["AvroSingleObjectCodec", "binary"]

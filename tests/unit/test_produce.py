@@ -18,22 +18,20 @@ from cityops.produce import (
     EXIT_DELIVERY,
     EXIT_INVALID,
     EXIT_OK,
-    merge_feed,
     parse_json_text,
     parse_timestamp,
-    plan_feed,
     run_produce,
-    run_simulate,
+    topic_name,
 )
-from cityops.producer import topic_for
 from cityops.scenarios import POWER_LOSS_CABINET
+from cityops.simulate import merge_feed, plan_feed, run_simulate
 from cityops.simulator import INCIDENT_SCHEMA, LIGHTING_SCHEMA, WASTE_SCHEMA, SimEvent
 
 pytestmark = pytest.mark.unit
 
-INCIDENTS = topic_for(INCIDENT_SCHEMA).name
-LIGHTING = topic_for(LIGHTING_SCHEMA).name
-WASTE = topic_for(WASTE_SCHEMA).name
+INCIDENTS = topic_name(INCIDENT_SCHEMA)
+LIGHTING = topic_name(LIGHTING_SCHEMA)
+WASTE = topic_name(WASTE_SCHEMA)
 """Topic names carry the test session's prefix (tests/conftest.py)."""
 EVENT_ID = "6f1c1f0e-2b7a-4c55-9a3e-0d4f7f9b2a11"
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -74,7 +72,7 @@ class FakeSender:
     flushed: int = 0
 
     def send(self, schema: str, record: Mapping[str, Any]) -> FakeFuture:
-        topic = topic_for(schema).name
+        topic = topic_name(schema)
         offset = self.offsets[topic]
         self.offsets[topic] += 1
         self.sent.append((schema, dict(record)))

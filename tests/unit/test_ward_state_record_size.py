@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 
 from processors.state import WardState
-from streams import wards
+from streams import ward_aggregator
 from streams.metrics import WorkerMetrics
-from streams.wards import OwnedWard, WardAggregator
+from streams.ward_aggregator import OwnedWard, WardAggregator
 
 pytestmark = pytest.mark.unit
 
@@ -33,9 +33,9 @@ def test_state_over_the_target_loses_its_oldest_buckets_and_counts_them(
     full_size = len(json.dumps(entry.to_table()))
     # A target that holds a little more than 7 of the 10 buckets.
     target = full_size * 73 // 100
-    monkeypatch.setattr(wards, "STATE_TARGET_BYTES", target)
+    monkeypatch.setattr(ward_aggregator, "STATE_TARGET_BYTES", target)
     aggregator = SimpleNamespace(metrics=WorkerMetrics())
-    with caplog.at_level(logging.WARNING, logger="streams.wards"):
+    with caplog.at_level(logging.WARNING, logger="streams.ward_aggregator"):
         WardAggregator._fit(aggregator, "36.72.06.1002", entry)  # type: ignore[arg-type]
     assert len(json.dumps(entry.to_table())) <= target
     assert sorted(set(entry.state.seen.values())) == [b * BUCKET_MS for b in range(3, 10)]
@@ -47,7 +47,7 @@ def test_state_over_the_target_loses_its_oldest_buckets_and_counts_them(
 
 def test_state_under_the_target_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     entry = busy_ward(ids_per_bucket=100, buckets=3)
-    monkeypatch.setattr(wards, "STATE_TARGET_BYTES", len(json.dumps(entry.to_table())))
+    monkeypatch.setattr(ward_aggregator, "STATE_TARGET_BYTES", len(json.dumps(entry.to_table())))
     aggregator = SimpleNamespace(metrics=WorkerMetrics())
     WardAggregator._fit(aggregator, "36.72.06.1002", entry)  # type: ignore[arg-type]
     assert len(entry.state.seen) == 300

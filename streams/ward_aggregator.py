@@ -21,10 +21,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import faust
-from aiokafka.partitioner import DefaultPartitioner
 
 from core.vocabulary import CITY_CODE, CITY_NAME, level_rank
 from processors.situation import (
@@ -38,19 +37,12 @@ from processors.situation import (
 from processors.state import WardState, apply, evict_oldest_event_ids, from_ms
 from processors.thresholds import DEFAULT_THRESHOLDS_PATH, Thresholds
 from schemas.codec import decode, encode
+from streams.context import STATE_RECORD_MAX_BYTES, WorkerContext
 from topics import catalog
-
-if TYPE_CHECKING:
-    from streams.app import Pipeline
-
-_PARTITIONER = DefaultPartitioner()
+from topics.event_types import EVENT_TYPES, EventType
 
 log = logging.getLogger(__name__)
 
-#: Largest changelog record of the ward table (the topic's max.message.bytes; the worker's
-#: producer accepts requests this big). Kafka's default, 1 MB, held the event ids of about
-#: 20,000 events per ward per dedupe horizon (2.8 events/s in one kelurahan over 2 h).
-STATE_RECORD_MAX_BYTES = 8 * 1024 * 1024
 #: A ward's serialised state is kept under this; above it the oldest dedupe ids are evicted.
 STATE_TARGET_BYTES = 6 * 1024 * 1024
 #: Rough JSON bytes per remembered event id ("<uuid>", ) and per other record, to decide
@@ -58,17 +50,7 @@ STATE_TARGET_BYTES = 6 * 1024 * 1024
 _ID_BYTES = 40
 _RECORD_BYTES = 120
 
-SITUATION_SCHEMA = "org.cityops.SituationEvent"
-KIND_BY_TOPIC = {
-    catalog.INCIDENTS_ENRICHED.name: "incident",
-    catalog.LIGHTING_ENRICHED.name: "lighting",
-    catalog.WASTE_ENRICHED.name: "waste",
-}
-SCHEMA_BY_TOPIC = {
-    catalog.INCIDENTS_ENRICHED.name: catalog.INCIDENTS_ENRICHED.value_schema,
-    catalog.LIGHTING_ENRICHED.name: catalog.LIGHTING_ENRICHED.value_schema,
-    catalog.WASTE_ENRICHED.name: catalog.WASTE_ENRICHED.value_schema,
-}
+SITUATION_SCHEMA = catalog.SITUATIONS.value_schema
 
 
 def jsonable(situation: dict[str, Any]) -> dict[str, Any]:
@@ -107,17 +89,26 @@ class OwnedWard:
 
 
 class WardAggregator:
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
-        self.app = pipeline.app
-        self.metrics = pipeline.metrics
+    def __init__(self, context: WorkerContext) -> None:
+        self.context = context
+        self.app = context.app
+        self.metrics = context.metrics
+        self.references = context.references
+        self.situations_topic = context.topics.name(catalog.SITUATIONS)
+        #: Enriched topic (deployed name) -> the event type it carries.
+        self.types_by_topic: dict[str, EventType] = {
+            context.topics.name(event_type.enriched): event_type for event_type in EVENT_TYPES
+        }
+        #: Every enriched topic is co-partitioned with the table: any one tells which wards
+        #: this worker owns.
+        self._ownership_topic = context.topics.name(EVENT_TYPES[0].enriched)
         self.table = self.app.Table(
             "ward_state", default=None, partitions=catalog.WARD_PARTITIONS,
             key_type=str, help="Per-kelurahan state, situation and sequence (JSON).",
             extra_topic_configs={"max.message.bytes": str(STATE_RECORD_MAX_BYTES)},
         )
         self.owned: dict[str, OwnedWard] = {}
-        self.thresholds_path = pipeline.settings.thresholds_path or DEFAULT_THRESHOLDS_PATH
+        self.thresholds_path = context.settings.thresholds_path or DEFAULT_THRESHOLDS_PATH
         self.thresholds = Thresholds.load(self.thresholds_path)
         self._thresholds_mtime = self._mtime()
         self._asset_counts: dict[str, WardAssetCounts] = {}
@@ -126,12 +117,11 @@ class WardAggregator:
         # Wards changed since their state was last written to the table.
         self._dirty: set[str] = set()
         self._aggregated: dict[tuple[str, str], Any] = {}
-        self._situation_partitions: dict[str, int] = {}
 
     # -- wiring ------------------------------------------------------------------------------
 
     def wire(self) -> None:
-        enriched = [self.pipeline.raw_topics[name] for name in KIND_BY_TOPIC]
+        enriched = [self.context.raw_topics[name] for name in self.types_by_topic]
         source = self.app.topic(
             *(topic.get_topic_name() for topic in enriched),
             key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
@@ -143,9 +133,9 @@ class WardAggregator:
             # which would have landed in `snapshot`
             await self.rollups()
 
-        self.app.timer(self.pipeline.settings.rollup_interval_s)(rollup_tick)
-        if self.pipeline.settings.snapshot_interval_s > 0:
-            self.app.timer(self.pipeline.settings.snapshot_interval_s)(self.clock_tick)
+        self.app.timer(self.context.settings.rollup_interval_s)(rollup_tick)
+        if self.context.settings.snapshot_interval_s > 0:
+            self.app.timer(self.context.settings.snapshot_interval_s)(self.clock_tick)
 
         @self.app.on_partitions_revoked.connect
         async def _forget(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -156,7 +146,7 @@ class WardAggregator:
             self.owned.clear()
 
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
-        await self.pipeline.references.wait_ready()
+        await self.references.wait_ready()
         async for event in stream.events():
             await self.process(event)
 
@@ -212,7 +202,7 @@ class WardAggregator:
     # -- per event -----------------------------------------------------------------------------
 
     def asset_counts(self, ward_code: str) -> WardAssetCounts:
-        assets = self.pipeline.references.assets
+        assets = self.references.assets
         if self._asset_version != assets.version:
             lamps: dict[str, int] = defaultdict(int)
             containers: dict[str, int] = defaultdict(int)
@@ -245,18 +235,20 @@ class WardAggregator:
             if message.value is None:
                 raise ValueError(f"{topic}: record has no value")
             # Enriched topics are written only by workers: skip the canonical-bytes check.
-            enriched = decode(message.value, expected=SCHEMA_BY_TOPIC[topic], trusted=True).record
+            event_type = self.types_by_topic[topic]
+            enriched = decode(message.value, expected=event_type.enriched_schema,
+                              trusted=True).record
             ward_code: str = enriched["ward_code"]
-            ward = self.pipeline.references.wards.values.get(ward_code)
+            ward = self.references.wards.values.get(ward_code)
             if ward is None:
                 raise LookupError(f"ward {ward_code} vanished from the reference data")
             entry = self._owned(ward_code, message.partition)
             dispatch_before = (entry.state.dispatch_count, entry.state.dispatch_ms_sum)
             on_scene_before = (entry.state.on_scene_count, entry.state.on_scene_ms_sum)
-            result = apply(entry.state, KIND_BY_TOPIC[topic], enriched, self.thresholds)
+            result = apply(entry.state, event_type.kind, enriched, self.thresholds)
         except Exception as error:
             log.exception("ward state update failed on %s@%d", topic, message.offset)
-            await self.pipeline.send_dead_letter(event, "PROCESS", "processing_error", error)
+            await self.context.send_dead_letter(event, "PROCESS", "processing_error", error)
             return
         counter = self._aggregated.get((topic, result.status))
         if counter is None:
@@ -313,23 +305,14 @@ class WardAggregator:
             situation["kind"] = comparable["kind"] = "CHANGE"
         entry.sequence = sequence
         entry.situation = comparable
-        await self.pipeline.send_fast(catalog.SITUATIONS.name, code.encode(),
+        await self.context.send_fast(self.situations_topic, code.encode(),
                                       encode(SITUATION_SCHEMA, situation),
-                                      self._situation_partition(code))
+                                      self.context.situation_partition(code))
         self.metrics.situations.labels("KELURAHAN", situation["kind"]).inc()
         if ingested_at is not None:
             self.metrics.ingest_to_situation.observe(
                 max(0.0, (now - ingested_at).total_seconds()))
         return True
-
-    def _situation_partition(self, code: str) -> int:
-        """The default partitioner's choice for a scope code, computed once per code."""
-        partition = self._situation_partitions.get(code)
-        if partition is None:
-            partitions = list(range(catalog.SITUATIONS.partitions))
-            partition = _PARTITIONER(code.encode(), partitions, partitions)
-            self._situation_partitions[code] = partition
-        return partition
 
     # -- timers ------------------------------------------------------------------------------
 
@@ -337,7 +320,7 @@ class WardAggregator:
         """Re-evaluate owned wards at wall-clock time and emit the periodic snapshot."""
         now = datetime.now(UTC)
         self._adopt_stored_wards()
-        wards = self.pipeline.references.wards.values
+        wards = self.references.wards.values
         for code, entry in list(self.owned.items()):
             ward = wards.get(code)
             if ward is None:
@@ -351,7 +334,7 @@ class WardAggregator:
         assignor = self.app.assignor
         owned_partitions = {
             tp.partition for tp in assignor.assigned_actives()
-            if tp.topic == catalog.INCIDENTS_ENRICHED.name
+            if tp.topic == self._ownership_topic
         }
         for code, value in list(self.table.items()):
             if code in self.owned or not value:
@@ -365,7 +348,7 @@ class WardAggregator:
             self.metrics.leader.set(0)
             return
         self.metrics.leader.set(1)
-        views = self.pipeline.references
+        views = self.references
         wards = [s for s in views.situations.values.values() if s["scope"] == "KELURAHAN"]
         if not wards:
             return
@@ -384,7 +367,7 @@ class WardAggregator:
                            members: list[dict[str, Any]], now: datetime, snapshot: bool) -> None:
         previous = self._rollups.get(code)
         if previous is None:
-            known = self.pipeline.references.situations.values.get(code)
+            known = self.references.situations.values.get(code)
             previous = jsonable(known) if known else None
         totals = {m["scope_code"]: _totals(m) for m in members}
         situation = rollup(scope, code, name, members, now,
@@ -398,7 +381,7 @@ class WardAggregator:
         if not changed:
             situation["kind"] = comparable["kind"] = "SNAPSHOT"
         self._rollups[code] = comparable
-        await self.pipeline.raw_topics[catalog.SITUATIONS.name].send(
+        await self.context.raw_topic(catalog.SITUATIONS).send(
             key=code.encode(), value=encode(SITUATION_SCHEMA, situation))
         self.metrics.situations.labels(scope, situation["kind"]).inc()
         if scope == "KECAMATAN":

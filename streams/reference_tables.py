@@ -14,10 +14,11 @@ from typing import Any
 from processors.enrich import ReferenceData
 from processors.geo import WardLocator
 from schemas.codec import CodecError, decode
+from streams.compacted_topics import CompactedTopicView, OnChange, follow
 from streams.metrics import WorkerMetrics
 from streams.settings import WorkerSettings
-from streams.views import CompactedTopicView, OnChange, follow
 from topics import catalog
+from topics.catalog import TopicCatalog
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +30,11 @@ def _decoder(schema: str) -> Any:
     return run
 
 
-class ReferenceViews:
-    def __init__(self, settings: WorkerSettings, metrics: WorkerMetrics) -> None:
+class ReferenceTables:
+    def __init__(self, settings: WorkerSettings, topics: TopicCatalog,
+                 metrics: WorkerMetrics) -> None:
         self.settings = settings
+        self.topics = topics
         self.metrics = metrics
         self.wards = self._view(catalog.WARDS, "ward")
         self.assets = self._view(catalog.ASSETS, "asset")
@@ -56,7 +59,8 @@ class ReferenceViews:
             reason = error.reason if isinstance(error, CodecError) else "undecodable"
             self.metrics.reference_rejected.labels(kind, reason).inc()
 
-        return CompactedTopicView(spec.name, _decoder(spec.value_schema), on_reject=rejected,
+        return CompactedTopicView(self.topics.name(spec), _decoder(spec.value_schema),
+                                  on_reject=rejected,
                                   on_change=on_change)
 
     async def follow(self) -> None:

@@ -1,0 +1,179 @@
+"""What the worker's parts share: the Faust app, settings, metrics, the deployment's topics, the
+reference tables, and the one way out for records (batched sends and dead letters).
+
+The enrich agents (`streams.app`), the ward aggregator and the board each take a
+`WorkerContext` instead of the whole pipeline, so none of them imports another and the app
+module only assembles them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from aiokafka.partitioner import DefaultPartitioner
+
+from core.connection import faust_credentials
+from processors.dead_letters import dead_letter, source_record
+from schemas.codec import encode
+from streams.metrics import WorkerMetrics
+from streams.reference_tables import ReferenceTables
+from streams.settings import WorkerSettings
+from topics import catalog
+from topics.catalog import TopicCatalog, TopicSpec
+
+log = logging.getLogger(__name__)
+
+#: Producer batching (docs/performance.md): at most 20 ms added per hop, many events per
+#: request (aiokafka lingers per partition, so requests ~ partitions / linger under load).
+PRODUCER_LINGER_S = 0.02
+PRODUCER_MAX_BATCH_BYTES = 256 * 1024
+#: Largest changelog record of the ward table (the topic's max.message.bytes; the worker's
+#: producer accepts requests this big). Kafka's default, 1 MB, held the event ids of about
+#: 20,000 events per ward per dedupe horizon (2.8 events/s in one kelurahan over 2 h).
+STATE_RECORD_MAX_BYTES = 8 * 1024 * 1024
+PRODUCER_MAX_REQUEST_BYTES = STATE_RECORD_MAX_BYTES + 1024 * 1024
+
+Record = tuple[int, bytes, bytes]
+"""(partition, key, value) of one record to send."""
+
+
+class KeyPartitions:
+    """The partition the producer's default (murmur2) partitioner picks for a key, computed once
+    per key: the ward and scope codes are few, the events many."""
+
+    def __init__(self, partitions: int) -> None:
+        self._all = list(range(partitions))
+        self._partitioner = DefaultPartitioner()
+        self._cache: dict[str, int] = {}
+
+    def __call__(self, key: str) -> int:
+        partition = self._cache.get(key)
+        if partition is None:
+            partition = self._partitioner(key.encode(), self._all, self._all)
+            self._cache[key] = partition
+        return partition
+
+
+class WorkerContext:
+    """The app and everything its agents share."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.topics = TopicCatalog(settings.catalog)
+        self.metrics = WorkerMetrics()
+        self.app = faust.App(
+            settings.app_id,
+            broker=f"kafka://{settings.bootstrap}",
+            store=settings.store,
+            processing_guarantee=settings.processing_guarantee,
+            topic_partitions=catalog.WARD_PARTITIONS,
+            topic_allow_declare=True,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            web_enabled=True,
+            web_bind=settings.web_host,
+            web_host=settings.web_host,
+            web_port=settings.web_port,
+            datadir=str(settings.data_dir),
+            table_standby_replicas=0,
+            broker_credentials=faust_credentials(),
+            # Batch produce requests: with Faust's default (no linger, 16 KB batches) every
+            # event became its own produce request (docs/performance.md).
+            producer_linger=PRODUCER_LINGER_S,
+            producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
+            # A busy ward's state record may be up to STATE_RECORD_MAX_BYTES.
+            producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
+            broker_session_timeout=settings.session_timeout_s,
+            broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
+        )
+        self.references = ReferenceTables(settings, self.topics, self.metrics)
+        self.raw_topics: dict[str, faust.TopicT] = {
+            spec.name: self._raw_topic(spec) for spec in self.topics
+        }
+        self.ward_partition = KeyPartitions(catalog.WARD_PARTITIONS)
+        self.situation_partition = KeyPartitions(catalog.SITUATIONS.partitions)
+        self._producer: Any = None
+
+    def _raw_topic(self, spec: TopicSpec) -> faust.TopicT:
+        return self.app.topic(
+            spec.name, key_type=bytes, value_type=bytes, key_serializer="raw",
+            value_serializer="raw", partitions=spec.partitions, internal=False,
+        )
+
+    def raw_topic(self, spec: TopicSpec) -> faust.TopicT:
+        """The Faust topic (raw bytes both ways) of a declared topic, under its deployed name."""
+        return self.raw_topics[self.topics.name(spec)]
+
+    # -- dead letters -----------------------------------------------------------------------
+
+    async def send_dead_letter(self, event: faust.EventT[bytes], stage: str, reason: str,
+                               error: BaseException) -> None:
+        message = event.message
+        source = source_record(
+            message.topic, message.partition, message.offset, message.timestamp,
+            message.key, message.value, _headers(message.headers),
+        )
+        text = getattr(error, "message", None) or str(error) or type(error).__name__
+        record = dead_letter(
+            source, stage=stage, reason=reason, message=text,
+            error_class=type(error).__name__, worker_id=self.settings.worker_id,
+            now=datetime.now(UTC),
+        )
+        await self.raw_topic(catalog.DEAD_LETTERS).send(
+            key=record["original_key"], value=encode(catalog.DEAD_LETTERS.value_schema, record),
+        )
+        self.metrics.rejected.labels(message.topic, stage, reason).inc()
+        log.info("dead-lettered %s[%d]@%d: %s/%s: %s", message.topic, message.partition,
+                 message.offset, stage, reason, text)
+
+    # -- sending ------------------------------------------------------------------------------
+
+    async def send_batch(self, topic: str, records: list[Record]) -> None:
+        """Hand a batch's records to the producer with one record batch per partition.
+
+        aiokafka's batch API costs a few microseconds per record where `send()` costs tens
+        (a future and a lookup per record). The batches go into the same producer Faust
+        flushes before it commits offsets, so at-least-once is unchanged. Under
+        exactly-once, or if Faust's producer hides its aiokafka client, records go one by
+        one through `send_fast` instead.
+        """
+        producer = self._producer
+        if producer is None:
+            producer = self._producer = await self.app.maybe_start_producer()
+        client = getattr(producer, "_producer", None)
+        if client is None or self.app.in_transaction or len(records) < 2:
+            for partition, key, value in records:
+                await self.send_fast(topic, key, value, partition)
+            return
+        builders: dict[int, Any] = {}
+        for partition, key, value in records:
+            builder = builders.get(partition)
+            if builder is None:
+                builder = builders[partition] = client.create_batch()
+            if builder.append(key=key, value=value, timestamp=None) is None:
+                await client.send_batch(builder, topic, partition=partition)
+                builder = builders[partition] = client.create_batch()
+                builder.append(key=key, value=value, timestamp=None)
+        for partition, builder in builders.items():
+            if builder.record_count():
+                await client.send_batch(builder, topic, partition=partition)
+
+    async def send_fast(self, topic: str, key: bytes, value: bytes, partition: int) -> None:
+        """Send through the app's producer, as `Topic.send` ends up doing, minus Faust's
+        per-message wrapping (future message, sensors), which took ~18 % of a worker's CPU.
+        Offsets are still committed only after this producer was flushed."""
+        producer = self._producer
+        if producer is None:
+            producer = self._producer = await self.app.maybe_start_producer()
+        await producer.send(topic, key, value, partition, None, None)
+
+
+def _headers(headers: Any) -> list[tuple[str, bytes | None]]:
+    if not headers:
+        return []
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return [(str(key), value) for key, value in items]
