@@ -23,7 +23,7 @@ What a run does (docs/reliability.md explains why each step is there):
    fails or times out is "maybe written" and is sent again (a duplicate at worst).
 4. Waits until the worker's consumer group has no lag, then reads every topic back and compares
    the ward state (changelog), the last situation per ward and per rollup, the enriched and
-   dead-letter topics with tests/reference_model.py, an independent calculation over the records
+   dead-letter topics with bench/reference_model.py, an independent calculation over the records
    actually found in the input topics.
 
 The module is also the harness of tests/e2e/test_hostile_input.py and test_chaos.py: namespaces,
@@ -849,7 +849,7 @@ def _metric_totals(workers: Sequence[Worker]) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------------------
-# Verification against tests/reference_model.py
+# Verification against bench/reference_model.py
 
 
 def verify(bootstrap: str, namespace: Namespace, app_id: str, scenario: Scenario,
@@ -857,8 +857,8 @@ def verify(bootstrap: str, namespace: Namespace, app_id: str, scenario: Scenario
            report: ChaosReport, log: Callable[[str], None] = say,
            settle_timeout_s: float = 60.0) -> None:
     """Read every topic back and compare with the reference model; fills `report`."""
+    from bench.reference_model import Asset, Event, expected_wards, rollup_totals
     from processors.state import WardState
-    from tests.reference_model import Asset, Event, expected_wards, rollup_totals
 
     figures, problems = report.figures, report.problems
     hostile = {send.value: send for send in scenario.sends if send.reason is not None}

@@ -4,7 +4,7 @@ then the same with two workers in the group, so that every kill is also a rebala
 The harness is bench/chaos.py (the full size is `bench/chaos.py --events 50000`, see
 docs/reliability.md). Records are sent at a steady pace for about 75 s, and the kills and the
 broker restart fall at random moments of that sending, one in each quarter. Afterwards every
-topic is read back and compared with tests/reference_model.py, computed from the records the
+topic is read back and compared with bench/reference_model.py, computed from the records the
 input topics really hold: no valid record may be missing from the enriched topics or dead-
 lettered, every hostile record must be dead-lettered with its reason, and the ward state in the
 changelog and the last situation of every ward and rollup must equal the reference exactly.

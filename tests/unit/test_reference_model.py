@@ -1,4 +1,4 @@
-"""The chaos run's reference model (tests/reference_model.py) and its SYNTHETIC scenario.
+"""The chaos run's reference model (bench/reference_model.py) and its SYNTHETIC scenario.
 
 Three checks that the yardstick itself is right before it judges a chaos run:
 1. exact, hand-computed cases for each rule of docs/rules.md the model covers;
@@ -17,6 +17,15 @@ from typing import Any
 import pytest
 
 from bench.chaos import KIND_SCHEMA, Scenario, generate
+from bench.reference_model import (
+    Asset,
+    Event,
+    Params,
+    WardExpectation,
+    deduplicate,
+    expected_wards,
+    rollup_totals,
+)
 from cityops.assets import generate_asset_registry
 from core.reference_data import load_ward_records
 from core.rejections import Rejection
@@ -32,15 +41,6 @@ from processors.situation import WardAssetCounts, summarize_ward
 from processors.state import WardState, apply
 from processors.thresholds import Thresholds
 from schemas.codec import CodecError, decode
-from tests.reference_model import (
-    Asset,
-    Event,
-    Params,
-    WardExpectation,
-    deduplicate,
-    expected_wards,
-    rollup_totals,
-)
 
 pytestmark = pytest.mark.unit
 
