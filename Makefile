@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint unit integration e2e broker-stop clean
+.PHONY: demo test lint system-packages unit integration e2e broker-stop clean
 
 $(BIN)/cityops: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,10 @@ lint: $(BIN)/cityops
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint
+system-packages:
+	@bash scripts/system-packages
+
+test: lint system-packages
 	$(BIN)/cityops broker start
 	$(BIN)/pytest
 

@@ -45,12 +45,10 @@ import json  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
 import shutil  # noqa: E402
-import signal  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-import urllib.request  # noqa: E402
 import uuid  # noqa: E402
 from collections import Counter, defaultdict  # noqa: E402
 from collections.abc import Callable, Mapping, Sequence  # noqa: E402
@@ -59,10 +57,9 @@ from datetime import UTC, datetime, timedelta  # noqa: E402
 from typing import Any  # noqa: E402
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition  # noqa: E402
-from kafka.consumer.fetcher import ConsumerRecord  # noqa: E402
 from kafka.errors import KafkaError  # noqa: E402
 
-from bench.harness import Namespace, free_port  # noqa: E402
+from bench.harness import Namespace, Worker, end_offsets, read_records  # noqa: E402
 from cityops.producer import PartnerProducer  # noqa: E402
 from schemas.codec import decode, encode  # noqa: E402
 from topics import catalog  # noqa: E402
@@ -73,149 +70,21 @@ DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
 
 # ------------------------------------------------------------------------------------------
-# Harness: workers and topic readers (shared with tests/e2e); namespaces are bench.harness's
+# Harness: workers and topic readers are bench.harness's (shared with tests/e2e)
 
 
-class Worker:
-    """One `cityops worker` child process in a namespace; restartable under the same app id."""
-
-    def __init__(self, namespace: Namespace, app_id: str, log_path: Path,
-                 guarantee: str = "at_least_once", worker_id: str | None = None,
-                 extra_env: Mapping[str, str] | None = None) -> None:
-        self.namespace = namespace
-        self.app_id = app_id
-        self.log_path = log_path
-        self.guarantee = guarantee
-        self.worker_id = worker_id or app_id
-        self.extra_env = dict(extra_env or {})
-        self.metrics_port = free_port()
-        self.web_port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> Worker:
-        log = self.log_path.open("ab")
-        log.write(f"\n===== start {self.starts + 1} at {datetime.now(UTC).isoformat()}\n".encode())
-        log.flush()
-        env = {
-            **os.environ, "PYTHONUNBUFFERED": "1", **self.namespace.env,
-            "CITYOPS_PROCESSING_GUARANTEE": self.guarantee,
-            "CITYOPS_WORKER_ID": self.worker_id,
-            "CITYOPS_SNAPSHOT_INTERVAL_S": "0",
-            "CITYOPS_ROLLUP_INTERVAL_S": "1.0",
-            **self.extra_env,
-        }
-        # CITYOPS_CHAOS_WORKER_COMMAND: run an instrumented wrapper instead of `cityops`;
-        # CITYOPS_CHAOS_LOGLEVEL: the workers' log level (warning; info to debug a stall)
-        command = os.environ.get("CITYOPS_CHAOS_WORKER_COMMAND", "").split() or CITYOPS
-        self.process = subprocess.Popen(
-            [*command, "worker", "--bootstrap", self.namespace.bootstrap, "--app-id",
-             self.app_id, "--metrics-port", str(self.metrics_port), "--web-port",
-             str(self.web_port), "--loglevel",
-             os.environ.get("CITYOPS_CHAOS_LOGLEVEL", "warning")],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        log.close()
-        self.starts += 1
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def metrics_text(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
-                                    timeout=5) as response:
-            text: str = response.read().decode()
-            return text
-
-    def samples(self) -> list[tuple[str, dict[str, str], float]]:
-        from prometheus_client.parser import text_string_to_metric_families
-
-        return [(s.name, dict(s.labels), float(s.value))
-                for family in text_string_to_metric_families(self.metrics_text())
-                for s in family.samples]
-
-    def metric_sum(self, name: str, **labels: str) -> float:
-        """Sum of every sample of `name` whose labels include `labels` (0 when none)."""
-        return sum(value for sample, have, value in self.samples()
-                   if sample == name and all(have.get(k) == v for k, v in labels.items()))
-
-    def wait_ready(self, timeout_s: float = 180.0) -> float:
-        """Seconds until the worker reports ready (reference data read, agents running)."""
-        started = time.monotonic()
-        while time.monotonic() - started < timeout_s:
-            if not self.running:
-                raise RuntimeError(f"worker exited with {self.exit_code()}; log: "
-                                   f"{self.log_tail()}")
-            try:
-                if self.metric_sum("cityops_worker_ready") == 1.0:
-                    return time.monotonic() - started
-            except OSError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"worker not ready in {timeout_s:.0f}s; log: {self.log_tail()}")
-
-    def exit_code(self) -> int | None:
-        return None if self.process is None else self.process.poll()
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown hook runs, nothing is flushed or committed."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
-
-    def stop(self, timeout_s: float = 60.0) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def log_tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-
-def read_records(bootstrap: str, topic: str, timeout_s: float = 120.0) -> list[ConsumerRecord]:
-    """Every committed record of `topic` up to the (last stable) end offsets seen now, in
-    partition then offset order."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             isolation_level="read_committed",  # what downstream readers see
-                             max_partition_fetch_bytes=4 * 1024 * 1024,
-                             fetch_max_bytes=64 * 1024 * 1024)
-    try:
-        partitions = [TopicPartition(topic, p)
-                      for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        if not partitions:
-            return []
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        records: dict[int, list[ConsumerRecord]] = defaultdict(list)
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < ends[tp] for tp in partitions):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic} did not reach the end offsets")
-            for tp, batch in consumer.poll(timeout_ms=500).items():
-                records[tp.partition].extend(r for r in batch if r.offset < ends[tp])
-        return [r for p in sorted(records) for r in records[p]]
-    finally:
-        consumer.close()
-
-
-def end_offsets(bootstrap: str, topics: Sequence[str]) -> dict[TopicPartition, int]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(t, p) for t in topics
-                      for p in sorted(consumer.partitions_for_topic(t) or [])]
-        ends: dict[TopicPartition, int] = consumer.end_offsets(partitions)
-        return ends
-    finally:
-        consumer.close()
+def chaos_worker(namespace: Namespace, app_id: str, log_path: Path, guarantee: str,
+                 worker_id: str, data_dir: Path, session_timeout_s: float) -> Worker:
+    """A worker as the chaos run starts (and restarts) it: no periodic snapshot, rollups every
+    second. CITYOPS_CHAOS_WORKER_COMMAND runs an instrumented wrapper instead of `cityops`;
+    CITYOPS_CHAOS_LOGLEVEL sets the log level (warning; info to debug a stall)."""
+    command = os.environ.get("CITYOPS_CHAOS_WORKER_COMMAND", "").split() or None
+    return Worker(namespace, app_id, log_path, data_dir, worker_id=worker_id, command=command,
+                  loglevel=os.environ.get("CITYOPS_CHAOS_LOGLEVEL", "warning"),
+                  extra_env={"CITYOPS_PROCESSING_GUARANTEE": guarantee,
+                             "CITYOPS_SNAPSHOT_INTERVAL_S": "0",
+                             "CITYOPS_ROLLUP_INTERVAL_S": "1.0",
+                             "CITYOPS_SESSION_TIMEOUT_S": str(session_timeout_s)})
 
 
 def group_lag(bootstrap: str, group: str, topics: Sequence[str]) -> int:
@@ -724,13 +593,10 @@ def run_chaos(config: ChaosConfig, log: Callable[[str], None] = say) -> ChaosRep
     figures.update(sent=len(scenario.sends), partner_duplicates=scenario.duplicates,
                    hostile=scenario.hostile)
     data_root = Path(tempfile.mkdtemp(prefix=f"{app_id}-"))
-    workers = [
-        Worker(namespace, app_id, path, guarantee=config.guarantee,
-               worker_id=f"{app_id}-{index + 1}",
-               extra_env={"CITYOPS_SESSION_TIMEOUT_S": str(config.session_timeout_s),
-                          "CITYOPS_DATA_DIR": str(data_root / str(index + 1))})
-        for index, path in enumerate(log_paths)
-    ]
+    workers = [chaos_worker(namespace, app_id, path, config.guarantee,
+                            f"{app_id}-{index + 1}", data_root / str(index + 1),
+                            config.session_timeout_s)
+               for index, path in enumerate(log_paths)]
     sender = Sender(namespace, scenario.sends, config.rate)
     rng = random.Random(config.seed * 7919)
     unplanned: list[str] = []

@@ -1,5 +1,5 @@
-"""What every benchmark step needs: a private topic namespace, worker processes, their metrics,
-resident memory and CPU time, and consumer-group lag.
+"""What every benchmark, chaos run and broker test needs: a private topic namespace, worker
+processes, their metrics, resident memory and CPU time, records read back, consumer-group lag.
 
 The benchmark shares the broker with tests and other runs, so everything it creates lives under
 its own `CITYOPS_TOPIC_PREFIX` and app ids, and is deleted at the end (1M events leave several
@@ -10,21 +10,28 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 
+from cityops.producer import PartnerProducer
 from core.vocabulary import ASSET_REGISTRY_SEED
-from topics.catalog import TopicSpec
+from schemas.codec import decode
+from topics import catalog
+from topics.catalog import CatalogSettings, TopicCatalog, TopicSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -34,16 +41,29 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 @dataclass(frozen=True)
 class Namespace:
-    """A private copy of the catalog's topics on the shared broker."""
+    """A private copy of the catalog's topics on the shared broker: the one helper the
+    benchmarks, the chaos runs and the tests use to get topics, reference data, workers and
+    records of their own."""
 
     bootstrap: str
     prefix: str
 
     @classmethod
-    def fresh(cls, bootstrap: str, label: str) -> Namespace:
-        return cls(bootstrap, f"{label}-{uuid.uuid4().hex[:8]}.")
+    def fresh(cls, bootstrap: str, label: str, parent_prefix: str | None = None) -> Namespace:
+        """A new namespace, nested in `parent_prefix` (default: this process's own
+        CITYOPS_TOPIC_PREFIX, so a test's namespaces stay inside the test session's)."""
+        parent = TopicCatalog.from_env().prefix if parent_prefix is None else parent_prefix
+        return cls(bootstrap, f"{parent}{label}-{uuid.uuid4().hex[:8]}.")
+
+    @classmethod
+    def create(cls, bootstrap: str, label: str) -> Namespace:
+        """`fresh` and `setup` in one step."""
+        namespace = cls.fresh(bootstrap, label)
+        namespace.setup()
+        return namespace
 
     def name(self, spec: TopicSpec) -> str:
+        """The namespace's name for a declared topic."""
         return self.prefix + spec.name
 
     @property
@@ -86,6 +106,71 @@ class Namespace:
             return doomed
         finally:
             admin.close()
+
+    # -- records in and out ------------------------------------------------------------------
+
+    def producer(self) -> PartnerProducer:
+        """A partner producer (validate, encode, key by the catalog) aimed at this namespace."""
+        return PartnerProducer(self.bootstrap,
+                               topics=TopicCatalog(CatalogSettings(self.prefix)))
+
+    def send(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Partner events (schema short name, record), validated and encoded as a partner's
+        producer does, onto this namespace's input topics."""
+        with self.producer() as producer:
+            for schema, record in events:
+                producer.send(schema, record)
+
+    def send_raw(self, spec: TopicSpec, key: bytes | None, value: bytes | None) -> None:
+        with self.producer() as producer:
+            producer.send_raw(self.name(spec), key, value)
+
+    def read(self, spec: TopicSpec, timeout_s: float = 60.0) -> list[dict[str, Any]]:
+        """Every record now on one of this namespace's topics, decoded, in partition order."""
+        return [decode(record.value, expected=spec.value_schema).record
+                for record in read_records(self.bootstrap, self.name(spec), timeout_s)]
+
+    def read_situations(self) -> list[dict[str, Any]]:
+        return self.read(catalog.SITUATIONS)
+
+    def records(self) -> dict[tuple[str, int], dict[str, Any]]:
+        """Every SituationEvent on the topic, by (scope code, sequence)."""
+        return {(value["scope_code"], value["sequence"]): value
+                for value in self.read(catalog.SITUATIONS)}
+
+    def worker(self, app_id: str, log_path: Path, data_dir: Path, **env: str) -> Worker:
+        """A worker as the tests run it: no periodic snapshot, rollups every 0.5 s, warnings
+        only in its log."""
+        settings = {"CITYOPS_SNAPSHOT_INTERVAL_S": "0", "CITYOPS_ROLLUP_INTERVAL_S": "0.5",
+                    **env}
+        return Worker(self, app_id, log_path, data_dir, extra_env=settings, loglevel="warning")
+
+
+def read_records(bootstrap: str, topic: str, timeout_s: float = 120.0) -> list[ConsumerRecord]:
+    """Every committed record of `topic` up to the (last stable) end offsets seen now, in
+    partition then offset order."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             isolation_level="read_committed",  # what downstream readers see
+                             max_partition_fetch_bytes=4 * 1024 * 1024,
+                             fetch_max_bytes=64 * 1024 * 1024)
+    try:
+        partitions = [TopicPartition(topic, p)
+                      for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        records: dict[int, list[ConsumerRecord]] = defaultdict(list)
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends[tp] for tp in partitions):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic} did not reach the end offsets")
+            for tp, batch in consumer.poll(timeout_ms=500).items():
+                records[tp.partition].extend(r for r in batch if r.offset < ends[tp])
+        return [r for p in sorted(records) for r in records[p]]
+    finally:
+        consumer.close()
 
 
 def _group_id(group: Any) -> str:
@@ -132,38 +217,49 @@ def broker_pid() -> int | None:
 
 
 class Worker:
-    """One `cityops worker` child process in a namespace, with production settings except
-    its ports, data directory and the ones passed in `extra_env`."""
+    """One `cityops worker` child process in a namespace, restartable under the same app id:
+    production settings except its ports, data directory and `extra_env`."""
 
-    def __init__(self, namespace: Namespace, app_id: str, log_path: Path, data_dir: Path,
-                 extra_env: Mapping[str, str] | None = None,
-                 root: Path | None = None) -> None:
+    def __init__(self, namespace: Namespace, app_id: str, log_path: Path,
+                 data_dir: Path | None = None, extra_env: Mapping[str, str] | None = None,
+                 root: Path | None = None, loglevel: str = "info",
+                 worker_id: str | None = None, command: Sequence[str] | None = None) -> None:
         self.root = root or ROOT
         self.namespace = namespace
         self.app_id = app_id
+        self.worker_id = worker_id or app_id
         self.log_path = log_path
         self.data_dir = data_dir
         self.extra_env = dict(extra_env or {})
+        self.loglevel = loglevel
+        self.command = list(command or CITYOPS)
         self.metrics_port = free_port()
         self.web_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
 
     def start(self) -> Worker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ, "PYTHONUNBUFFERED": "1", **self.namespace.env,
-            "CITYOPS_DATA_DIR": str(self.data_dir), "CITYOPS_WORKER_ID": self.app_id,
+            "CITYOPS_WORKER_ID": self.worker_id,
+            **({"CITYOPS_DATA_DIR": str(self.data_dir)} if self.data_dir else {}),
             **self.extra_env,
         }
         if self.root != ROOT:  # another checkout's worker (before/after comparisons)
             env["PYTHONPATH"] = str(self.root)
         with self.log_path.open("ab") as log:
+            if self.starts:
+                log.write(f"\n===== start {self.starts + 1} at "
+                          f"{datetime.now(UTC).isoformat()}\n".encode())
+                log.flush()
             self.process = subprocess.Popen(
-                [*CITYOPS, "worker", "--bootstrap", self.namespace.bootstrap, "--app-id",
+                [*self.command, "worker", "--bootstrap", self.namespace.bootstrap, "--app-id",
                  self.app_id, "--metrics-port", str(self.metrics_port), "--web-port",
-                 str(self.web_port), "--loglevel", "info"],
+                 str(self.web_port), "--loglevel", self.loglevel],
                 cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
             )
+        self.starts += 1
         return self
 
     @property
@@ -175,21 +271,40 @@ class Worker:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def exit_code(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
     def usage(self) -> ProcessUsage:
         return process_usage(self.pid)
+
+    def metrics_text(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                    timeout=10) as response:
+            text: str = response.read().decode()
+            return text
 
     def samples(self) -> list[tuple[str, dict[str, str], float]]:
         from prometheus_client.parser import text_string_to_metric_families
 
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
-                                    timeout=10) as response:
-            text = response.read().decode()
         return [(s.name, dict(s.labels), float(s.value))
-                for family in text_string_to_metric_families(text) for s in family.samples]
+                for family in text_string_to_metric_families(self.metrics_text())
+                for s in family.samples]
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """The first sample of `name` whose labels include `labels`; None when there is none."""
+        for sample, have, value in self.samples():
+            if sample == name and all(have.get(k) == v for k, v in labels.items()):
+                return value
+        return None
+
+    def metric_sum(self, name: str, **labels: str) -> float:
+        """Sum of every sample of `name` whose labels include `labels` (0 when none)."""
+        return sum(value for sample, have, value in self.samples()
+                   if sample == name and all(have.get(k) == v for k, v in labels.items()))
 
     def counters(self) -> Counters:
         totals = Counters()
-        for name, _labels, value in self.samples():
+        for name, labels, value in self.samples():
             if name == "cityops_events_consumed_total":
                 totals.consumed += value
             elif name == "cityops_events_enriched_total":
@@ -198,25 +313,33 @@ class Worker:
                 totals.rejected += value
             elif name == "cityops_events_aggregated_total":
                 totals.aggregated += value
-                totals.outcomes[_labels.get("outcome", "?")] = (
-                    totals.outcomes.get(_labels.get("outcome", "?"), 0.0) + value)
+                outcome = labels.get("outcome", "?")
+                totals.outcomes[outcome] = totals.outcomes.get(outcome, 0.0) + value
             elif name == "cityops_worker_ready":
                 totals.ready = value == 1.0
         return totals
 
     def wait_ready(self, timeout_s: float = 180.0) -> float:
+        """Seconds until the worker reports ready (reference data read, agents running)."""
         started = time.monotonic()
         while time.monotonic() - started < timeout_s:
             if not self.running:
-                raise RuntimeError(f"worker {self.app_id} exited; log: {self.log_tail()}")
+                raise RuntimeError(f"worker {self.app_id} exited with {self.exit_code()}; "
+                                   f"log: {self.log_tail()}")
             try:
-                if self.counters().ready:
+                if self.metric_sum("cityops_worker_ready") == 1.0:
                     return time.monotonic() - started
             except OSError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError(f"worker {self.app_id} not ready in {timeout_s:.0f}s: "
-                           f"{self.log_tail()}")
+        raise RuntimeError(f"worker {self.app_id} not ready in {timeout_s:.0f}s; "
+                           f"log: {self.log_tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook runs, nothing is flushed or committed."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
 
     def stop(self, timeout_s: float = 60.0) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -224,8 +347,7 @@ class Worker:
             try:
                 self.process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                self.kill()
 
     def log_tail(self, chars: int = 3000) -> str:
         try:

@@ -75,6 +75,18 @@ def partner_sender(bootstrap: str, client_id: str) -> Sender:
     return PartnerProducer(bootstrap, client_id=client_id)
 
 
+def open_sender(bootstrap: str, client_id: str, sender_factory: SenderFactory | None,
+                err: TextIO) -> Sender | None:
+    """The injected sender or the real producer; None (said on `err`) when Kafka is
+    unreachable, so the caller sends nothing and exits with EXIT_DELIVERY."""
+    try:
+        return (sender_factory(bootstrap) if sender_factory is not None
+                else partner_sender(bootstrap, client_id))
+    except broker_errors() as error:
+        print(f"cannot reach Kafka at {bootstrap}: {error}; nothing sent", file=err)
+        return None
+
+
 def broker_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean "the broker did not take it", as opposed to a bug."""
     from kafka.errors import KafkaError
@@ -361,14 +373,8 @@ def _deliver(
     timeout_s: float,
 ) -> int:
     delivery_errors = broker_errors()
-    try:
-        sender = (
-            sender_factory(bootstrap)
-            if sender_factory is not None
-            else partner_sender(bootstrap, "cityops-produce")
-        )
-    except delivery_errors as error:
-        print(f"cannot reach Kafka at {bootstrap}: {error}; nothing sent", file=err)
+    sender = open_sender(bootstrap, "cityops-produce", sender_factory, err)
+    if sender is None:
         return EXIT_DELIVERY
     failures: list[str] = []
     by_topic: Counter[str] = Counter()

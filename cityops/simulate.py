@@ -26,7 +26,7 @@ from cityops.produce import (
     SenderFactory,
     broker_errors,
     counts_text,
-    partner_sender,
+    open_sender,
     topic_name,
 )
 from cityops.simulator import (
@@ -249,14 +249,8 @@ def run_simulate(
     )
 
     delivery_errors = broker_errors()
-    try:
-        sender = (
-            sender_factory(bootstrap)
-            if sender_factory is not None
-            else partner_sender(bootstrap, "cityops-simulator")
-        )
-    except delivery_errors as error:
-        print(f"cannot reach Kafka at {bootstrap}: {error}; nothing sent", file=err)
+    sender = open_sender(bootstrap, "cityops-simulator", sender_factory, err)
+    if sender is None:
         return EXIT_DELIVERY
 
     stats = FeedStats()

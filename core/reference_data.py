@@ -1,6 +1,6 @@
 """Ward (kelurahan) and kecamatan reference data of Kota Cilegon, read from ``cityops/data``.
 
-The files are copies of ``shared/data`` (sources in ``cityops/data/SOURCES.md``). Values are
+The files are copies of ``shared/data`` (sources in ``core/data/SOURCES.md``). Values are
 taken as they are: Kemendagri spelling is kept even where it differs between levels (the
 kecamatan is "Gerogol" while its kelurahan is "Grogol"), and blank population/area stay None
 because no official per-kelurahan or per-kecamatan figure was found. Nothing here is derived

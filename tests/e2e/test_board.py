@@ -20,14 +20,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import WorkerProcess
+from bench.harness import Namespace, Worker
 from tests.integration.test_web_api import (
     get_json,
     incident,
     wait_for,
     window_base,
 )
-from tests.namespace import Namespace
 
 pytestmark = pytest.mark.e2e
 
@@ -69,7 +68,7 @@ def namespace(broker: str) -> Namespace:
 
 @pytest.fixture(scope="module")
 def worker(namespace: Namespace, tmp_path_factory: pytest.TempPathFactory,
-           artifacts_dir: Path) -> Iterator[WorkerProcess]:
+           artifacts_dir: Path) -> Iterator[Worker]:
     process = namespace.worker(f"board-{uuid.uuid4().hex[:8]}", artifacts_dir / "board-worker.log",
                                tmp_path_factory.mktemp("board-worker")).start()
     try:
@@ -81,7 +80,7 @@ def worker(namespace: Namespace, tmp_path_factory: pytest.TempPathFactory,
 
 
 def test_board_turns_the_flooded_kelurahan_to_alert_live(
-    browser: Any, namespace: Namespace, worker: WorkerProcess, artifacts_dir: Path
+    browser: Any, namespace: Namespace, worker: Worker, artifacts_dir: Path
 ) -> None:
     base_url = f"http://127.0.0.1:{worker.web_port}"
     outside: list[str] = []

@@ -18,8 +18,8 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from bench.chaos import group_lag
-from tests.conftest import WorkerProcess
-from tests.namespace import Namespace, NamespacePlan
+from bench.harness import Namespace, Worker
+from tests.namespace import NamespacePlan
 from topics.catalog import INCIDENTS as INCIDENT_INPUT
 from topics.catalog import INCIDENTS_ENRICHED
 
@@ -56,12 +56,12 @@ def _events() -> list[tuple[str, dict[str, Any]]]:
     return events
 
 
-def _folded(worker: WorkerProcess, *outcomes: str) -> float:
+def _folded(worker: Worker, *outcomes: str) -> float:
     return sum(worker.metric("cityops_events_aggregated_total", outcome=outcome) or 0.0
                for outcome in outcomes)
 
 
-def _wait_for(worker: WorkerProcess, count: int, *outcomes: str,
+def _wait_for(worker: Worker, count: int, *outcomes: str,
               timeout_s: float = 240.0) -> None:
     import time
 
@@ -77,7 +77,7 @@ def _wait_committed(namespace: Namespace, app_id: str, timeout_s: float = 60.0) 
     """Until the group committed everything: the changelog then holds every applied event."""
     import time
 
-    topics = [namespace.topic(INCIDENT_INPUT), namespace.topic(INCIDENTS_ENRICHED)]
+    topics = [namespace.name(INCIDENT_INPUT), namespace.name(INCIDENTS_ENRICHED)]
     deadline = time.monotonic() + timeout_s
     while group_lag(namespace.bootstrap, app_id, topics) > 0:
         assert time.monotonic() < deadline, "the worker did not commit its input"
@@ -108,7 +108,7 @@ def app_id() -> str:
 
 @pytest.fixture
 def first_worker(namespace: Namespace, app_id: str, tmp_path: Path,
-                 artifacts_dir: Path) -> Iterator[WorkerProcess]:
+                 artifacts_dir: Path) -> Iterator[Worker]:
     worker = namespace.worker(app_id, artifacts_dir / "busy-ward-worker-1.log",
                               tmp_path / "w1").start()
     try:
@@ -119,7 +119,7 @@ def first_worker(namespace: Namespace, app_id: str, tmp_path: Path,
 
 
 def test_a_ward_state_over_one_megabyte_is_written_and_recovered(
-        namespace: Namespace, app_id: str, first_worker: WorkerProcess, tmp_path: Path,
+        namespace: Namespace, app_id: str, first_worker: Worker, tmp_path: Path,
         artifacts_dir: Path) -> None:
     events = _events()
     namespace.send(events)

@@ -28,8 +28,7 @@ import pytest
 from fastavro import parse_schema, schemaless_writer
 from kafka import KafkaProducer
 
-from bench.chaos import Worker, read_records
-from bench.harness import Namespace
+from bench.harness import Namespace, Worker, read_records
 from cityops.assets import generate_asset_registry
 from core.reference_data import load_ward_records
 from core.vocabulary import ASSET_REGISTRY_SEED
@@ -338,8 +337,9 @@ def namespace(broker: str) -> Iterator[Namespace]:
 def worker(namespace: Namespace, artifacts_dir: Path) -> Iterator[Worker]:
     log = artifacts_dir / "hostile-worker.log"
     log.unlink(missing_ok=True)
-    process = Worker(namespace, f"hostile-{uuid.uuid4().hex[:8]}", log,
-                     worker_id=WORKER_ID).start()
+    process = Worker(namespace, f"hostile-{uuid.uuid4().hex[:8]}", log, worker_id=WORKER_ID,
+                     loglevel="warning", extra_env={"CITYOPS_SNAPSHOT_INTERVAL_S": "0",
+                                                    "CITYOPS_ROLLUP_INTERVAL_S": "1.0"}).start()
     try:
         process.wait_ready()
         yield process

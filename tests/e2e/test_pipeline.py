@@ -23,12 +23,12 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from bench.harness import Namespace, Worker
 from cityops.assets import generate_asset_registry
 from core.reference_data import load_ward_records
 from core.vocabulary import ASSET_REGISTRY_SEED
 from schemas.codec import decode
-from tests.conftest import WorkerProcess
-from tests.namespace import Namespace, NamespacePlan
+from tests.namespace import NamespacePlan
 from topics.catalog import DEAD_LETTERS, INCIDENTS, LIGHTING, SITUATIONS
 
 pytestmark = pytest.mark.e2e
@@ -42,7 +42,7 @@ COORDINATE_WARD = "36.72.08.1001"
 
 #: This module's own topic namespace, so exact counts see only the events sent here.
 PLAN = NamespacePlan.new("pipeline")
-_topic = PLAN.topic
+_topic = PLAN.name
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def namespace(broker: str) -> Namespace:
 
 @pytest.fixture(scope="module")
 def worker(namespace: Namespace, tmp_path_factory: pytest.TempPathFactory,
-           artifacts_dir: Path) -> Iterator[WorkerProcess]:
+           artifacts_dir: Path) -> Iterator[Worker]:
     process = namespace.worker(
         f"e2e-{uuid.uuid4().hex[:8]}", artifacts_dir / "e2e-worker.log",
         tmp_path_factory.mktemp("worker"),
@@ -109,7 +109,7 @@ def _wait_for(predicate: Any, timeout_s: float = 60.0) -> None:
 
 
 def test_scenario_gives_exact_situations_dead_letters_and_metrics(
-    worker: WorkerProcess, namespace: Namespace
+    worker: Worker, namespace: Namespace
 ) -> None:
     bootstrap = namespace.bootstrap
     now = datetime.now(UTC).replace(microsecond=0)

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from bench.harness import Namespace, Worker
 from cityops.scenarios import SCENARIOS
-from tests.conftest import CITYOPS, ROOT, WorkerProcess
-from tests.namespace import Namespace
+from tests.conftest import CITYOPS, ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +42,7 @@ def played(request: pytest.FixtureRequest, broker: str, tmp_path: Path,
            artifacts_dir: Path) -> Iterator[tuple[str, Namespace]]:
     name: str = request.param
     namespace = Namespace.create(broker, f"scenario-{name}")
-    worker: WorkerProcess = namespace.worker(
+    worker: Worker = namespace.worker(
         f"scenario-{uuid.uuid4().hex[:8]}", artifacts_dir / f"scenario-{name}.log", tmp_path)
     worker.start()
     try:

@@ -39,11 +39,12 @@ from typing import Any
 import pytest
 import yaml
 
+from bench.harness import Namespace, Worker, free_port
 from cityops.assets import generate_asset_registry
 from core.reference_data import load_ward_records
 from core.vocabulary import ASSET_REGISTRY_SEED
-from tests.conftest import ROOT, WorkerProcess, free_port
-from tests.namespace import Namespace, NamespacePlan
+from tests.conftest import ROOT
+from tests.namespace import NamespacePlan
 from topics.catalog import INCIDENTS, LIGHTING, WASTE
 
 pytestmark = pytest.mark.integration
@@ -152,7 +153,7 @@ class PrometheusServer:
 
 #: This module's own topic namespace, so exact counts see only the events sent here.
 PLAN = NamespacePlan.new("dashboard")
-_topic = PLAN.topic
+_topic = PLAN.name
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +163,7 @@ def namespace(broker: str) -> Namespace:
 
 @pytest.fixture(scope="module")
 def worker(namespace: Namespace, tmp_path_factory: pytest.TempPathFactory,
-           artifacts_dir: Path) -> Iterator[WorkerProcess]:
+           artifacts_dir: Path) -> Iterator[Worker]:
     process = namespace.worker(
         f"dashboard-{uuid.uuid4().hex[:8]}", artifacts_dir / "dashboard-worker.log",
         tmp_path_factory.mktemp("dashboard-worker"),
@@ -175,7 +176,7 @@ def worker(namespace: Namespace, tmp_path_factory: pytest.TempPathFactory,
 
 
 @pytest.fixture(scope="module")
-def prometheus(worker: WorkerProcess, tmp_path_factory: pytest.TempPathFactory,
+def prometheus(worker: Worker, tmp_path_factory: pytest.TempPathFactory,
                artifacts_dir: Path) -> Iterator[PrometheusServer]:
     _binary("promtool")  # both come from the same package; fail early and clearly
     server = PrometheusServer(f"127.0.0.1:{worker.metrics_port}",
@@ -242,7 +243,7 @@ def _count(metric: str, **labels: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def scenario(worker: WorkerProcess, prometheus: PrometheusServer, namespace: Namespace
+def scenario(worker: Worker, prometheus: PrometheusServer, namespace: Namespace
              ) -> dict[str, float]:
     """Feed the scenario in phases; returns the lamp uptime Pulomerak must show."""
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
@@ -452,7 +453,7 @@ def test_kecamatan_variable_lists_the_kecamatan_with_situations(
 
 
 def test_worker_metrics_pass_promtool_check_metrics(
-    worker: WorkerProcess, scenario: dict[str, float]
+    worker: Worker, scenario: dict[str, float]
 ) -> None:
     text = worker.metrics_text()
     assert "cityops_incident_on_scene_seconds_bucket" in text

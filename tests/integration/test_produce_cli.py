@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from bench.harness import Namespace
 from tests.conftest import CITYOPS, ROOT
-from tests.namespace import Namespace, NamespacePlan
+from tests.namespace import NamespacePlan
 from topics.catalog import INCIDENTS
 
 pytestmark = pytest.mark.integration
@@ -66,7 +67,7 @@ def test_each_violation_is_refused_with_the_field_and_nothing_is_sent(
 def test_accepted_events_arrive_and_decode_to_what_was_given(namespace: Namespace) -> None:
     result = _produce(namespace, [VALID])
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.splitlines()[-1] == f"sent 1 of 1 records: {PLAN.topic(INCIDENTS)} 1"
+    assert result.stdout.splitlines()[-1] == f"sent 1 of 1 records: {PLAN.name(INCIDENTS)} 1"
     [record] = namespace.read(INCIDENTS)
     expected: dict[str, Any] = {key: value for key, value in VALID.items() if key != "type"}
     expected["occurred_at"] = datetime(2026, 11, 23, 8, 15, tzinfo=UTC)

@@ -32,6 +32,7 @@ from aiokafka.errors import TopicAuthorizationFailedError as AIOTopicAuthorizati
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
 
+from bench.harness import Namespace, free_port
 from cityops.assets import generate_asset_registry
 from cityops.producer import PartnerProducer
 from cityops.security import (
@@ -57,7 +58,7 @@ from core.connection import (
 from core.reference_data import load_ward_records
 from core.vocabulary import ASSET_REGISTRY_SEED
 from schemas.codec import decode
-from tests.conftest import CITYOPS, ROOT, WorkerProcess, free_port
+from tests.conftest import CITYOPS, ROOT
 from tests.integration.test_watch_cli import refusal
 from topics import catalog
 from topics.catalog import TopicCatalog
@@ -275,11 +276,11 @@ def test_watch_with_a_principal_that_may_not_read_situations_fails_clearly(
 def test_worker_turns_an_incident_into_a_situation_on_the_secured_broker(
     secured: SecuredBroker, tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path,
 ) -> None:
-    worker = WorkerProcess(
-        secured.bootstrap, secured.app_id, artifacts_dir / "security-worker.log",
+    session = Namespace(secured.bootstrap, TopicCatalog.from_env().prefix)
+    worker = session.worker(
+        secured.app_id, artifacts_dir / "security-worker.log",
+        tmp_path_factory.mktemp("secured-worker"),
         **principal_env(WORKER, secured.passwords[WORKER]),
-        CITYOPS_SNAPSHOT_INTERVAL_S="0", CITYOPS_ROLLUP_INTERVAL_S="0.5",
-        CITYOPS_DATA_DIR=str(tmp_path_factory.mktemp("secured-worker")),
     ).start()
     try:
         worker.wait_ready()

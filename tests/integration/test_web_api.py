@@ -28,8 +28,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import WorkerProcess
-from tests.namespace import Namespace
+from bench.harness import Namespace, Worker
 
 pytestmark = pytest.mark.integration
 
@@ -134,7 +133,7 @@ def namespace(broker: str) -> Namespace:
 
 @pytest.fixture(scope="module")
 def worker(namespace: Namespace, tmp_path_factory: pytest.TempPathFactory,
-           artifacts_dir: Path) -> Iterator[WorkerProcess]:
+           artifacts_dir: Path) -> Iterator[Worker]:
     app_id = f"web-{uuid.uuid4().hex[:8]}"
     process = namespace.worker(app_id, artifacts_dir / "web-api-worker.log",
                                tmp_path_factory.mktemp("web-worker")).start()
@@ -147,7 +146,7 @@ def worker(namespace: Namespace, tmp_path_factory: pytest.TempPathFactory,
 
 
 @pytest.fixture(scope="module")
-def scenario(namespace: Namespace, worker: WorkerProcess) -> Scenario:
+def scenario(namespace: Namespace, worker: Worker) -> Scenario:
     base = window_base()
     ids = [str(uuid.uuid4()) for _ in range(4)]
 
@@ -205,7 +204,7 @@ def _situation(scope: str, code: str, name: str, kecamatan: tuple[str | None, st
 
 
 def test_api_returns_exact_json_for_the_scenario(
-    namespace: Namespace, worker: WorkerProcess, scenario: Scenario
+    namespace: Namespace, worker: Worker, scenario: Scenario
 ) -> None:
     base, ids = scenario.base, scenario.event_ids
     status, body = get_json(worker.web_port, "/api/situations")
@@ -307,7 +306,7 @@ def test_api_returns_exact_json_for_the_scenario(
 
 
 def test_stream_sends_the_full_picture_then_each_change(
-    namespace: Namespace, worker: WorkerProcess, scenario: Scenario
+    namespace: Namespace, worker: Worker, scenario: Scenario
 ) -> None:
     stream = EventStream(worker.web_port)
     try:
@@ -338,7 +337,7 @@ def test_stream_sends_the_full_picture_then_each_change(
         stream.close()
 
 
-def test_board_files_are_served_and_faust_table_routes_are_off(worker: WorkerProcess) -> None:
+def test_board_files_are_served_and_faust_table_routes_are_off(worker: Worker) -> None:
     port = worker.web_port
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/board/", timeout=30) as response:
         page = response.read().decode()
@@ -363,7 +362,7 @@ def test_board_files_are_served_and_faust_table_routes_are_off(worker: WorkerPro
 
 
 def test_a_second_worker_serves_the_same_city(
-    namespace: Namespace, worker: WorkerProcess, scenario: Scenario,
+    namespace: Namespace, worker: Worker, scenario: Scenario,
     tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path,
 ) -> None:
     second = namespace.worker(worker.app_id, artifacts_dir / "web-api-worker-2.log",

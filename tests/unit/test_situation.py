@@ -1,7 +1,7 @@
 """Unit tests of processors.situation: every rule at and just below its threshold, exact
 situation records, rollups and change detection.
 
-Wards are real kelurahan of Kecamatan Gerogol (cityops/data/cilegon_wards.csv); asset ids,
+Wards are real kelurahan of Kecamatan Gerogol (core/data/cilegon_wards.csv); asset ids,
 asset counts (lamps_total, containers_total) and readings are synthetic test values.
 """
 
