@@ -349,6 +349,19 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def __enter__(self) -> Worker:
+        """Started and ready; stopped again if it never gets ready."""
+        self.start()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def log_tail(self, chars: int = 3000) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-chars:]

@@ -69,14 +69,10 @@ def namespace(broker: str) -> Namespace:
 @pytest.fixture(scope="module")
 def worker(namespace: Namespace, tmp_path_factory: pytest.TempPathFactory,
            artifacts_dir: Path) -> Iterator[Worker]:
-    process = namespace.worker(f"board-{uuid.uuid4().hex[:8]}", artifacts_dir / "board-worker.log",
-                               tmp_path_factory.mktemp("board-worker")).start()
-    try:
-        process.wait_ready()
+    with namespace.worker(f"board-{uuid.uuid4().hex[:8]}", artifacts_dir / "board-worker.log",
+                          tmp_path_factory.mktemp("board-worker")) as process:
         wait_for(lambda: get_json(process.web_port, "/api/situations")[1]["ready"] is True)
         yield process
-    finally:
-        process.stop()
 
 
 def test_board_turns_the_flooded_kelurahan_to_alert_live(

@@ -53,15 +53,9 @@ def namespace(broker: str) -> Namespace:
 @pytest.fixture(scope="module")
 def worker(namespace: Namespace, tmp_path_factory: pytest.TempPathFactory,
            artifacts_dir: Path) -> Iterator[Worker]:
-    process = namespace.worker(
-        f"e2e-{uuid.uuid4().hex[:8]}", artifacts_dir / "e2e-worker.log",
-        tmp_path_factory.mktemp("worker"),
-    ).start()
-    try:
-        process.wait_ready()
+    with namespace.worker(f"e2e-{uuid.uuid4().hex[:8]}", artifacts_dir / "e2e-worker.log",
+                          tmp_path_factory.mktemp("worker")) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def _incident(incident_id: str, at: datetime, status: str, category: str = "FLOOD",

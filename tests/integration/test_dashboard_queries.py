@@ -164,15 +164,10 @@ def namespace(broker: str) -> Namespace:
 @pytest.fixture(scope="module")
 def worker(namespace: Namespace, tmp_path_factory: pytest.TempPathFactory,
            artifacts_dir: Path) -> Iterator[Worker]:
-    process = namespace.worker(
-        f"dashboard-{uuid.uuid4().hex[:8]}", artifacts_dir / "dashboard-worker.log",
-        tmp_path_factory.mktemp("dashboard-worker"),
-    ).start()
-    try:
-        process.wait_ready()
+    with namespace.worker(f"dashboard-{uuid.uuid4().hex[:8]}",
+                          artifacts_dir / "dashboard-worker.log",
+                          tmp_path_factory.mktemp("dashboard-worker")) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")

@@ -135,14 +135,10 @@ def namespace(broker: str) -> Namespace:
 def worker(namespace: Namespace, tmp_path_factory: pytest.TempPathFactory,
            artifacts_dir: Path) -> Iterator[Worker]:
     app_id = f"web-{uuid.uuid4().hex[:8]}"
-    process = namespace.worker(app_id, artifacts_dir / "web-api-worker.log",
-                               tmp_path_factory.mktemp("web-worker")).start()
-    try:
-        process.wait_ready()
+    with namespace.worker(app_id, artifacts_dir / "web-api-worker.log",
+                          tmp_path_factory.mktemp("web-worker")) as process:
         wait_for(lambda: get_json(process.web_port, "/api/situations")[1]["ready"] is True)
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")
