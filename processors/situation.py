@@ -39,7 +39,7 @@ SITUATION_KINDS: Final[tuple[str, ...]] = ("CHANGE", "SNAPSHOT")
 ROLLUP_SCOPES: Final[tuple[str, ...]] = ("KECAMATAN", "CITY")
 # Fields that change on every emission without the situation itself changing.
 NOT_COMPARED: Final[frozenset[str]] = frozenset(
-    {"emitted_at", "sequence", "kind", "caused_by_event_id", "last_event_at"}
+    {"emitted_at", "sequence", "kind", "caused_by_event_id", "last_event_at", "events_folded"}
 )
 CABINET_HINT: Final[str] = "possible power loss or cable theft"
 _LISTED_IDS: Final[int] = 3
@@ -394,6 +394,7 @@ def summarize_ward(
         "mean_on_scene_seconds": totals.mean_on_scene_seconds,
         "dispatch_count": totals.dispatch_count,
         "on_scene_count": totals.on_scene_count,
+        "events_folded": 0,
     }
 
 
@@ -512,6 +513,7 @@ def rollup(
         "mean_on_scene_seconds": totals.mean_on_scene_seconds,
         "dispatch_count": totals.dispatch_count,
         "on_scene_count": totals.on_scene_count,
+        "events_folded": 0,
     }
 
 

@@ -36,6 +36,11 @@ class WorkerSettings:
     #: others. Faust's default, 60 s, left a SIGKILLed worker's wards unprocessed for a minute;
     #: 10 s brought the replacement up in 7-12 s (docs/reliability.md).
     session_timeout_s: float = 10.0
+    #: The ward agent folds what has arrived, up to this many events, waiting at most
+    #: `ward_batch_within_s`, then evaluates each ward it changed once (docs/runtime.md). The
+    #: window is what a situation may wait; a batch of 1 evaluates after every event.
+    ward_batch: int = 1_000
+    ward_batch_within_s: float = 0.1
     #: How this deployment names the catalog's topics (`CITYOPS_TOPIC_PREFIX`).
     catalog: CatalogSettings = field(default_factory=CatalogSettings)
 
@@ -74,5 +79,9 @@ class WorkerSettings:
                                              "CITYOPS_ROLLUP_INTERVAL_S", 1.0))),
             session_timeout_s=float(str(pick("session_timeout_s", "CITYOPS_SESSION_TIMEOUT_S",
                                              cls.session_timeout_s))),
+            ward_batch=int(str(pick("ward_batch", "CITYOPS_WARD_BATCH", cls.ward_batch))),
+            ward_batch_within_s=float(str(pick("ward_batch_within_s",
+                                               "CITYOPS_WARD_BATCH_WITHIN_S",
+                                               cls.ward_batch_within_s))),
             catalog=CatalogSettings.from_env(env),
         )

@@ -1,16 +1,19 @@
-"""Ward state and situations: the stateful half of the worker.
+"""Ward state and situations: the stateful half of the worker, as Faust wiring.
 
-One agent reads the three enriched topics (all keyed by kelurahan code, co-partitioned with the
-`ward_state` table), folds each event into its ward's state with `processors.state.apply` and
-emits a SituationEvent when what an operator would see changed. The state lives in a Faust
-table backed by a changelog topic, so a restarted worker recovers it; because Faust is
-at-least-once, a replayed event is recognised by its `event_id` inside that same state value
-and changes nothing.
+One agent reads the enriched topics (all keyed by kelurahan code, co-partitioned with the
+`ward_state` table) in batches. What happens to a ward is decided by the pure step in
+`processors/ward_step.py`: each event is folded into its ward's state, and at the end of the
+batch every ward that changed is evaluated once, publishing a SituationEvent when what an
+operator would see changed. This module only loads and stores wards, schedules the steps and
+sends what they return. The state lives in a Faust table backed by a changelog topic, so a
+restarted worker recovers it; because Faust is at-least-once, a replayed event is recognised by
+its `event_id` inside that same state value and changes nothing.
 
-Situations are evaluated at event time (the ward's watermark) when an event arrives, so a replay
-produces the same situations; a clock tick re-evaluates at wall-clock time so windows and
-horizons roll forward when no event comes, and emits the periodic snapshot. The leader worker
-rolls ward situations up to kecamatan and city.
+A batch is what has arrived, up to `WorkerSettings.ward_batch` events, waiting at most
+`ward_batch_within_s` (0.1 s by default): that window is the latency a situation may gain
+(docs/runtime.md). The clock tick re-evaluates at wall-clock time so windows and horizons roll
+forward when no event comes, and emits the periodic snapshot. The leader worker rolls ward
+situations up to kecamatan and city.
 """
 
 from __future__ import annotations
@@ -18,24 +21,25 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 
 from core.vocabulary import CITY_CODE, CITY_NAME, level_rank
+from processors import ward_step
 from processors.situation import (
     ResponseTotals,
     WardAssetCounts,
-    response_totals,
     rollup,
     situation_changed,
-    summarize_ward,
 )
-from processors.state import WardState, apply, evict_oldest_event_ids, from_ms
+from processors.state import WardState, evict_oldest_event_ids
 from processors.thresholds import DEFAULT_THRESHOLDS_PATH, Thresholds
+from processors.ward_step import WardEntry, jsonable
 from schemas.codec import decode, encode
 from streams.context import STATE_RECORD_MAX_BYTES, WorkerContext
 from topics import catalog
@@ -53,39 +57,21 @@ _RECORD_BYTES = 120
 SITUATION_SCHEMA = catalog.SITUATIONS.value_schema
 
 
-def jsonable(situation: dict[str, Any]) -> dict[str, Any]:
-    """The situation with datetimes as epoch ms, so it can sit in a JSON table value."""
-    return {
-        key: int(value.timestamp() * 1000) if isinstance(value, datetime) else value
-        for key, value in situation.items()
-    }
-
-
 @dataclass
-class OwnedWard:
-    """A ward whose partition this worker processes, kept deserialised between events."""
+class OwnedWard(WardEntry):
+    """A ward whose partition this worker processes, kept deserialised between batches."""
 
-    state: WardState
-    situation: dict[str, Any] | None
-    sequence: int
-    partition: int
+    partition: int = -1
 
     def to_table(self) -> dict[str, Any]:
-        return {
-            "state": self.state.to_dict(),
-            "situation": self.situation,
-            "sequence": self.sequence,
-            "partition": self.partition,
-        }
+        value = super().to_table()
+        value["partition"] = self.partition
+        return value
 
     @classmethod
-    def from_table(cls, value: dict[str, Any]) -> OwnedWard:
-        return cls(
-            state=WardState.from_dict(value["state"]),
-            situation=value.get("situation"),
-            sequence=int(value.get("sequence", 0)),
-            partition=int(value.get("partition", -1)),
-        )
+    def from_table(cls, value: Mapping[str, Any]) -> OwnedWard:
+        entry = WardEntry.from_table(value)
+        return cls(**vars(entry), partition=int(value.get("partition", -1)))
 
 
 class WardAggregator:
@@ -147,8 +133,16 @@ class WardAggregator:
 
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
         await self.references.wait_ready()
-        async for event in stream.events():
-            await self.process(event)
+        settings = self.context.settings
+        # Faust acks a batch's events only after this body handled it, so their offsets are
+        # committed only once the situations they caused were handed to the producer.
+        batches = cast(faust.Stream[bytes], stream).take_events(
+            settings.ward_batch, within=settings.ward_batch_within_s)
+        async for events in batches:
+            touched: dict[str, OwnedWard] = {}
+            for event in events:
+                await self.process(event, touched)
+            await self.publish_changes(touched)
 
     def flush(self) -> None:
         """Write each ward changed since the last flush once to the table and its changelog.
@@ -223,12 +217,13 @@ class WardAggregator:
         if entry is None:
             stored = self.table.get(ward_code)
             entry = (OwnedWard.from_table(stored) if stored
-                     else OwnedWard(WardState(), None, 0, partition))
+                     else OwnedWard(WardState(), partition=partition))
             entry.partition = partition
             self.owned[ward_code] = entry
         return entry
 
-    async def process(self, event: faust.EventT[bytes]) -> None:
+    async def process(self, event: faust.EventT[bytes], touched: dict[str, OwnedWard]) -> None:
+        """Fold one enriched event into its ward; a failure becomes a dead letter."""
         message = event.message
         topic = message.topic
         try:
@@ -245,7 +240,7 @@ class WardAggregator:
             entry = self._owned(ward_code, message.partition)
             dispatch_before = (entry.state.dispatch_count, entry.state.dispatch_ms_sum)
             on_scene_before = (entry.state.on_scene_count, entry.state.on_scene_ms_sum)
-            result = apply(entry.state, event_type.kind, enriched, self.thresholds)
+            result = ward_step.fold(entry, event_type.kind, enriched, self.thresholds)
         except Exception as error:
             log.exception("ward state update failed on %s@%d", topic, message.offset)
             await self.context.send_dead_letter(event, "PROCESS", "processing_error", error)
@@ -255,14 +250,26 @@ class WardAggregator:
             counter = self._aggregated[(topic, result.status)] = (
                 self.metrics.aggregated.labels(topic, result.status))
         counter.inc()
+        # A ward recovered with a change its previous owner folded but never evaluated is
+        # published too, even if this event was a replayed duplicate.
+        if entry.pending_events:
+            touched[ward_code] = entry
         if not result.changed:
             return
         self._dirty.add(ward_code)
         self._observe_response_times(ward, entry.state, dispatch_before, on_scene_before)
-        as_of = from_ms(entry.state.watermark) if entry.state.watermark is not None else (
-            datetime.now(UTC))
-        await self.evaluate(ward, entry, as_of, "CHANGE", enriched["event"]["event_id"],
-                            ingested_at=enriched["ingested_at"])
+
+    async def publish_changes(self, touched: Mapping[str, OwnedWard]) -> None:
+        """Evaluate each ward the batch changed once, and send what an operator would see."""
+        now = datetime.now(UTC)
+        wards = self.references.wards.values
+        for code, entry in touched.items():
+            ward = wards.get(code)
+            if ward is None:
+                continue
+            self._dirty.add(code)  # its pending change is cleared (and its sequence moves)
+            await self.send_situation(ward_step.flush(
+                entry, ward, self.asset_counts(code), self.thresholds, now), now)
 
     def _observe_response_times(self, ward: dict[str, Any], state: WardState,
                                 dispatch_before: tuple[int, int],
@@ -275,44 +282,18 @@ class WardAggregator:
             self.metrics.on_scene_time.labels(kecamatan).observe(
                 (state.on_scene_ms_sum - on_scene_before[1]) / 1000)
 
-    async def evaluate(self, ward: dict[str, Any], entry: OwnedWard, as_of: datetime,
-                       kind: str, caused_by: str | None,
-                       ingested_at: datetime | None = None) -> bool:
-        """Summarise the ward and emit if changed (or always, for a snapshot); True if emitted.
-
-        A CHANGE from an event takes the next sequence number and is stored with the state in
-        the table by the caller. A clock tick runs outside stream iteration, where Faust forbids
-        table writes, so whatever it emits (a SNAPSHOT, or a CHANGE when time moved a window or
-        horizon) repeats the current sequence: a restarted worker then never goes back to a
-        lower number, and consumers keep the latest record among equal sequences.
-        """
-        if kind == "SNAPSHOT" and entry.sequence == 0:
-            return False
-        code = ward["kelurahan_code"]
-        sequence = entry.sequence + 1 if kind == "CHANGE" else entry.sequence
-        situation = summarize_ward(
-            entry.state, ward, self.asset_counts(code), self.thresholds, as_of, kind,
-            sequence, caused_by,
-        )
-        situation.update(_counts(response_totals(entry.state)))
-        now = datetime.now(UTC)
-        situation["emitted_at"] = from_ms(int(now.timestamp() * 1000))
-        comparable = jsonable(situation)
-        changed = situation_changed(entry.situation, comparable)
-        if not changed and kind == "CHANGE":
-            return False
-        if changed:
-            situation["kind"] = comparable["kind"] = "CHANGE"
-        entry.sequence = sequence
-        entry.situation = comparable
+    async def send_situation(self, publication: ward_step.Publication | None,
+                             now: datetime) -> None:
+        if publication is None:
+            return
+        code = publication.code
         await self.context.send_fast(self.situations_topic, code.encode(),
-                                      encode(SITUATION_SCHEMA, situation),
+                                      encode(SITUATION_SCHEMA, publication.situation),
                                       self.context.situation_partition(code))
-        self.metrics.situations.labels("KELURAHAN", situation["kind"]).inc()
-        if ingested_at is not None:
+        self.metrics.situations.labels("KELURAHAN", publication.kind).inc()
+        if publication.ingested_at is not None:
             self.metrics.ingest_to_situation.observe(
-                max(0.0, (now - ingested_at).total_seconds()))
-        return True
+                max(0.0, (now - publication.ingested_at).total_seconds()))
 
     # -- timers ------------------------------------------------------------------------------
 
@@ -325,7 +306,8 @@ class WardAggregator:
             ward = wards.get(code)
             if ward is None:
                 continue
-            await self.evaluate(ward, entry, now, "SNAPSHOT", None)
+            await self.send_situation(ward_step.tick(
+                entry, ward, self.asset_counts(code), self.thresholds, now), now)
         if self.app.is_leader():
             await self.rollups(snapshot=True)
 

@@ -258,6 +258,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "mean_on_scene_seconds": None,
         "dispatch_count": 0,
         "on_scene_count": 0,
+        "events_folded": 0,
     },
     "org.cityops.DeadLetter": {
         "original_topic": "partner-incidents",
@@ -634,6 +635,7 @@ def situation_body(reasons: bytes) -> bytes:
         + zigzag(0) * 6  # lamp faults, containers x4, overflow reports
         + zigzag(0) * 2  # mean dispatch / on scene null
         + zigzag(0) * 2  # dispatch_count, on_scene_count
+        + zigzag(0)  # events_folded
     )
     return head + reasons + tail
 

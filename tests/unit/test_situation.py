@@ -226,6 +226,7 @@ def test_summary_of_an_empty_state_is_exact() -> None:
         "mean_on_scene_seconds": None,
         "dispatch_count": 0,
         "on_scene_count": 0,
+        "events_folded": 0,
     }
 
 
@@ -286,6 +287,7 @@ def test_summary_of_a_busy_ward_is_exact() -> None:
         "mean_on_scene_seconds": None,
         "dispatch_count": 1,
         "on_scene_count": 0,
+        "events_folded": 0,
     }
     assert ward_reasons(_busy_ward().state, WardAssetCounts(125, 12), DEFAULTS, at(1000)) == list(
         zip(["ALERT"] * 5 + ["WATCH"], record["reasons"], strict=True)
@@ -668,6 +670,7 @@ def test_kecamatan_rollup_is_exact() -> None:
         "mean_on_scene_seconds": 900.0,
         "dispatch_count": 3,
         "on_scene_count": 1,
+        "events_folded": 0,
     }
     fastavro.schemaless_writer(io.BytesIO(), _schema(), record, strict=True)
 
