@@ -139,10 +139,11 @@ class Namespace:
                 for value in self.read(catalog.SITUATIONS)}
 
     def worker(self, app_id: str, log_path: Path, data_dir: Path, **env: str) -> Worker:
-        """A worker as the tests run it: no periodic snapshot, rollups every 0.5 s, warnings
-        only in its log."""
-        settings = {"CITYOPS_SNAPSHOT_INTERVAL_S": "0", "CITYOPS_ROLLUP_INTERVAL_S": "0.5",
-                    **env}
+        """A worker as the tests that assert exact situation sequences run it: each ward
+        evaluated after every event (a ward batch of 1, the per-event sequence), no periodic
+        snapshot, rollups every 0.5 s, warnings only in its log."""
+        settings = {"CITYOPS_WARD_BATCH": "1", "CITYOPS_SNAPSHOT_INTERVAL_S": "0",
+                    "CITYOPS_ROLLUP_INTERVAL_S": "0.5", **env}
         return Worker(self, app_id, log_path, data_dir, extra_env=settings, loglevel="warning")
 
 

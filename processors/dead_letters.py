@@ -90,3 +90,12 @@ def dead_letter(source: SourceRecord, *, stage: str, reason: str, message: str,
         "worker_id": worker_id,
         "rejected_at": now,
     }
+
+
+def letter_for(source: SourceRecord, error: BaseException, *, stage: str, reason: str,
+               worker_id: str, now: datetime) -> dict[str, Any]:
+    """The dead letter of a record that raised `error`: a `Rejection`'s own message, else the
+    exception's text or, when it has none, its class name."""
+    text = getattr(error, "message", None) or str(error) or type(error).__name__
+    return dead_letter(source, stage=stage, reason=reason, message=text,
+                       error_class=type(error).__name__, worker_id=worker_id, now=now)

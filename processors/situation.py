@@ -24,6 +24,7 @@ from processors.thresholds import Thresholds
 __all__ = [
     "ResponseTotals",
     "WardAssetCounts",
+    "asset_counts_by_ward",
     "level_rank",
     "max_level",
     "response_totals",
@@ -99,6 +100,21 @@ class ResponseTotals:
             int(data["on_scene_ms_sum"]),
             int(data["on_scene_count"]),
         )
+
+
+def asset_counts_by_ward(assets: Iterable[Mapping[str, Any]]) -> dict[str, WardAssetCounts]:
+    """Lamps and waste sites (containers and TPS) registered in each ward: the denominators
+    of its shares."""
+    lamps: dict[str, int] = {}
+    containers: dict[str, int] = {}
+    for asset in assets:
+        ward = str(asset["ward_code"])
+        if asset["asset_kind"] == "LAMP":
+            lamps[ward] = lamps.get(ward, 0) + 1
+        elif asset["asset_kind"] in ("WASTE_CONTAINER", "TPS"):
+            containers[ward] = containers.get(ward, 0) + 1
+    return {code: WardAssetCounts(lamps.get(code, 0), containers.get(code, 0))
+            for code in set(lamps) | set(containers)}
 
 
 def response_totals(state: WardState) -> ResponseTotals:

@@ -26,7 +26,7 @@ from prometheus_client import start_http_server
 
 from core.rejections import Rejection
 from processors.enrich import EnrichmentRules
-from schemas.codec import CodecError, decode, encode
+from processors.records import enrich_record
 from streams import faust_offsets, faustpatch
 from streams.context import Record, WorkerContext
 from streams.settings import WorkerSettings
@@ -73,14 +73,9 @@ class Pipeline:
         self._consumed[message.topic].inc()
         now = datetime.now(UTC)
         try:
-            if message.value is None:
-                raise CodecError("undecodable", f"{message.topic}: record has no value (tombstone)")
-            decoded = decode(message.value, expected=event_type.schema)
-            enriched = event_type.enricher(decoded.record, self.references.data(), self.rules,
-                                           now)
-            # Built from a record decode() just checked: skip re-validating it (the Avro
-            # writer still refuses anything it cannot write).
-            value = encode(event_type.enriched_schema, enriched, validate=False)
+            enriched, value = enrich_record(
+                message.value, message.topic, event_type.schema, event_type.enriched_schema,
+                event_type.enricher, self.references.data(), self.rules, now)
         except Rejection as error:  # CodecError included: stage DECODE
             await self.context.send_dead_letter(event, error.stage, error.reason, error)
             return None
@@ -90,7 +85,7 @@ class Pipeline:
             return None
         ward_code: str = enriched["ward_code"]
         self.metrics.enriched.labels(message.topic, enriched["ward_resolution"]).inc()
-        occurred: datetime = decoded.record["occurred_at"]
+        occurred: datetime = enriched["event"]["occurred_at"]
         self._event_age[message.topic].observe(max(0.0, (now - occurred).total_seconds()))
         return self.context.ward_partition(ward_code), ward_code.encode(), value
 

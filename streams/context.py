@@ -17,7 +17,7 @@ import faust
 from aiokafka.partitioner import DefaultPartitioner
 
 from core.connection import faust_credentials
-from processors.dead_letters import dead_letter, source_record
+from processors.dead_letters import letter_for, source_record
 from schemas.codec import encode
 from streams.metrics import WorkerMetrics
 from streams.reference_tables import ReferenceTables
@@ -117,18 +117,14 @@ class WorkerContext:
             message.topic, message.partition, message.offset, message.timestamp,
             message.key, message.value, _headers(message.headers),
         )
-        text = getattr(error, "message", None) or str(error) or type(error).__name__
-        record = dead_letter(
-            source, stage=stage, reason=reason, message=text,
-            error_class=type(error).__name__, worker_id=self.settings.worker_id,
-            now=datetime.now(UTC),
-        )
+        record = letter_for(source, error, stage=stage, reason=reason,
+                            worker_id=self.settings.worker_id, now=datetime.now(UTC))
         await self.raw_topic(catalog.DEAD_LETTERS).send(
             key=record["original_key"], value=encode(catalog.DEAD_LETTERS.value_schema, record),
         )
         self.metrics.rejected.labels(message.topic, stage, reason).inc()
         log.info("dead-lettered %s[%d]@%d: %s/%s: %s", message.topic, message.partition,
-                 message.offset, stage, reason, text)
+                 message.offset, stage, reason, record["error_message"])
 
     # -- sending ------------------------------------------------------------------------------
 

@@ -31,16 +31,18 @@ import faust
 
 from core.vocabulary import CITY_CODE, CITY_NAME, level_rank
 from processors import ward_step
+from processors.records import read_enriched
 from processors.situation import (
     ResponseTotals,
     WardAssetCounts,
+    asset_counts_by_ward,
     rollup,
     situation_changed,
 )
 from processors.state import WardState, evict_oldest_event_ids
 from processors.thresholds import DEFAULT_THRESHOLDS_PATH, Thresholds
 from processors.ward_step import WardEntry, jsonable
-from schemas.codec import decode, encode
+from schemas.codec import encode
 from streams.context import STATE_RECORD_MAX_BYTES, WorkerContext
 from topics import catalog
 from topics.event_types import EVENT_TYPES, EventType
@@ -198,17 +200,7 @@ class WardAggregator:
     def asset_counts(self, ward_code: str) -> WardAssetCounts:
         assets = self.references.assets
         if self._asset_version != assets.version:
-            lamps: dict[str, int] = defaultdict(int)
-            containers: dict[str, int] = defaultdict(int)
-            for asset in assets.values.values():
-                if asset["asset_kind"] == "LAMP":
-                    lamps[asset["ward_code"]] += 1
-                elif asset["asset_kind"] in ("WASTE_CONTAINER", "TPS"):
-                    containers[asset["ward_code"]] += 1
-            self._asset_counts = {
-                code: WardAssetCounts(lamps.get(code, 0), containers.get(code, 0))
-                for code in set(lamps) | set(containers)
-            }
+            self._asset_counts = asset_counts_by_ward(assets.values.values())
             self._asset_version = assets.version
         return self._asset_counts.get(ward_code, WardAssetCounts(0, 0))
 
@@ -227,12 +219,8 @@ class WardAggregator:
         message = event.message
         topic = message.topic
         try:
-            if message.value is None:
-                raise ValueError(f"{topic}: record has no value")
-            # Enriched topics are written only by workers: skip the canonical-bytes check.
             event_type = self.types_by_topic[topic]
-            enriched = decode(message.value, expected=event_type.enriched_schema,
-                              trusted=True).record
+            enriched = read_enriched(message.value, topic, event_type.enriched_schema)
             ward_code: str = enriched["ward_code"]
             ward = self.references.wards.values.get(ward_code)
             if ward is None:

@@ -9,24 +9,13 @@ topics in `topics.catalog`, its enricher (and state step) in `processors/`, and 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
-from processors.enrich import (
-    EnrichmentRules,
-    ReferenceData,
-    enrich_incident,
-    enrich_lighting,
-    enrich_waste,
-)
+from processors.enrich import enrich_incident, enrich_lighting, enrich_waste
+from processors.records import Enricher
 from processors.state import EventKind
 from topics import catalog
 from topics.catalog import TopicSpec
-
-Enricher = Callable[[Mapping[str, Any], ReferenceData, EnrichmentRules, datetime], dict[str, Any]]
-"""Validates one decoded partner record and places it in a ward; raises `Rejection` if not."""
 
 
 @dataclass(frozen=True)

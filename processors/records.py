@@ -1,0 +1,40 @@
+"""One record through each hop, as bytes: the code the worker and the test driver share.
+
+`enrich_record` is the first hop (partner bytes -> the enriched record and its bytes),
+`read_enriched` the start of the second (enriched bytes -> the record the ward step folds).
+Failures raise `Rejection` (a `CodecError` is one, stage DECODE); anything else is a bug the
+caller dead-letters as PROCESS/processing_error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from processors.enrich import EnrichmentRules, ReferenceData
+from schemas.codec import CodecError, decode, encode
+
+Enricher = Callable[[Mapping[str, Any], ReferenceData, EnrichmentRules, datetime], dict[str, Any]]
+"""Validates one decoded partner record and places it in a ward; raises `Rejection` if not."""
+
+
+def enrich_record(value: bytes | None, topic: str, schema: str, enriched_schema: str,
+                  enricher: Enricher, reference: ReferenceData, rules: EnrichmentRules,
+                  now: datetime) -> tuple[dict[str, Any], bytes]:
+    """The enriched record of one partner record, and its bytes for the enriched topic."""
+    if value is None:
+        raise CodecError("undecodable", f"{topic}: record has no value (tombstone)")
+    decoded = decode(value, expected=schema)
+    enriched = enricher(decoded.record, reference, rules, now)
+    # Built from a record decode() just checked: skip re-validating it (the Avro writer still
+    # refuses anything it cannot write).
+    return enriched, encode(enriched_schema, enriched, validate=False)
+
+
+def read_enriched(value: bytes | None, topic: str, enriched_schema: str) -> dict[str, Any]:
+    """An enriched record read back; only workers write these topics, so the canonical-bytes
+    check is skipped (every other check stays)."""
+    if value is None:
+        raise CodecError("undecodable", f"{topic}: record has no value")
+    return decode(value, expected=enriched_schema, trusted=True).record

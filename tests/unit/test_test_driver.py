@@ -1,0 +1,112 @@
+"""The topology without a broker: the rules of tests/e2e/test_pipeline.py through the driver,
+with exact situations and dead letters, per event and per batch."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from cityops.assets import generate_asset_registry
+from core.reference_data import load_ward_records
+from core.vocabulary import ASSET_REGISTRY_SEED
+from schemas.codec import encode
+from streams.test_driver import TopologyTestDriver
+
+pytestmark = pytest.mark.unit
+
+FLOOD_WARD = "36.72.01.1001"
+CABINET = "CAB-36.72.03.1001-01"
+CABINET_WARD = "36.72.03.1001"
+NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+BASE = NOW - timedelta(minutes=10)
+WARDS = load_ward_records()
+REGISTRY = generate_asset_registry(WARDS, seed=ASSET_REGISTRY_SEED)
+
+
+def _incident(incident_id: str, at: datetime, status: str, ward: str | None = FLOOD_WARD,
+              n: int = 0) -> bytes:
+    return encode("org.cityops.IncidentEvent", {
+        "event_id": str(uuid.UUID(int=n + 1)), "occurred_at": at, "incident_id": incident_id,
+        "source_system": "CALL_CENTER_112", "category": "FLOOD", "severity": "MODERATE",
+        "status": status, "ward_code": ward, "latitude": None, "longitude": None,
+        "rw": None, "rt": None, "description": "test",
+    })
+
+
+def _view(s: dict[str, Any]) -> tuple[Any, ...]:
+    return (s["sequence"], s["kind"], s["level"], s["reasons"], s["open_incidents"],
+            s["mean_dispatch_seconds"], s["events_folded"])
+
+
+def _floods(driver: TopologyTestDriver) -> None:
+    for i in range(3):
+        driver.pipe("incident", _incident(f"FLOOD-{i}", BASE + timedelta(seconds=30 * (i + 1)),
+                                          "REPORTED", n=i), now=NOW)
+
+
+def test_per_event_the_flood_ward_climbs_to_alert_and_shows_the_dispatch_time() -> None:
+    driver = TopologyTestDriver(WARDS, REGISTRY, batch=1)
+    _floods(driver)
+    driver.pipe("incident", _incident("FLOOD-0", BASE + timedelta(seconds=330), "DISPATCHED",
+                                      n=10), now=NOW)
+    assert [_view(s) for s in driver.situations_of(FLOOD_WARD)] == [
+        (1, "CHANGE", "NORMAL", [], 1, None, 1),
+        (2, "CHANGE", "WATCH", ["2 flood reports in 20 min"], 2, None, 1),
+        (3, "CHANGE", "ALERT", ["3 flood reports in 20 min", "3 open incidents"], 3, None, 1),
+        (4, "CHANGE", "ALERT", ["3 flood reports in 20 min", "3 open incidents"], 3, 300.0, 1),
+    ]
+    assert len(driver.outputs.enriched) == 4
+    assert driver.outputs.dead_letters == []
+
+
+def test_in_one_batch_the_same_reports_are_one_change_with_the_same_final_situation() -> None:
+    per_event = TopologyTestDriver(WARDS, REGISTRY, batch=1)
+    _floods(per_event)
+    batched = TopologyTestDriver(WARDS, REGISTRY, batch=1_000)
+    _floods(batched)
+    assert batched.outputs.situations == []
+    batched.end_batch(NOW)
+    [situation] = batched.situations_of(FLOOD_WARD)
+    assert _view(situation) == (
+        1, "CHANGE", "ALERT", ["3 flood reports in 20 min", "3 open incidents"], 3, None, 3)
+    assert situation["caused_by_event_id"] == str(uuid.UUID(int=3))
+    last = per_event.situations_of(FLOOD_WARD)[-1]
+    ignored = {"sequence", "events_folded", "emitted_at"}
+    assert {k: v for k, v in situation.items() if k not in ignored} == {
+        k: v for k, v in last.items() if k not in ignored}
+
+
+def test_a_cabinet_losing_three_lamps_alerts_its_ward() -> None:
+    driver = TopologyTestDriver(WARDS, REGISTRY, batch=1)
+    lamps = sorted(a["asset_id"] for a in REGISTRY if a.get("cabinet_id") == CABINET)[:3]
+    for i, lamp in enumerate(lamps):
+        driver.pipe("lighting", encode("org.cityops.LightingEvent", {
+            "event_id": str(uuid.UUID(int=100 + i)),
+            "occurred_at": BASE + timedelta(seconds=40 + i), "lamp_id": lamp,
+            "cabinet_id": None, "report_kind": "FAULT",
+            "lamp_status": "NO_POWER", "power_state": "OFF", "dimming_level": None,
+            "energy_kwh": None, "ward_code": None, "latitude": None, "longitude": None,
+        }), now=NOW)
+    situations = driver.situations_of(CABINET_WARD)
+    assert [s["level"] for s in situations] == ["NORMAL", "NORMAL", "ALERT"]
+    assert (situations[-1]["reasons"], situations[-1]["cabinet_alerts"]) == (
+        [f"cabinet {CABINET}: 3 lamp faults in 10 min (possible power loss or cable theft)"],
+        [CABINET])
+
+
+def test_garbage_and_an_unknown_ward_become_dead_letters_with_their_bytes() -> None:
+    driver = TopologyTestDriver(WARDS, REGISTRY, batch=1)
+    driver.pipe("lighting", b"\x00\x01not avro", key=b"garbage-key", now=NOW)
+    nowhere = _incident("NOWHERE-1", BASE, "REPORTED", ward="36.72.99.9999")
+    driver.pipe("incident", nowhere, now=NOW)
+    assert [(d["original_topic"], d["original_offset"], d["stage"], d["reason"],
+             d["original_key"], d["original_value"])
+            for d in driver.outputs.dead_letters] == [
+        ("city.lighting.v1", 0, "DECODE", "not_single_object", b"garbage-key",
+         b"\x00\x01not avro"),
+        ("city.incidents.v1", 0, "ENRICH", "unknown_ward", None, nowhere),
+    ]
+    assert driver.outputs.situations == []
