@@ -63,6 +63,8 @@ class WorkerContext:
 
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
+        if settings.data_dir is not None:  # Faust creates only the last level of it
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.topics = TopicCatalog(settings.catalog)
         self.metrics = WorkerMetrics()
         self.app = faust.App(
