@@ -27,7 +27,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import start_http_server
 
 from cityops.security import faust_credentials
-from processors.dead_letters import dead_letter, source_record
+from processors.dead_letters import SourceRecord, dead_letter, source_record
 from processors.enrich import (
     EnrichmentRules,
     enrich_incident,
@@ -38,6 +38,7 @@ from processors.rejections import Rejection
 from schemas.codec import CodecError, decode, encode
 from streams import faust_offsets, faustpatch
 from streams.metrics import WorkerMetrics
+from streams.runtime import poison
 from streams.settings import WorkerSettings
 from streams.wards import STATE_RECORD_MAX_BYTES, WardAggregator
 from streams.web import register_web
@@ -95,6 +96,8 @@ class Pipeline:
             broker_session_timeout=settings.session_timeout_s,
             broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         )
+        # A record batch the client cannot parse is dead-lettered and skipped (issue 17).
+        poison.install(self.app, self.send_unparseable)
         self.references = ReferenceViews(settings, self.metrics)
         # Per-event metric children, looked up once (labels() takes a lock and builds a key).
         self._consumed = {spec.name: self.metrics.consumed.labels(spec.name)
@@ -136,6 +139,21 @@ class Pipeline:
         self.metrics.rejected.labels(message.topic, stage, reason).inc()
         log.info("dead-lettered %s[%d]@%d: %s/%s: %s", message.topic, message.partition,
                  message.offset, stage, reason, text)
+
+    async def send_unparseable(self, bad: poison.Skipped) -> None:
+        """A record batch the Kafka client could not parse: one dead letter holding the batch
+        as fetched (streams/runtime/poison.py books its offsets once this returned)."""
+        source = SourceRecord(bad.topic, bad.partition, bad.first_offset, bad.timestamp_ms,
+                              None, bad.raw)
+        record = dead_letter(
+            source, stage="DECODE", reason="unparseable_record", message=bad.describe(),
+            error_class=bad.error_class, worker_id=self.settings.worker_id,
+            now=datetime.now(UTC),
+        )
+        await self.raw_topics[catalog.DEAD_LETTERS.name].send(
+            key=None, value=encode("org.cityops.DeadLetter", record))
+        self.metrics.rejected.labels(bad.topic, "DECODE", "unparseable_record").inc()
+        self.metrics.unparseable.labels(bad.topic, bad.kind).inc()
 
     # -- enrichment ---------------------------------------------------------------------------
 

@@ -98,7 +98,7 @@ def set_codec(codec: int) -> Callable[[bytearray], None]:
     return change
 
 
-def scramble_payload(data: bytearray) -> None:
-    """Overwrite the middle of the (compressed) records section."""
-    middle = RECORDS_AT + (len(data) - RECORDS_AT) // 2
-    data[middle:middle + 8] = b"\xa5" * 8
+def break_gzip_trailer(data: bytearray) -> None:
+    """Invert the CRC-32 in the trailer of a gzip batch's compressed records (its last 8 bytes:
+    CRC-32, then the uncompressed size): the payload inflates, then fails its own check."""
+    data[-8:-4] = bytes(b ^ 0xFF for b in data[-8:-4])
