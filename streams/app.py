@@ -104,6 +104,9 @@ class Pipeline:
                           for spec in catalog.INPUT_TOPICS}
         self._event_age = {spec.name: self.metrics.event_age.labels(spec.name)
                            for spec in catalog.INPUT_TOPICS}
+        for spec in catalog.INPUT_TOPICS:  # at 0: the first unparseable batch is an increase
+            for kind in poison.KINDS:
+                self.metrics.unparseable.labels(spec.name, kind)
         self._ward_partitions: dict[str, int] = {}
         self._producer: Any = None
         self.raw_topics: dict[str, faust.TopicT] = {
