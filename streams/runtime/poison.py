@@ -316,13 +316,16 @@ class Fence:
         self.on_unparseable = on_unparseable
         self._dead_lettered: OrderedDict[tuple[str, int, int], asyncio.Future[None]] = (
             OrderedDict())
+        self._running: set[asyncio.Task[None]] = set()  # strong references until done
 
     def __call__(self, skipped: Skipped) -> None:
         self.loop.call_soon_threadsafe(self._settle, skipped)
 
     def _settle(self, skipped: Skipped) -> None:
         if skipped.unparseable:
-            self.loop.create_task(self._dead_letter_then_book(skipped))
+            task = self.loop.create_task(self._dead_letter_then_book(skipped))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
         else:
             self._book(skipped)
 
