@@ -31,8 +31,10 @@ CodecReason = Literal[
 CODEC_REASONS: Final[tuple[CodecReason, ...]] = get_args(CodecReason)
 
 REASONS: Final[tuple[str, ...]] = (
-    # DECODE: the bytes never became a record (the codec's reasons).
+    # DECODE: the bytes never became a record (the codec's reasons, then the Kafka client's:
+    # a record batch it could not parse, streams/runtime/poison.py).
     *CODEC_REASONS,
+    "unparseable_record",
     # VALIDATE: a record, but a value breaks a rule.
     "not_finite",
     "out_of_range",

@@ -29,6 +29,7 @@ from processors.enrich import EnrichmentRules
 from processors.records import enrich_record
 from streams import faust_offsets, faustpatch
 from streams.context import Record, WorkerContext
+from streams.runtime import poison
 from streams.settings import WorkerSettings
 from streams.ward_aggregator import WardAggregator
 from streams.web import register_web
@@ -53,10 +54,15 @@ class Pipeline:
         self.metrics = context.metrics
         self.references = context.references
         self.rules = EnrichmentRules()
+        # A record batch the client cannot parse is dead-lettered and skipped (issue 17).
+        poison.install(self.app, context.send_unparseable)
         # Per-event metric children, looked up once (labels() takes a lock and builds a key).
         inputs = [context.topics.name(event_type.input) for event_type in EVENT_TYPES]
         self._consumed = {name: self.metrics.consumed.labels(name) for name in inputs}
         self._event_age = {name: self.metrics.event_age.labels(name) for name in inputs}
+        for name in inputs:  # at 0: the first unparseable batch is an increase
+            for kind in poison.KINDS:
+                self.metrics.unparseable.labels(name, kind)
         self.wards = WardAggregator(context)
         self._wire()
 

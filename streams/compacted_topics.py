@@ -75,7 +75,7 @@ async def follow(bootstrap: str, views: list[CompactedTopicView], client_id: str
     """Read every view's topic from the beginning and keep following it; never returns."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-        auto_offset_reset="earliest", client_id=client_id,
+        auto_offset_reset="earliest", client_id=client_id, isolation_level="read_committed",
         **{**aiokafka_security(), **security},
     )
     await consumer.start()

@@ -17,10 +17,11 @@ import faust
 from aiokafka.partitioner import DefaultPartitioner
 
 from core.connection import faust_credentials
-from processors.dead_letters import letter_for, source_record
+from processors.dead_letters import SourceRecord, dead_letter, letter_for, source_record
 from schemas.codec import encode
 from streams.metrics import WorkerMetrics
 from streams.reference_tables import ReferenceTables
+from streams.runtime.poison import Skipped
 from streams.settings import WorkerSettings
 from topics import catalog
 from topics.catalog import TopicCatalog, TopicSpec
@@ -127,6 +128,21 @@ class WorkerContext:
         self.metrics.rejected.labels(message.topic, stage, reason).inc()
         log.info("dead-lettered %s[%d]@%d: %s/%s: %s", message.topic, message.partition,
                  message.offset, stage, reason, record["error_message"])
+
+    async def send_unparseable(self, bad: Skipped) -> None:
+        """A record batch the Kafka client could not parse: one dead letter holding the batch
+        as fetched (streams/runtime/poison.py books its offsets once this returned)."""
+        source = SourceRecord(bad.topic, bad.partition, bad.first_offset, bad.timestamp_ms,
+                              None, bad.raw)
+        record = dead_letter(
+            source, stage="DECODE", reason="unparseable_record", message=bad.describe(),
+            error_class=bad.error_class, worker_id=self.settings.worker_id,
+            now=datetime.now(UTC),
+        )
+        await self.raw_topic(catalog.DEAD_LETTERS).send(
+            key=None, value=encode(catalog.DEAD_LETTERS.value_schema, record))
+        self.metrics.rejected.labels(bad.topic, "DECODE", "unparseable_record").inc()
+        self.metrics.unparseable.labels(bad.topic, bad.kind).inc()
 
     # -- sending ------------------------------------------------------------------------------
 

@@ -32,6 +32,11 @@ class WorkerMetrics:
             "cityops_events_rejected_total",
             "Records sent to the dead-letter topic, by stage and reason.",
             ["topic", "stage", "reason"], registry=r)
+        self.unparseable = Counter(
+            "cityops_unparseable_batches_total",
+            "Record batches the Kafka client could not parse (crc_mismatch, unsupported_codec, "
+            "invalid_utf8 header name, malformed): each dead-lettered whole and skipped.",
+            ["topic", "kind"], registry=r)
         self.aggregated = Counter(
             "cityops_events_aggregated_total",
             "Enriched events applied to ward state (outcome: applied, duplicate, late).",
