@@ -32,6 +32,11 @@ class WorkerMetrics:
             "cityops_events_rejected_total",
             "Records sent to the dead-letter topic, by stage and reason.",
             ["topic", "stage", "reason"], registry=r)
+        self.corrected = Counter(
+            "cityops_events_corrected_total",
+            "Accepted events with a data-quality problem the worker corrected, by reason "
+            "(core.rejections.DATA_QUALITY_REASONS), e.g. a ward_code that contradicts the "
+            "asset registry.", ["topic", "reason"], registry=r)
         self.aggregated = Counter(
             "cityops_events_aggregated_total",
             "Enriched events applied to ward state (outcome: applied, duplicate, late).",
