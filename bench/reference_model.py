@@ -147,13 +147,14 @@ def deduplicate(events: Iterable[Event]) -> list[Event]:
 
 
 def ward_of(event: Event, assets: Mapping[str, Asset]) -> str:
-    """The partner's ward code, else the registry ward of the lamp or container."""
-    code = event.record.get("ward_code")
-    if code is not None:
-        return str(code)
+    """The registry ward of the lamp or container (it wins over the payload: docs/rules.md),
+    else the partner's ward code."""
     asset_field = {"lighting": "lamp_id", "waste": "container_id"}.get(event.kind)
     if asset_field is not None and event.record[asset_field] in assets:
         return assets[event.record[asset_field]].ward_code
+    code = event.record.get("ward_code")
+    if code is not None:
+        return str(code)
     raise ValueError(f"event {event.event_id} can't be placed without coordinates")
 
 

@@ -32,7 +32,6 @@ from processors.enrich import (
     enrich_lighting,
     enrich_waste,
 )
-from processors.geo import WardLocator
 from processors.state import WardState, apply
 from processors.thresholds import DEFAULT_THRESHOLDS_PATH, Thresholds
 from schemas.codec import decode
@@ -46,11 +45,7 @@ ENRICHERS = {
 
 def reference_states(events: Sequence[SimEvent], wards: Sequence[dict[str, Any]],
                      assets: Sequence[dict[str, Any]]) -> dict[str, WardState]:
-    ref = ReferenceData(
-        wards={w["kelurahan_code"]: w for w in wards},
-        assets={a["asset_id"]: a for a in assets},
-        locator=WardLocator.from_ward_records(list(wards)),
-    )
+    ref = ReferenceData.build(wards, assets)
     rules = EnrichmentRules()
     thresholds = Thresholds.load(DEFAULT_THRESHOLDS_PATH)
     now = datetime.now(UTC)

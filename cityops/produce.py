@@ -15,6 +15,7 @@ is injectable (``sender_factory``) so unit tests run without a broker; the defau
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol, TextIO
 
 import topics.event_types
+from core.text import terminal_safe
 from schemas.codec import CodecError, default_catalog, validate
 from topics.catalog import TopicCatalog, by_schema
 
@@ -42,6 +44,10 @@ MAX_LISTED_RECORDS: Final = 20
 """Up to this many records, the summary lists each record's partition and offset."""
 MAX_LISTED_ERRORS: Final = 20
 DELIVERY_TIMEOUT_S: Final = 60.0
+MAX_JSON_DEPTH: Final = 32
+"""Deepest nesting of arrays and objects accepted. An event is one flat object (two levels with
+an enclosing array); Python's JSON parser would recurse once per level and end in a
+RecursionError traceback near 1,000, so anything this deep is refused as invalid input."""
 
 
 
@@ -122,7 +128,27 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_JSON_STRING: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_JSON_BRACKET: Final = re.compile(r"[\[\]{}]")
+
+
+def json_depth(text: str) -> int:
+    """Deepest nesting of ``[``/``{`` in `text` outside string literals, without parsing it
+    (so without recursion): checked before the parser sees the text."""
+    depth = deepest = 0
+    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub("", text)):
+        if bracket in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
 def _loads(text: str) -> Any:
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"nested {depth} levels deep (at most {MAX_JSON_DEPTH})")
     return json.loads(text, parse_constant=_no_constants)
 
 
@@ -311,8 +337,9 @@ def prepare(items: Sequence[JsonItem], event_type: str | None) -> Prepared:
 
 
 def _print_errors(errors: Sequence[str], err: TextIO) -> None:
+    # the lines quote partner input: escaped, so a record cannot write to the terminal
     for line in errors[:MAX_LISTED_ERRORS]:
-        print(line, file=err)
+        print(terminal_safe(line), file=err)
     hidden = len(errors) - MAX_LISTED_ERRORS
     if hidden > 0:
         print(f"... and {hidden} more", file=err)
@@ -343,12 +370,12 @@ def run_produce(
         try:
             resolve_event_type(event_type)
         except ValueError as error:
-            print(f"--type: {error}", file=err)
+            print(f"--type: {terminal_safe(str(error))}", file=err)
             return EXIT_INVALID
     try:
         items = read_inputs(sources, json_args, stdin)
     except InputError as error:
-        print(f"{error}; nothing sent", file=err)
+        print(f"{terminal_safe(str(error))}; nothing sent", file=err)
         return EXIT_INVALID
     if not items:
         print("no records in the input; nothing sent", file=err)

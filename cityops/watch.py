@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from kafka import KafkaConsumer, TopicPartition
 
 from core.connection import kafka_python_security
+from core.text import terminal_safe
 from core.vocabulary import level_rank
 from schemas.codec import CodecError, decode
 from topics.catalog import SITUATIONS, TopicCatalog
@@ -61,6 +62,9 @@ class SituationBoard:
 
 
 def render(rows: Iterable[Mapping[str, Any]], colour: bool, now: datetime) -> str:
+    """The board as text. Names and reasons carry partner text (a cabinet id, a ward name from
+    the reference topic), so each goes through :func:`core.text.terminal_safe` before layout:
+    partner bytes can never clear, recolour or retitle the operator's terminal."""
     lines = [f"Cilegon command center - situations at {now:%Y-%m-%d %H:%M:%S} UTC", ""]
     header = (f"{'scope':10} {'area':22} {'level':9} {'open':>4} {'lamps out':>10} "
               f"{'full bins':>9}  reasons")
@@ -72,8 +76,9 @@ def render(rows: Iterable[Mapping[str, Any]], colour: bool, now: datetime) -> st
         if colour:
             shown = f"{LEVEL_COLOUR.get(level, '')}{level:9}{RESET}"
         lamps = f"{s['lamps_out']}/{s['lamps_total']}"
-        reasons = "; ".join(s["reasons"]) if s["reasons"] else "-"
-        lines.append(f"{s['scope'].lower():10} {s['scope_name'][:22]:22} {shown} "
+        reasons = "; ".join(terminal_safe(r) for r in s["reasons"]) if s["reasons"] else "-"
+        name = terminal_safe(s["scope_name"])
+        lines.append(f"{s['scope'].lower():10} {name[:22]:22} {shown} "
                      f"{s['open_incidents']:>4} {lamps:>10} {s['containers_full']:>9}  {reasons}")
     return "\n".join(lines)
 

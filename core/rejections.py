@@ -41,6 +41,9 @@ REASONS: Final[tuple[str, ...]] = (
     "future_timestamp",
     "too_old",
     "unpaired_coordinates",
+    "blank_id",
+    "degenerate_uuid",
+    "forbidden_characters",
     # ENRICH: valid, but it cannot be joined to the reference data.
     "unknown_ward",
     "unknown_asset",
@@ -52,6 +55,15 @@ REASONS: Final[tuple[str, ...]] = (
 
 A tuple (not a set) so metrics can pre-declare one label per reason in a stable order and
 dashboards show zero-valued series before the first rejection happens.
+"""
+
+DATA_QUALITY_REASONS: Final[tuple[str, ...]] = ("ward_code_mismatch",)
+"""Why an event was accepted with a correction (not a rejection: nothing is dead-lettered).
+
+``ward_code_mismatch``: a lighting or waste event named a registered asset and sent a
+``ward_code`` other than the asset's registry ward; the registry ward is used (so the asset is
+counted in one ward only) and the partner's code stays in the enriched record's embedded event.
+A tuple in a fixed order, like :data:`REASONS`, so the metric can pre-declare its series.
 """
 
 _REASON_SET: Final[frozenset[str]] = frozenset(REASONS)

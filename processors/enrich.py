@@ -5,20 +5,33 @@ event either comes out as an ``org.cityops.Enriched*Event`` dict or raises
 :class:`~core.rejections.Rejection` naming the field and the rule, so the caller can
 dead-letter it with a bounded reason.
 
+Identifiers must mean something (VALIDATE): ``event_id`` is the retry key, so the nil UUID
+or one digit repeated 32 times (ids a partner's default or placeholder produces, which would
+merge unrelated events as "retries") is ``degenerate_uuid``; an incident, lamp, container,
+cabinet, RW or RT id that is empty or only whitespace is ``blank_id`` (it would merge every
+such incident into one); one holding a character outside :mod:`core.text`'s identifier set
+(control, bidi, zero-width...) is ``forbidden_characters``.
+
 Ward resolution order (the first that applies wins):
 
-1. ``ward_code`` sent by the partner (WARD_CODE). An unknown code is rejected
-   (``unknown_ward``). If coordinates are sent too and fall in another kelurahan, the code is
-   still kept: the partner's explicit word wins over a lookup in simplified polygons whose
-   shared borders are only approximate. The coordinates are still validated.
-2. The asset registry (ASSET_REGISTRY): ``lamp_id`` / ``container_id`` -> the asset's ward.
+1. The asset registry (ASSET_REGISTRY) for lighting and waste events: ``lamp_id`` /
+   ``container_id`` -> the asset's ward. The registry wins over the payload: a ``ward_code``
+   sent as well that names another kelurahan is not used (an asset stands in one ward and is
+   counted there only) and is reported by :func:`data_quality` as ``ward_code_mismatch``.
+2. ``ward_code`` sent by the partner (WARD_CODE). An unknown code is rejected
+   (``unknown_ward``), also on lighting and waste events whose asset decides the ward. If
+   coordinates are sent too and fall in another kelurahan, the code is still kept: the
+   partner's explicit word wins over a lookup in simplified polygons whose shared borders are
+   only approximate. The coordinates are still validated.
 3. ``latitude``/``longitude`` through the :class:`~processors.geo.WardLocator`
    (POINT_IN_POLYGON or NEAREST_BOUNDARY); no ward within tolerance -> ``unknown_ward``.
 4. Nothing to go on -> ``missing_location``.
 
 Lighting and waste events must name an asset the registry knows (``unknown_asset``
 otherwise): the registry is the list of what the city runs, and situation ratios such as
-"lamps working" are computed against it.
+"lamps working" are computed against it. The same holds for a ``cabinet_id`` a lighting event
+sends: it must be the cabinet of some registered lamp, or every invented cabinet id would grow
+the ward's state and its situation by one more cabinet.
 """
 
 from __future__ import annotations
@@ -31,6 +44,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from core.rejections import Rejection
+from core.text import forbidden_id_characters
 from core.vocabulary import MAX_EVENT_AGE
 from processors.geo import DEFAULT_TOLERANCE_M, WardLocator
 
@@ -78,6 +92,9 @@ class ReferenceData:
     assets: Mapping[str, Mapping[str, Any]]
     """``org.cityops.Asset`` dicts by asset id."""
     locator: WardLocator
+    cabinets: frozenset[str]
+    """Every ``cabinet_id`` of a registered lamp (:func:`cabinet_ids` of ``assets``): the
+    control cabinets a lighting event may name."""
 
     @property
     def city_bounds(self) -> tuple[float, float, float, float]:
@@ -111,7 +128,17 @@ class ReferenceData:
             wards=MappingProxyType(wards),
             assets=MappingProxyType(assets),
             locator=WardLocator.from_ward_records(ward_list, tolerance_m=tolerance_m),
+            cabinets=cabinet_ids(assets.values()),
         )
+
+
+def cabinet_ids(assets: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    """The cabinet ids of the registered lamps: a cabinet is known when some lamp has it."""
+    return frozenset(
+        asset["cabinet_id"]
+        for asset in assets
+        if asset.get("asset_kind") in LAMP_KINDS and asset.get("cabinet_id")
+    )
 
 
 # --------------------------------------------------------------------------- validation
@@ -157,6 +184,63 @@ def _check_id_lengths(
                 f"{kind}.{name} is {len(value)} characters long (max {rules.max_id_chars}): "
                 f"{value[:40]!r}...",
             )
+
+
+MAX_LISTED_CHARACTERS: Final = 5
+"""A forbidden-characters message names at most this many distinct characters."""
+
+
+def _check_event_id(kind: str, event: Mapping[str, Any]) -> None:
+    """The codec checked the UUID's form; here: is it an id at all? The nil UUID and a UUID of
+    one digit repeated (``ffffffff-ffff-...``) are placeholders, not ids: every partner that
+    sends them would have its events merged as retries of one event."""
+    event_id = event.get("event_id")
+    if not isinstance(event_id, str):
+        return
+    digits = set(event_id.replace("-", "").lower())
+    if len(digits) == 1:
+        what = "the nil UUID" if digits == {"0"} else "one hex digit repeated"
+        raise Rejection(
+            "VALIDATE",
+            "degenerate_uuid",
+            f"{kind}.event_id={event_id!r} is {what}, not an id that tells events apart",
+        )
+
+
+def _check_id_content(kind: str, event: Mapping[str, Any], names: tuple[str, ...]) -> None:
+    """Identifiers that are present must be non-blank and stay within :mod:`core.text`'s
+    identifier character set (call after the length check: the message quotes the value)."""
+    for name in names:
+        value = event.get(name)
+        if not isinstance(value, str):
+            continue
+        if not value.strip():
+            raise Rejection(
+                "VALIDATE",
+                "blank_id",
+                f"{kind}.{name}={value!r} is empty or blank; send null when it is not known",
+            )
+        forbidden = forbidden_id_characters(value)
+        if forbidden:
+            listed = ", ".join(forbidden[:MAX_LISTED_CHARACTERS])
+            more = len(forbidden) - MAX_LISTED_CHARACTERS
+            tail = f" and {more} more" if more > 0 else ""
+            raise Rejection(
+                "VALIDATE",
+                "forbidden_characters",
+                f"{kind}.{name}={value[:40]!r} holds {listed}{tail}: identifiers may hold "
+                "letters, digits, punctuation, symbols and spaces only",
+            )
+
+
+def _check_identifiers(
+    kind: str, event: Mapping[str, Any], rules: EnrichmentRules, capped: tuple[str, ...],
+    ids: tuple[str, ...],
+) -> None:
+    """``event_id``, then the length of the ``capped`` ids, then the content of all ``ids``."""
+    _check_event_id(kind, event)
+    _check_id_lengths(kind, event, rules, capped)
+    _check_id_content(kind, event, ids)
 
 
 def _double(kind: str, event: Mapping[str, Any], name: str) -> float | None:
@@ -233,15 +317,15 @@ def _resolve_ward(
 ) -> tuple[Mapping[str, Any], str]:
     """Return (ward record, WardResolution symbol) following the module's resolution order."""
     ward_code = event.get("ward_code")
+    sent: Mapping[str, Any] | None = None
     if ward_code is not None:
-        ward = ref.wards.get(ward_code)
-        if ward is None:
+        sent = ref.wards.get(ward_code)
+        if sent is None:
             raise Rejection(
                 "ENRICH",
                 "unknown_ward",
                 f"{kind}.ward_code={ward_code!r} is not a kelurahan code of Kota Cilegon",
             )
-        return ward, "WARD_CODE"
     if asset is not None and asset.get("ward_code"):
         asset_ward = asset["ward_code"]
         ward = ref.wards.get(asset_ward)
@@ -253,6 +337,8 @@ def _resolve_ward(
                 "kelurahan code of Kota Cilegon",
             )
         return ward, "ASSET_REGISTRY"
+    if sent is not None:
+        return sent, "WARD_CODE"
     if coordinates is not None:
         lat, lon = coordinates
         location = ref.locator.locate(lat, lon)
@@ -297,6 +383,15 @@ def _asset(
     return asset
 
 
+def _check_cabinet(kind: str, cabinet: Any, ref: ReferenceData) -> None:
+    if cabinet is not None and cabinet not in ref.cabinets:
+        raise Rejection(
+            "ENRICH",
+            "unknown_asset",
+            f"{kind}.cabinet_id={cabinet!r} is the cabinet of no lamp in the asset registry",
+        )
+
+
 def _enriched(
     event: dict[str, Any], ward: Mapping[str, Any], resolution: str, now: datetime
 ) -> dict[str, Any]:
@@ -332,7 +427,8 @@ def enrich_incident(
     The embedded event is a copy with the description normalised; the input is not mutated.
     """
     _check_occurred_at(_INCIDENT, event, rules, now)
-    _check_id_lengths(_INCIDENT, event, rules, ("incident_id", "rw", "rt"))
+    ids = ("incident_id", "rw", "rt")
+    _check_identifiers(_INCIDENT, event, rules, ids, ids)
     coordinates = _coordinates(_INCIDENT, event, ref, rules)
     ward, resolution = _resolve_ward(_INCIDENT, event, ref, coordinates, None)
     copy = dict(event)
@@ -348,17 +444,18 @@ def enrich_lighting(
     """An ``org.cityops.EnrichedLightingEvent`` dict, or raise Rejection.
 
     ``cabinet_id`` comes from the event when sent (the field knows best which cabinet feeds a
-    lamp after rewiring), else from the registry.
+    lamp after rewiring) and must then be a registered lamp's cabinet, else from the registry.
     """
     _check_occurred_at(_LIGHTING, event, rules, now)
-    _check_id_lengths(_LIGHTING, event, rules, ("cabinet_id",))
+    _check_identifiers(_LIGHTING, event, rules, ("cabinet_id",), ("lamp_id", "cabinet_id"))
     coordinates = _coordinates(_LIGHTING, event, ref, rules)
     _check_range(_LIGHTING, "dimming_level", _double(_LIGHTING, event, "dimming_level"), 0.0, 1.0)
     _check_non_negative(_LIGHTING, "energy_kwh", _double(_LIGHTING, event, "energy_kwh"))
     asset = _asset(_LIGHTING, "lamp_id", event, ref, LAMP_KINDS)
+    cabinet = event.get("cabinet_id")
+    _check_cabinet(_LIGHTING, cabinet, ref)
     ward, resolution = _resolve_ward(_LIGHTING, event, ref, coordinates, asset)
     out = _enriched(dict(event), ward, resolution, now)
-    cabinet = event.get("cabinet_id")
     out["cabinet_id"] = cabinet if cabinet is not None else asset.get("cabinet_id")
     out["location_name"] = asset.get("location_name")
     return out
@@ -369,6 +466,7 @@ def enrich_waste(
 ) -> dict[str, Any]:
     """An ``org.cityops.EnrichedWasteEvent`` dict, or raise Rejection."""
     _check_occurred_at(_WASTE, event, rules, now)
+    _check_identifiers(_WASTE, event, rules, (), ("container_id",))
     coordinates = _coordinates(_WASTE, event, ref, rules)
     _check_range(_WASTE, "filling_level", _double(_WASTE, event, "filling_level"), 0.0, 1.0)
     _check_range(
@@ -388,3 +486,21 @@ def enrich_waste(
     out["location_name"] = asset.get("location_name")
     out["container_capacity_l"] = asset.get("container_capacity_l")
     return out
+
+
+def data_quality(enriched: Mapping[str, Any]) -> tuple[str, ...]:
+    """What was corrected in an accepted event, as :data:`core.rejections.DATA_QUALITY_REASONS`.
+
+    Read from the enriched record itself, which keeps the partner's payload: a
+    ``ward_code_mismatch`` is an event placed by the asset registry whose payload named another
+    kelurahan. The worker counts these per topic, so a partner with a stale ward table shows
+    up on a dashboard instead of silently moving lamps between wards.
+    """
+    sent = enriched["event"].get("ward_code")
+    if (
+        enriched["ward_resolution"] == "ASSET_REGISTRY"
+        and sent is not None
+        and sent != enriched["ward_code"]
+    ):
+        return ("ward_code_mismatch",)
+    return ()

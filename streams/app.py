@@ -25,7 +25,7 @@ import faust
 from prometheus_client import start_http_server
 
 from core.rejections import Rejection
-from processors.enrich import EnrichmentRules
+from processors.enrich import EnrichmentRules, data_quality
 from processors.records import enrich_record
 from streams import faust_offsets, faustpatch
 from streams.context import Record, WorkerContext
@@ -91,6 +91,8 @@ class Pipeline:
             return None
         ward_code: str = enriched["ward_code"]
         self.metrics.enriched.labels(message.topic, enriched["ward_resolution"]).inc()
+        for reason in data_quality(enriched):
+            self.metrics.corrected.labels(message.topic, reason).inc()
         occurred: datetime = enriched["event"]["occurred_at"]
         self._event_age[message.topic].observe(max(0.0, (now - occurred).total_seconds()))
         return self.context.ward_partition(ward_code), ward_code.encode(), value

@@ -37,6 +37,11 @@ class WorkerMetrics:
             "Record batches the Kafka client could not parse (crc_mismatch, unsupported_codec, "
             "invalid_utf8 header name, malformed): each dead-lettered whole and skipped.",
             ["topic", "kind"], registry=r)
+        self.corrected = Counter(
+            "cityops_events_corrected_total",
+            "Accepted events with a data-quality problem the worker corrected, by reason "
+            "(core.rejections.DATA_QUALITY_REASONS), e.g. a ward_code that contradicts the "
+            "asset registry.", ["topic", "reason"], registry=r)
         self.aggregated = Counter(
             "cityops_events_aggregated_total",
             "Enriched events applied to ward state (outcome: applied, duplicate, late).",

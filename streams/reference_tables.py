@@ -1,17 +1,19 @@
 """The reference join: every worker's live wards, assets and latest situations.
 
 Enrichment reads `data()` per event; the ward locator (point-in-polygon index) is rebuilt only
-when a ward record changed, so a boundary fix published to the reference topic takes effect
-live without a restart.
+when a ward record changed, and the set of known control cabinets only when an asset record
+changed, so a boundary fix or a new lamp published to a reference topic takes effect live
+without a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
-from processors.enrich import ReferenceData
+from processors.enrich import ReferenceData, cabinet_ids
 from processors.geo import WardLocator
 from schemas.codec import CodecError, decode
 from streams.compacted_topics import CompactedTopicView, OnChange, follow
@@ -85,9 +87,14 @@ class ReferenceTables:
                 wards=self.wards.values,
                 assets=self.assets.values,
                 locator=WardLocator.from_ward_records(list(self.wards.values.values())),
+                cabinets=cabinet_ids(self.assets.values.values()),
             )
-            self.metrics.reference_records.labels("ward").set(len(self.wards.values))
-        if self._assets_counted != self.assets.version:  # per event: only when it changed
             self._assets_counted = self.assets.version
+            self.metrics.reference_records.labels("ward").set(len(self.wards.values))
+            self.metrics.reference_records.labels("asset").set(len(self.assets.values))
+        elif self._assets_counted != self.assets.version:  # per event: only when it changed
+            self._assets_counted = self.assets.version
+            self._data = dataclasses.replace(
+                self._data, cabinets=cabinet_ids(self.assets.values.values()))
             self.metrics.reference_records.labels("asset").set(len(self.assets.values))
         return self._data

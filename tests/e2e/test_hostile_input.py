@@ -49,6 +49,9 @@ ENRICHED = {"incidents": catalog.INCIDENTS_ENRICHED, "lighting": catalog.LIGHTIN
 SCHEMA = {"incidents": INCIDENT, "lighting": LIGHTING, "waste": WASTE}
 ID_FIELD = {"incidents": "incident_id", "lighting": "lamp_id", "waste": "container_id"}
 WARD = "36.72.01.1001"  # Cibeber: every valid event of this test lands here
+OTHER_WARD = "36.72.06.1001"  # a real kelurahan whose code partners send for WARD's assets
+ESCAPES = "\x1b[2J\x1b[H\x1b[32mALL CLEAR\x1b[8m\x1b]0;cityops: ok\x07"
+"""What issue 12 saw reach `cityops watch`: clear, home, green text, conceal, window title."""
 
 
 @dataclass(frozen=True)
@@ -277,7 +280,53 @@ def corpus(b: Builder) -> list[Item]:
                temperature_celsius=850.0)
     bad_record("negative_weight", waste, "VALIDATE", "out_of_range", collected_weight_kg=-3.0)
     bad_record("unknown_container", waste, "ENRICH", "unknown_asset", container_id="WC-9999")
+
+    # -- identifiers mean something and are text, never terminal control (issue 12, holes 4, 5)
+    for spec in KINDS:
+        id_field = ID_FIELD[spec]
+        real_id = b.valid(spec)[id_field]
+        bad_record("nil_event_id", spec, "VALIDATE", "degenerate_uuid",
+                   event_id="00000000-0000-0000-0000-000000000000")
+        bad_record("same_digit_event_id", spec, "VALIDATE", "degenerate_uuid",
+                   event_id="ffffffff-ffff-ffff-ffff-ffffffffffff")
+        bad_record("empty_id", spec, "VALIDATE", "blank_id", **{id_field: ""})
+        bad_record("blank_id", spec, "VALIDATE", "blank_id", **{id_field: " \t\u3000 "})
+        bad_record("terminal_escapes_in_id", spec, "VALIDATE", "forbidden_characters",
+                   **{id_field: real_id + ESCAPES})
+        bad_record("bidi_override_in_id", spec, "VALIDATE", "forbidden_characters",
+                   **{id_field: "\u202e" + real_id[::-1]})
+        bad_record("zero_width_in_id", spec, "VALIDATE", "forbidden_characters",
+                   **{id_field: real_id[:3] + "\u200b" + real_id[3:]})
+    bad_record("bell_in_rt", incidents, "VALIDATE", "forbidden_characters", rt="0\x0711")
+    bad_record("empty_cabinet_id", lighting, "VALIDATE", "blank_id", cabinet_id="",
+               report_kind="FAULT", lamp_status="NO_POWER")
+    bad_record("terminal_escapes_in_cabinet_id", lighting, "VALIDATE", "forbidden_characters",
+               cabinet_id=ESCAPES, report_kind="FAULT", lamp_status="NO_POWER")
+    # -- an identifier that names an asset must be in the registry (issue 12, hole 1)
+    bad_record("invented_cabinet_id", lighting, "ENRICH", "unknown_asset",
+               cabinet_id="CAB-INVENTED-0001", report_kind="FAULT", lamp_status="NO_POWER")
     return items
+
+
+def accepted_by_design(b: Builder) -> list[Item]:
+    """Odd but valid records: enriched, never dead-lettered (each checked in the test).
+
+    - A lamp and a container of WARD reported with OTHER_WARD's code: the registry wins, both
+      are placed in WARD (counted there only) and counted as ``ward_code_mismatch``.
+    - A description with escapes, bidi and emoji: free text keeps its Unicode (terminal output
+      escapes it, :func:`core.text.terminal_safe`).
+    """
+    out = []
+    for name, kind, record in (
+        ("ward_code_contradicts_registry", "lighting",
+         b.lighting(ward_code=OTHER_WARD, report_kind="FAULT", lamp_status="NO_POWER")),
+        ("ward_code_contradicts_registry", "waste", b.waste(ward_code=OTHER_WARD)),
+        ("control_characters_in_description", "incidents",
+         b.incident(description=f"banjir {ESCAPES} \u202eabc \U0001f30a")),
+    ):
+        out.append(Item(f"{kind}:{name}", kind, _key(record, kind), encode(SCHEMA[kind], record),
+                        event_id=record["event_id"]))
+    return out
 
 
 def valid_items(b: Builder, count: int, kind: str) -> list[Item]:
@@ -309,6 +358,7 @@ def interleave(b: Builder) -> tuple[list[Item], list[Item]]:
         order.append(item)
         order.append(valid[item.kind][taken[item.kind]])
         taken[item.kind] += 1
+    order += accepted_by_design(b)
     retries: list[Item] = []
     for kind, items in valid.items():
         for original in items[1:4]:
@@ -443,6 +493,13 @@ def test_hostile_corpus_is_dead_lettered_and_valid_events_keep_flowing(
         if kind == "incidents":
             long_text = max(records, key=lambda r: len(r["event"]["description"]))
             assert long_text["event"]["description"] == ("flooded street " * 34)[:500].rstrip()
+            assert [r["event"]["description"] for r in records
+                    if ESCAPES in r["event"]["description"]] == [
+                f"banjir {ESCAPES} \u202eabc \U0001f30a"]
+        else:  # the registry's ward, also for the records that named OTHER_WARD
+            assert sorted(r["event"]["ward_code"] for r in records
+                          if r["ward_resolution"] == "ASSET_REGISTRY"
+                          and r["event"]["ward_code"] is not None) == [OTHER_WARD]
 
     # -- the invariant, from the topics: input = enriched + dead-lettered
     for kind in KINDS:
@@ -458,6 +515,8 @@ def test_hostile_corpus_is_dead_lettered_and_valid_events_keep_flowing(
         for (stage, reason), count in expected_reasons.items():
             assert worker.metric_sum("cityops_events_rejected_total", topic=topic,
                                      stage=str(stage), reason=str(reason)) == count, reason
+        assert worker.metric_sum("cityops_events_corrected_total", topic=topic,
+                                 reason="ward_code_mismatch") == (kind != "incidents")
         assert (worker.metric_sum("cityops_events_consumed_total", topic=topic),
                 worker.metric_sum("cityops_events_enriched_total", topic=topic),
                 worker.metric_sum("cityops_events_rejected_total", topic=topic)) == (

@@ -73,3 +73,14 @@ def test_accepted_events_arrive_and_decode_to_what_was_given(namespace: Namespac
     expected["occurred_at"] = datetime(2026, 11, 23, 8, 15, tzinfo=UTC)
     expected.update({"latitude": None, "longitude": None})
     assert record == expected
+
+
+def test_deeply_nested_json_is_one_line_and_exit_2(namespace: Namespace) -> None:
+    """Issue 12, hole 8: was a RecursionError traceback and exit 1 (the delivery-failure code)."""
+    result = subprocess.run(
+        [*CITYOPS, "produce", "--bootstrap", namespace.bootstrap],
+        input="[" * 200_000 + "]" * 200_000, cwd=ROOT, capture_output=True, text=True,
+        timeout=120, check=False, env={**os.environ, "CITYOPS_TOPIC_PREFIX": namespace.prefix},
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (
+        2, "", "<stdin>: not JSON: nested 200000 levels deep (at most 32); nothing sent\n")

@@ -20,6 +20,8 @@ from core.rejections import CODEC_REASONS, REASONS, STAGES, Rejection
 from processors.enrich import (
     EnrichmentRules,
     ReferenceData,
+    cabinet_ids,
+    data_quality,
     enrich_incident,
     enrich_lighting,
     enrich_waste,
@@ -66,7 +68,13 @@ TPS: dict[str, Any] = {
 }
 LAMP_IN_NO_WARD: dict[str, Any] = {**LAMP, "asset_id": "PJU-99999", "ward_code": "36.72.99.9999"}
 
-REF = ReferenceData.build(load_ward_records(), [LAMP, BIN, TPS, LAMP_IN_NO_WARD])
+LAMP_ON_CABINET_2: dict[str, Any] = {
+    **LAMP, "asset_id": "PJU-00002", "cabinet_id": "CAB-36.72.01.1001-02"
+}
+
+REF = ReferenceData.build(
+    load_ward_records(), [LAMP, BIN, TPS, LAMP_IN_NO_WARD, LAMP_ON_CABINET_2]
+)
 
 GROGOL_CENTROID = (-5.9728, 106.033893)
 GAP_POINT = (-6.004398391104635, 106.06187152387079)  # between polygons, 2.7 m from Masigit
@@ -173,7 +181,7 @@ def test_lighting_resolved_from_the_asset_registry_exact_output() -> None:
     assert validate(out, _schema("EnrichedLightingEvent"), strict=True)
 
 
-def test_waste_with_partner_ward_code_exact_output() -> None:
+def test_waste_with_a_ward_code_that_agrees_with_the_registry_exact_output() -> None:
     event = waste(ward_code="36.72.02.1001")
     out = enrich_waste(event, REF, RULES, NOW)
     assert out == {
@@ -183,11 +191,12 @@ def test_waste_with_partner_ward_code_exact_output() -> None:
         "kecamatan_code": "36.72.02",
         "kecamatan_name": "Cilegon",
         "ingested_at": NOW,
-        "ward_resolution": "WARD_CODE",
+        "ward_resolution": "ASSET_REGISTRY",
         "location_name": "Bin site 01 Bagendung (synthetic)",
         "container_capacity_l": 1100,
     }
     assert validate(out, _schema("EnrichedWasteEvent"), strict=True)
+    assert data_quality(out) == ()
 
 
 def test_tps_event_takes_site_name_and_capacity_from_the_registry() -> None:
@@ -217,13 +226,25 @@ def test_partner_ward_code_wins_over_coordinates_in_another_kelurahan() -> None:
     assert (out["ward_code"], out["ward_resolution"]) == ("36.72.01.1001", "WARD_CODE")
 
 
-def test_partner_ward_code_wins_over_the_asset_registry() -> None:
-    out = enrich_lighting(lighting(ward_code="36.72.02.1004"), REF, RULES, NOW)
-    assert (out["ward_code"], out["kelurahan_name"], out["ward_resolution"]) == (
-        "36.72.02.1004",
-        "Ketileng",
-        "WARD_CODE",
-    )
+def test_the_asset_registry_wins_over_a_contradicting_ward_code() -> None:
+    """Issue 12, hole 3: a lamp reported under another kelurahan's code stays in its own ward
+    (never counted in two), keeps the partner's code in the embedded event, and is reported
+    as a data-quality problem once."""
+    lamp = enrich_lighting(lighting(ward_code="36.72.02.1004"), REF, RULES, NOW)
+    bin_ = enrich_waste(waste(ward_code="36.72.01.1001"), REF, RULES, NOW)
+    assert [
+        (o["ward_code"], o["ward_resolution"], o["event"]["ward_code"], data_quality(o))
+        for o in (lamp, bin_)
+    ] == [
+        ("36.72.01.1001", "ASSET_REGISTRY", "36.72.02.1004", ("ward_code_mismatch",)),
+        ("36.72.02.1001", "ASSET_REGISTRY", "36.72.01.1001", ("ward_code_mismatch",)),
+    ]
+
+
+def test_data_quality_is_silent_without_a_registry_placement() -> None:
+    placed_by_code = enrich_incident(incident(ward_code="36.72.01.1001"), REF, RULES, NOW)
+    placed_by_registry = enrich_lighting(lighting(), REF, RULES, NOW)
+    assert (data_quality(placed_by_code), data_quality(placed_by_registry)) == ((), ())
 
 
 def test_asset_registry_wins_over_coordinates() -> None:
@@ -232,9 +253,24 @@ def test_asset_registry_wins_over_coordinates() -> None:
     assert (out["ward_code"], out["ward_resolution"]) == ("36.72.01.1001", "ASSET_REGISTRY")
 
 
-def test_cabinet_from_the_event_wins_over_the_registry() -> None:
-    out = enrich_lighting(lighting(cabinet_id="CAB-FIELD-9"), REF, RULES, NOW)
-    assert out["cabinet_id"] == "CAB-FIELD-9"
+def test_a_registered_cabinet_from_the_event_wins_over_the_lamps_own() -> None:
+    out = enrich_lighting(lighting(cabinet_id="CAB-36.72.01.1001-02"), REF, RULES, NOW)
+    assert out["cabinet_id"] == "CAB-36.72.01.1001-02"
+
+
+def test_known_cabinets_are_those_of_registered_lamps() -> None:
+    bin_with_cabinet = {**BIN, "asset_id": "WC-0002", "cabinet_id": "CAB-OF-A-BIN"}
+    assert cabinet_ids([LAMP, LAMP_ON_CABINET_2, BIN, bin_with_cabinet,
+                        {**LAMP, "asset_id": "PJU-3", "cabinet_id": None}]) == frozenset(
+        {"CAB-36.72.01.1001-01", "CAB-36.72.01.1001-02"})
+
+
+@pytest.mark.parametrize("ident", [
+    "POL-2025/0001 A", "112-2026-004211", "Kejadian-Ciwedus", "事件-7", "CAB.36.72_01#2",
+])
+def test_identifiers_of_the_documented_character_set_are_accepted(ident: str) -> None:
+    out = enrich_incident(incident(incident_id=ident, ward_code="36.72.01.1001"), REF, RULES, NOW)
+    assert out["event"]["incident_id"] == ident
 
 
 def test_limits_are_inclusive() -> None:
@@ -526,6 +562,144 @@ CASES: list[tuple[str, Enricher, dict[str, Any], str, str, str]] = [
         "not one of TPS, WASTE_CONTAINER",
     ),
     (
+        "unknown_code_beside_a_registered_lamp",
+        enrich_lighting,
+        lighting(ward_code="36.72.09.1001"),
+        "ENRICH",
+        "unknown_ward",
+        "LightingEvent.ward_code='36.72.09.1001' is not a kelurahan code of Kota Cilegon",
+    ),
+    (
+        "invented_cabinet",
+        enrich_lighting,
+        lighting(cabinet_id="CAB-INVENTED-0001"),
+        "ENRICH",
+        "unknown_asset",
+        "LightingEvent.cabinet_id='CAB-INVENTED-0001' is the cabinet of no lamp in the asset "
+        "registry",
+    ),
+    (
+        "cabinet_id_of_a_lamp_id",
+        enrich_lighting,
+        lighting(cabinet_id="PJU-00001"),
+        "ENRICH",
+        "unknown_asset",
+        "LightingEvent.cabinet_id='PJU-00001' is the cabinet of no lamp in the asset registry",
+    ),
+    (
+        "nil_event_id",
+        enrich_incident,
+        incident(event_id="00000000-0000-0000-0000-000000000000", ward_code="36.72.01.1001"),
+        "VALIDATE",
+        "degenerate_uuid",
+        "IncidentEvent.event_id='00000000-0000-0000-0000-000000000000' is the nil UUID, not an "
+        "id that tells events apart",
+    ),
+    (
+        "max_event_id",
+        enrich_lighting,
+        lighting(event_id="FFFFFFFF-ffff-FFFF-ffff-FFFFFFFFFFFF"),
+        "VALIDATE",
+        "degenerate_uuid",
+        "LightingEvent.event_id='FFFFFFFF-ffff-FFFF-ffff-FFFFFFFFFFFF' is one hex digit "
+        "repeated, not an id that tells events apart",
+    ),
+    (
+        "same_digit_event_id",
+        enrich_waste,
+        waste(event_id="11111111-1111-1111-1111-111111111111"),
+        "VALIDATE",
+        "degenerate_uuid",
+        "WasteEvent.event_id='11111111-1111-1111-1111-111111111111' is one hex digit "
+        "repeated, not an id that tells events apart",
+    ),
+    (
+        "empty_incident_id",
+        enrich_incident,
+        incident(incident_id="", ward_code="36.72.01.1001"),
+        "VALIDATE",
+        "blank_id",
+        "IncidentEvent.incident_id='' is empty or blank; send null when it is not known",
+    ),
+    (
+        "blank_rt",
+        enrich_incident,
+        incident(rt=" \u3000 ", ward_code="36.72.01.1001"),
+        "VALIDATE",
+        "blank_id",
+        "IncidentEvent.rt=' \\u3000 ' is empty or blank; send null when it is not known",
+    ),
+    (
+        "blank_lamp_id",
+        enrich_lighting,
+        lighting(lamp_id="   "),
+        "VALIDATE",
+        "blank_id",
+        "LightingEvent.lamp_id='   ' is empty or blank; send null when it is not known",
+    ),
+    (
+        "empty_cabinet_id",
+        enrich_lighting,
+        lighting(cabinet_id=""),
+        "VALIDATE",
+        "blank_id",
+        "LightingEvent.cabinet_id='' is empty or blank; send null when it is not known",
+    ),
+    (
+        "tab_container_id",
+        enrich_waste,
+        waste(container_id="\t"),
+        "VALIDATE",
+        "blank_id",
+        "WasteEvent.container_id='\\t' is empty or blank; send null when it is not known",
+    ),
+    (
+        "ansi_in_incident_id",
+        enrich_incident,
+        incident(incident_id="\x1b[2J\x1b[32mALL CLEAR\x1b[8m", ward_code="36.72.01.1001"),
+        "VALIDATE",
+        "forbidden_characters",
+        "IncidentEvent.incident_id='\\x1b[2J\\x1b[32mALL CLEAR\\x1b[8m' holds \\x1b: identifiers "
+        "may hold letters, digits, punctuation, symbols and spaces only",
+    ),
+    (
+        "osc_title_in_cabinet_id",
+        enrich_lighting,
+        lighting(cabinet_id="\x1b]0;pwned\x07CAB-36.72.01.1001-01"),
+        "VALIDATE",
+        "forbidden_characters",
+        "LightingEvent.cabinet_id='\\x1b]0;pwned\\x07CAB-36.72.01.1001-01' holds \\x1b, \\x07: "
+        "identifiers may hold letters, digits, punctuation, symbols and spaces only",
+    ),
+    (
+        "bidi_override_in_lamp_id",
+        enrich_lighting,
+        lighting(lamp_id="PJU-\u202e10000"),
+        "VALIDATE",
+        "forbidden_characters",
+        "LightingEvent.lamp_id='PJU-\\u202e10000' holds \\u202e: identifiers may hold "
+        "letters, digits, punctuation, symbols and spaces only",
+    ),
+    (
+        "zero_width_in_container_id",
+        enrich_waste,
+        waste(container_id="WC-\u200b0001"),
+        "VALIDATE",
+        "forbidden_characters",
+        "WasteEvent.container_id='WC-\\u200b0001' holds \\u200b: identifiers may hold "
+        "letters, digits, punctuation, symbols and spaces only",
+    ),
+    (
+        "many_controls_in_rw",
+        enrich_incident,
+        incident(rw="".join(chr(c) for c in range(1, 9)), ward_code="36.72.01.1001"),
+        "VALIDATE",
+        "forbidden_characters",
+        "IncidentEvent.rw='\\x01\\x02\\x03\\x04\\x05\\x06\\x07\\x08' holds \\x01, \\x02, "
+        "\\x03, \\x04, \\x05 and 3 more: identifiers may hold letters, digits, punctuation, "
+        "symbols and spaces only",
+    ),
+    (
         "nowhere",
         enrich_incident,
         incident(),
@@ -565,7 +739,7 @@ def test_every_validate_and_enrich_reason_is_exercised() -> None:
 
 
 def test_reason_set_is_bounded_snake_case_and_unique() -> None:
-    assert len(REASONS) == len(set(REASONS)) == 19
+    assert len(REASONS) == len(set(REASONS)) == 22
     assert REASONS[:len(CODEC_REASONS)] == CODEC_REASONS
     assert [r for r in REASONS if not re.fullmatch(r"[a-z]+(_[a-z]+)*", r)] == []
     assert STAGES == ("DECODE", "VALIDATE", "ENRICH", "PROCESS")

@@ -18,6 +18,7 @@ from cityops.produce import (
     EXIT_DELIVERY,
     EXIT_INVALID,
     EXIT_OK,
+    json_depth,
     parse_json_text,
     parse_timestamp,
     run_produce,
@@ -307,6 +308,40 @@ def test_unreadable_input_is_an_input_error(tmp_path: Path) -> None:
     assert err.startswith(f"{missing}: cannot read: ")
     code, _, err, _, _ = _produce(stdin="")
     assert (code, err) == (EXIT_INVALID, "no records in the input; nothing sent\n")
+
+
+@pytest.mark.parametrize(("text", "depth"), [
+    ("[" * 100_000 + "]" * 100_000, 100_000),
+    ('{"a":' * 5_000 + "1" + "}" * 5_000, 5_000),
+    ("[" * 33 + "]" * 33, 33),
+])
+def test_nesting_deeper_than_the_limit_is_one_line_and_exit_2(text: str, depth: int) -> None:
+    """Issue 12, hole 8: Python's parser would end in a RecursionError traceback (exit 1)."""
+    for kwargs in ({"stdin": text}, {"json_args": [text]}):
+        code, out, err, _, created = _produce(**kwargs)
+        where = "<stdin>" if "stdin" in kwargs else "--json #1"
+        assert (code, out, err, created) == (
+            EXIT_INVALID, "", f"{where}: not JSON: nested {depth} levels deep (at most 32); "
+            "nothing sent\n", [])
+
+
+def test_nesting_up_to_the_limit_and_brackets_in_strings_are_fine() -> None:
+    assert json_depth('[{"description": "[[[[{{{{ not nesting \\" ]]]]"}]') == 2
+    assert json_depth("[" * 32 + "]" * 32) == 32
+    code, _, err, _, _ = _produce(stdin="[" * 32 + "]" * 32)
+    assert (code, err.splitlines()[0]) == (
+        EXIT_INVALID, "record 0 (<stdin>[0]): expected a JSON object, got array")
+
+
+def test_error_lines_escape_partner_control_characters() -> None:
+    record = {"event_id": EVENT_ID, "\x1b]0;owned\x07\x1b[2J": 1}
+    code, _, err, _, _ = _produce(stdin=json.dumps(record))
+    assert code == EXIT_INVALID
+    assert "\x1b" not in err and "\x07" not in err
+    assert "\\x1b]0;owned\\x07\\x1b[2J" in err
+    code, _, err, _, _ = _produce(sources=["/nowhere/\u202e\x1b[2J.json"])
+    assert (code, err.startswith("/nowhere/\\u202e\\x1b[2J.json: cannot read: "),
+            err.count("\n"), "\x1b" in err) == (EXIT_INVALID, True, 1, False)
 
 
 # --- delivery errors: exit 1 ----------------------------------------------------------------------

@@ -170,9 +170,10 @@ def test_fire_risk_report_counts_for_two_hours_before_the_last_event() -> None:
     assert one([report, incident(121, "A", "REPORTED")]).containers_fire_risk == 0
 
 
-def test_a_partner_ward_code_wins_over_the_registry_and_events_must_be_placeable() -> None:
+def test_the_registry_wins_over_a_partner_ward_code_and_events_must_be_placeable() -> None:
     moved = Event("waste", {**waste(0, "WC-3", fill=0.95).record, "ward_code": WARD})
-    assert one([moved]).containers_full == 1
+    wards = expected_wards([moved], ASSETS, Params.load())
+    assert {code: w.containers_full for code, w in wards.items()} == {OTHER_WARD: 1}
     with pytest.raises(ValueError, match="can't be placed"):
         expected_wards([lamp(0, "PJU-404", "OK")], ASSETS, Params.load())
 
