@@ -27,9 +27,8 @@ from prometheus_client import start_http_server
 from core.rejections import Rejection
 from processors.enrich import EnrichmentRules, data_quality
 from processors.records import enrich_record
-from streams import faust_offsets, faustpatch
 from streams.context import Record, WorkerContext
-from streams.runtime import poison
+from streams.runtime import fast_delivery, offsets, poison
 from streams.settings import WorkerSettings
 from streams.ward_aggregator import WardAggregator
 from streams.web import register_web
@@ -46,8 +45,8 @@ class Pipeline:
     """The worker assembled: one enrich agent per event type, the ward aggregator, the board."""
 
     def __init__(self, settings: WorkerSettings) -> None:
-        faustpatch.install()
-        faust_offsets.install(settings.processing_guarantee)
+        fast_delivery.install()
+        offsets.install(settings.processing_guarantee)
         self.settings = settings
         self.context = context = WorkerContext(settings)
         self.app = context.app

@@ -30,7 +30,7 @@ The fence, installed by `install()`:
 3. Faust's worker consumer reads with `isolation.level=read_committed` (Faust sets it only
    under exactly_once): a partner's aborted transaction is never seen.
 4. On the worker's event loop, every reported range is booked in Faust's consumer as
-   acknowledged (`book_skipped`), so commits pass it. streams/faust_offsets.py deliberately
+   acknowledged (`book_skipped`), so commits pass it. streams/runtime/offsets.py deliberately
    books no offset gaps (they meant lost records there) and heals a hole by seeking back; a
    transaction marker is such a hole, so before this a transactional partner's records were
    replayed every few seconds, forever. An unparseable batch is booked only after the
@@ -57,7 +57,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import aiokafka
 import faust
 from aiokafka.consumer import consumer as aiokafka_consumer
 from aiokafka.consumer import fetcher as aiokafka_fetcher
@@ -67,13 +66,11 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
-from packaging.version import Version
+
+from streams.runtime.versions import require_tested
 
 log = logging.getLogger(__name__)
 
-#: Versions this module was written and tested against: [low, high).
-AIOKAFKA_RANGE = (Version("0.14.0"), Version("0.15"))
-FAUST_RANGE = (Version("0.15.3"), Version("0.16"))
 #: sha256 (first 16 hex digits) of the source of what is replaced or re-implemented here.
 EXPECTED_SOURCE = {
     "aiokafka PartitionRecords._unpack_records": "95caf6c3fa9930a0",
@@ -357,7 +354,7 @@ class Fence:
 
 def _digest(module: Any, qualname: str) -> str:
     """Digest of a method's source as its module's file has it (not as wrapped at run time:
-    streams/faust_offsets.py wraps Consumer.ack before this runs)."""
+    streams/runtime/offsets.py wraps Consumer.ack before this runs)."""
     source = inspect.getsource(module)
     class_name, method = qualname.split(".")
     for node in ast.parse(source).body:
@@ -378,9 +375,7 @@ def _require(condition: bool, what: str) -> None:
 
 def check() -> None:
     """Raise unless the installed aiokafka and Faust are what this module was written for."""
-    for name, version, (low, high) in (("aiokafka", aiokafka.__version__, AIOKAFKA_RANGE),
-                                       ("faust-streaming", faust.__version__, FAUST_RANGE)):
-        _require(low <= Version(version) < high, f"{name} {version} outside [{low}, {high})")
+    require_tested("streams/runtime/poison.py")
     if getattr(aiokafka_fetcher.PartitionRecords, _MARK, False):
         return
     _require(_digest(aiokafka_fetcher, "PartitionRecords._unpack_records")

@@ -238,7 +238,7 @@ def test_an_aborted_transaction_is_never_counted(worker: Worker, ns: Namespace) 
     assert end_offsets(ns)[1] == 9
     wait(lambda: committed_offsets(ns, worker.app_id).get(1) == 9, 60,
          "the commit at the end of the partition")
-    time.sleep(8)  # longer than a hole may last (faust_offsets.HEAL_AFTER_S): no replay
+    time.sleep(8)  # longer than a hole may last (runtime.offsets.HEAL_AFTER_S): no replay
     aborted_ids = {event_id for event_id, _ in aborted}
     ids = [i for i in enriched_ids(ns) if i in set(expected) | aborted_ids]
     assert sorted(ids) == expected

@@ -31,6 +31,8 @@ from typing import Any
 from faust.transport import consumer as faust_consumer
 from mode.services import WaitResults
 
+from streams.runtime.versions import require_tested
+
 _MARK = "_cityops_fast_delivery"
 
 
@@ -41,13 +43,14 @@ def _is_suspend_wait(consumer: Any, awaitable: Any) -> bool:
 
 
 def install() -> None:
+    require_tested("streams/runtime/fast_delivery.py")
     consumer_class = faust_consumer.Consumer
     original = consumer_class.wait_first
     if getattr(original, _MARK, False):
         return
     if original.__qualname__ != "Service.wait_first":
         raise RuntimeError(f"unexpected Consumer.wait_first {original.__qualname__}: "
-                           "re-check streams/faustpatch.py against this Faust version")
+                           "re-check streams/runtime/fast_delivery.py against this Faust version")
 
     async def wait_first(self: Any, *coros: Any, timeout: Any = None) -> Any:
         if (len(coros) == 2 and timeout is None and asyncio.iscoroutine(coros[0])

@@ -1,4 +1,4 @@
-"""streams/faust_offsets.py: a record Faust never delivered can't be committed past.
+"""streams/runtime/offsets.py: a record Faust never delivered can't be committed past.
 
 The chaos run (bench/chaos.py) found the loss end to end; these tests pin the two mechanisms on
 a Faust consumer object that never connects to a broker.
@@ -14,7 +14,7 @@ import faust
 import pytest
 from faust.types import TP
 
-from streams import faust_offsets
+from streams.runtime import offsets
 
 pytestmark = pytest.mark.unit
 
@@ -23,14 +23,14 @@ TOPIC_PARTITION = TP("city.incidents.v1", 0)
 
 @pytest.fixture(scope="module")
 def consumer() -> Any:
-    assert faust_offsets.install("at_least_once") is True
-    assert faust_offsets.install("at_least_once") is True  # idempotent
+    assert offsets.install("at_least_once") is True
+    assert offsets.install("at_least_once") is True  # idempotent
     app = faust.App("test-faust-offsets", broker="kafka://127.0.0.1:1")
     return app.consumer
 
 
 def test_exactly_once_keeps_fausts_own_behaviour() -> None:
-    assert faust_offsets.install("exactly_once") is False
+    assert offsets.install("exactly_once") is False
 
 
 def test_already_read_means_below_the_committed_offset(consumer: Any) -> None:
@@ -88,8 +88,8 @@ def test_a_lasting_hole_is_healed_by_seeking_back_to_the_committed_offset() -> N
     async def original_commit(self: Any) -> bool:
         return True
 
-    commit = faust_offsets._wrap_commit(original_commit)
-    old = time.monotonic() - faust_offsets.HEAL_AFTER_S - 1
+    commit = offsets._wrap_commit(original_commit)
+    old = time.monotonic() - offsets.HEAL_AFTER_S - 1
     fake = _FakeConsumer({TP("a", 0): (241, old), TP("b", 0): (7, time.monotonic()),
                           TP("revoked", 0): (3, old)})
     assert asyncio.run(commit(fake)) is True
@@ -135,7 +135,7 @@ def test_a_commit_that_did_not_happen_leaves_the_committed_offset_alone() -> Non
         self._committed_offset.update(offsets)  # what Faust does whatever the outcome
         return self.outcome
 
-    commit_offsets = faust_offsets._wrap_commit_offsets(original)
+    commit_offsets = offsets._wrap_commit_offsets(original)
     fake = _FakeConsumer({})
     fake._committed_offset = {failed: 270}
     fake.outcome = False

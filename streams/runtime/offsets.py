@@ -61,6 +61,8 @@ from faust.transport import consumer as faust_consumer
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
+from streams.runtime.versions import require_tested
+
 log = logging.getLogger(__name__)
 
 _MARK = "_cityops_committed_floor"
@@ -196,11 +198,12 @@ def install(processing_guarantee: str) -> bool:
     consumer_class = faust_consumer.Consumer
     if getattr(consumer_class, _MARK, False):
         return True
+    require_tested("streams/runtime/offsets.py")
     for name in ("_add_gap", "_drain_messages", "_new_offset", "commit", "seek", "ack",
                  "_commit_offsets"):
         if not callable(getattr(consumer_class, name, None)):
             raise RuntimeError(f"faust Consumer.{name} is gone: re-check "
-                               "streams/faust_offsets.py against this Faust version")
+                               "streams/runtime/offsets.py against this Faust version")
     original_init = consumer_class.__init__
 
     def init_with_floor(self: Any, *args: Any, **kwargs: Any) -> None:
