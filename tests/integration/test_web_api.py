@@ -191,7 +191,7 @@ def _situation(scope: str, code: str, name: str, kecamatan: tuple[str | None, st
         "new_lamp_faults_in_window": 0, "containers_total": 0, "containers_full": 0,
         "containers_fire_risk": 0, "containers_overdue": 0, "overflow_reports_in_window": 0,
         "mean_dispatch_seconds": None, "mean_on_scene_seconds": None, "dispatch_count": 0,
-        "on_scene_count": 0,
+        "on_scene_count": 0, "events_folded": 0,
     }
     unknown = set(counts) - set(body)
     assert not unknown, unknown
@@ -221,13 +221,13 @@ def test_api_returns_exact_json_for_the_scenario(
         at[150], ids[3], 3, window, open_incidents=2, open_incidents_by_category={"FLOOD": 2},
         open_incidents_by_severity={"MODERATE": 2}, new_incidents_in_window=2, lamps_total=91,
         lamps_working_ratio=1.0, containers_total=8, mean_dispatch_seconds=120.0,
-        dispatch_count=1,
+        dispatch_count=1, events_folded=1,
     )
     kotasari = _situation(
         "KELURAHAN", LAMP_WARD, "Kotasari", ("36.72.06", "Gerogol"), "NORMAL", [],
         emitted({"scope_code": LAMP_WARD, "sequence": 1}), at[45], ids[1], 1, window,
         lamps_total=124, lamps_out=1, lamps_working_ratio=123 / 124,
-        new_lamp_faults_in_window=1, containers_total=10,
+        new_lamp_faults_in_window=1, containers_total=10, events_folded=1,
     )
     flood_reason = "Kelurahan Cibeber: WATCH (2 flood reports in 20 min)"
 
