@@ -18,7 +18,7 @@ import time
 import urllib.request
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -185,6 +185,18 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def wait_until(predicate: Callable[[], object], timeout_s: float = 60.0,
+               what: str = "condition") -> None:
+    """Poll `predicate` every 0.5 s until it is true; AssertionError naming `what` after
+    `timeout_s`: what every broker test waits with."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not reached in {timeout_s:.0f}s")
 
 
 @dataclass

@@ -20,11 +20,10 @@ from typing import Any
 
 import pytest
 
-from bench.harness import Namespace, Worker
+from bench.harness import Namespace, Worker, wait_until
 from tests.integration.test_web_api import (
     get_json,
     incident,
-    wait_for,
     window_base,
 )
 
@@ -71,7 +70,7 @@ def worker(namespace: Namespace, tmp_path_factory: pytest.TempPathFactory,
            artifacts_dir: Path) -> Iterator[Worker]:
     with namespace.worker(f"board-{uuid.uuid4().hex[:8]}", artifacts_dir / "board-worker.log",
                           tmp_path_factory.mktemp("board-worker")) as process:
-        wait_for(lambda: get_json(process.web_port, "/api/situations")[1]["ready"] is True)
+        wait_until(lambda: get_json(process.web_port, "/api/situations")[1]["ready"] is True)
         yield process
 
 

@@ -14,7 +14,6 @@ and per enriched topic:
 from __future__ import annotations
 
 import copy
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -28,7 +27,7 @@ import pytest
 from fastavro import parse_schema, schemaless_writer
 from kafka import KafkaProducer
 
-from bench.harness import Namespace, Worker, read_records
+from bench.harness import Namespace, Worker, read_records, wait_until
 from cityops.assets import generate_asset_registry
 from core.reference_data import load_ward_records
 from core.vocabulary import ASSET_REGISTRY_SEED
@@ -416,15 +415,6 @@ def _send(bootstrap: str, ns: Namespace, items: list[Item]) -> dict[str, tuple[i
     return placed
 
 
-def _wait(predicate: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not reached in {timeout_s:.0f}s")
-
-
 def test_hostile_corpus_is_dead_lettered_and_valid_events_keep_flowing(
     worker: Worker, namespace: Namespace
 ) -> None:
@@ -445,13 +435,13 @@ def test_hostile_corpus_is_dead_lettered_and_valid_events_keep_flowing(
                                      topic=namespace.name(SPEC[kind])) == count
                    for kind, count in sent.items())
 
-    _wait(consumed_all, 180, "every input record consumed")
+    wait_until(consumed_all, 180, "every input record consumed")
     unique = {i.event_id for i in valid}
 
     def aggregated_all() -> bool:
         return worker.metric_sum("cityops_events_aggregated_total") == len(valid)
 
-    _wait(aggregated_all, 120, "every enriched record applied to the ward state")
+    wait_until(aggregated_all, 120, "every enriched record applied to the ward state")
     assert worker.running, worker.log_tail()
 
     # -- dead-letter topic: each hostile item exactly once, with its rule and original record
@@ -567,8 +557,8 @@ def test_a_late_event_updates_latest_status_but_no_window(worker: Worker,
         }
         _send(namespace.bootstrap, namespace, [Item(f"late-test:{lamp}", "lighting",
                                                     lamp.encode(), encode(LIGHTING, record))])
-        _wait(lambda expected=expected: outcome(expected) == before[expected] + 1, 60,
-              f"{lamp} {expected}")
+        wanted = before[expected] + 1
+        wait_until(lambda: outcome(expected) == wanted, 60, f"{lamp} {expected}")  # noqa: B023
 
     def last() -> dict[str, Any]:
         situations = [decode(r.value, expected=catalog.SITUATIONS.value_schema).record
@@ -576,7 +566,7 @@ def test_a_late_event_updates_latest_status_but_no_window(worker: Worker,
                                             namespace.name(catalog.SITUATIONS))]
         return [s for s in situations if s["scope_code"] == LATE_WARD][-1]
 
-    _wait(lambda: last()["lamps_out"] == 2, 30, "situation with both lamps out")
+    wait_until(lambda: last()["lamps_out"] == 2, 30, "situation with both lamps out")
     situation = last()
     assert (situation["lamps_out"], situation["new_lamp_faults_in_window"],
             situation["last_event_at"]) == (2, 1, now - timedelta(minutes=1))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from bench.harness import Namespace, Worker
+from bench.harness import Namespace, Worker, wait_until
 from core.paths import var_dir
 from schemas.codec import encode
 from tests import log_surgery
@@ -55,15 +55,6 @@ def incident(label: str) -> tuple[str, bytes]:
 def valid(partition: int, label: str) -> tuple[str, JavaRecord]:
     event_id, value = incident(label)
     return event_id, JavaRecord(partition, label.encode(), value)
-
-
-def wait(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not reached in {timeout_s:.0f}s")
 
 
 def enriched_ids(ns: Namespace) -> list[str]:
@@ -183,9 +174,9 @@ def test_an_unparseable_batch_is_dead_lettered_and_the_partition_moves_on(
     case: str, worker: Worker, ns: Namespace, poisons: dict[str, Poison]
 ) -> None:
     poison = poisons[case]
-    wait(lambda: set(poison.around) <= set(enriched_ids(ns)), 60,
+    wait_until(lambda: set(poison.around) <= set(enriched_ids(ns)), 60,
          "the valid records around the poison enriched")
-    wait(lambda: any(d["original_partition"] == poison.partition for d in _dead_letters(ns)),
+    wait_until(lambda: any(d["original_partition"] == poison.partition for d in _dead_letters(ns)),
          30, "the dead letter")
     dead = [d for d in _dead_letters(ns) if d["original_partition"] == poison.partition]
     assert len(dead) == 1
@@ -206,7 +197,7 @@ def test_an_unparseable_batch_is_dead_lettered_and_the_partition_moves_on(
     assert worker.metric("cityops_unparseable_batches_total", topic=ns.name(INCIDENTS),
                          kind=poison.kind) == 1.0
     assert worker.process is not None and worker.process.poll() is None
-    wait(lambda: committed_offsets(ns, worker.app_id).get(poison.partition) == 3, 30,
+    wait_until(lambda: committed_offsets(ns, worker.app_id).get(poison.partition) == 3, 30,
          "the commit past the poison")
 
 
@@ -218,7 +209,7 @@ def test_every_accepted_compression_from_a_java_partner_is_processed(
         records = [valid(0, f"{compression}-{i}") for i in range(3)]
         java_send(ns.bootstrap, ns.name(INCIDENTS), [r for _, r in records], compression)
         sent.extend(event_id for event_id, _ in records)
-    wait(lambda: set(sent) <= set(enriched_ids(ns)), 60, "every compressed event enriched")
+    wait_until(lambda: set(sent) <= set(enriched_ids(ns)), 60, "every compressed event enriched")
     ids = enriched_ids(ns)
     assert sorted(i for i in ids if i in set(sent)) == sorted(sent)
     assert not [d for d in _dead_letters(ns) if d["original_partition"] == 0]
@@ -236,7 +227,7 @@ def test_an_aborted_transaction_is_never_counted(worker: Worker, ns: Namespace) 
     expected = sorted(event_id for event_id, _ in committed + plain)
     # offsets: 3 committed, marker, 2 aborted, marker, 2 plain
     assert end_offsets(ns)[1] == 9
-    wait(lambda: committed_offsets(ns, worker.app_id).get(1) == 9, 60,
+    wait_until(lambda: committed_offsets(ns, worker.app_id).get(1) == 9, 60,
          "the commit at the end of the partition")
     time.sleep(8)  # longer than a hole may last (runtime.offsets.HEAL_AFTER_S): no replay
     aborted_ids = {event_id for event_id, _ in aborted}
@@ -252,7 +243,7 @@ def test_one_worker_consumed_exactly_what_it_should(
 ) -> None:
     """After the tests above: every valid record consumed once (no replay), poison not."""
     # 2 valid per poison case, 15 compressed, 3 committed + 2 plain
-    wait(lambda: worker.metric("cityops_events_consumed_total",
+    wait_until(lambda: worker.metric("cityops_events_consumed_total",
                                topic=ns.name(INCIDENTS)) == 2 * len(CASES) + 15 + 5, 30,
          "consumed count")
     assert worker.metric("cityops_events_rejected_total", topic=ns.name(INCIDENTS),
@@ -298,7 +289,7 @@ def test_with_two_workers_a_poison_record_is_dead_lettered_once(
     two_workers: list[Worker], ns2: Namespace
 ) -> None:
     app_id = two_workers[0].app_id
-    wait(lambda: _group_is_stable(ns2, app_id), 60, "both workers in a stable group")
+    wait_until(lambda: _group_is_stable(ns2, app_id), 60, "both workers in a stable group")
     time.sleep(3)  # both through their first assignment
     topic = ns2.name(INCIDENTS)
     before = [valid(p, f"two-before-{p}") for p in range(6)]
@@ -309,9 +300,9 @@ def test_with_two_workers_a_poison_record_is_dead_lettered_once(
     java_send(ns2.bootstrap, topic, [r for _, r in after], "snappy")
     expected = sorted(event_id for event_id, _ in before + after)
 
-    wait(lambda: sorted(r["event"]["event_id"] for r in ns2.read(INCIDENTS_ENRICHED))
+    wait_until(lambda: sorted(r["event"]["event_id"] for r in ns2.read(INCIDENTS_ENRICHED))
          == expected, 90, "every valid record enriched")
-    wait(lambda: committed_offsets(ns2, app_id) == end_offsets(ns2), 60,
+    wait_until(lambda: committed_offsets(ns2, app_id) == end_offsets(ns2), 60,
          "commits at the end of every partition")
     time.sleep(8)  # longer than a hole may last: nothing is read again
     dead = [(d["original_partition"], d["original_offset"], d["reason"])

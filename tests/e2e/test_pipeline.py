@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from bench.harness import Namespace, Worker
+from bench.harness import Namespace, Worker, wait_until
 from cityops.assets import generate_asset_registry
 from core.reference_data import load_ward_records
 from core.vocabulary import ASSET_REGISTRY_SEED
@@ -93,15 +93,6 @@ def _view(s: dict[str, Any]) -> tuple[Any, ...]:
             s["containers_full"], s["mean_dispatch_seconds"])
 
 
-def _wait_for(predicate: Any, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError("condition not reached in time")
-
-
 def test_scenario_gives_exact_situations_dead_letters_and_metrics(
     worker: Worker, namespace: Namespace
 ) -> None:
@@ -148,7 +139,7 @@ def test_scenario_gives_exact_situations_dead_letters_and_metrics(
                                      SITUATIONS.value_schema, wait_for=1, timeout_s=2)
                 if s["scope_code"] == FLOOD_WARD]
 
-    _wait_for(lambda: len(flood_situations()) >= 3)
+    wait_until(lambda: len(flood_situations()) >= 3)
     with namespace.producer() as producer:
         producer.send("IncidentEvent", _incident(
             floods[0], base + timedelta(seconds=30 + 300), "DISPATCHED"))
@@ -206,7 +197,7 @@ def test_scenario_gives_exact_situations_dead_letters_and_metrics(
                          ward_resolution="ASSET_REGISTRY") == 3.0
     assert worker.metric("cityops_incident_dispatch_seconds_sum", kecamatan="Cibeber") == 300.0
     assert worker.metric("cityops_incident_dispatch_seconds_count", kecamatan="Cibeber") == 1.0
-    _wait_for(lambda: worker.metric("cityops_ward_situation_level",
+    wait_until(lambda: worker.metric("cityops_ward_situation_level",
                                     kelurahan_code=FLOOD_WARD) == 2.0)
     assert worker.metric("cityops_lamps_out", kecamatan="Pulomerak") == 3.0
     assert worker.metric("cityops_open_incidents", kecamatan="Cibeber", category="FLOOD") == 3.0
@@ -236,7 +227,7 @@ def test_clock_tick_emits_snapshots_that_repeat_the_sequence(
                                          SITUATIONS.value_schema, wait_for=1, timeout_s=2)
                     if s["scope_code"] == ward]
 
-        _wait_for(lambda: sum(1 for s in ward_records() if s["kind"] == "SNAPSHOT") >= 2)
+        wait_until(lambda: sum(1 for s in ward_records() if s["kind"] == "SNAPSHOT") >= 2)
         records = ward_records()
         # the first tick may report a CHANGE (time moved the tumbling window on), never a new
         # sequence number; after that, nothing changes and ticks are snapshots

@@ -31,7 +31,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bench.harness import Namespace, Worker, free_port
+from bench.harness import Namespace, Worker, free_port, wait_until
 from cityops.assets import generate_asset_registry
 from core.reference_data import load_ward_records
 from core.vocabulary import ASSET_REGISTRY_SEED
@@ -186,22 +186,13 @@ def prometheus(worker: Worker, tmp_path_factory: pytest.TempPathFactory,
 # --- scenario ----------------------------------------------------------------------------------
 
 
-def _wait_for(what: str, predicate: Callable[[], bool], timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"not reached in {timeout_s:.0f} s: {what}")
-
-
 def _wait_values(prometheus: PrometheusServer, expected: dict[str, float]) -> None:
     """Wait until Prometheus has scraped each expression's single expected value."""
     for expr, value in expected.items():
         def reached(expr: str = expr, value: float = value) -> bool:
             return prometheus.value(expr) == value
 
-        _wait_for(f"{expr} == {value} (last seen {prometheus.value(expr)})", reached)
+        wait_until(reached, 90.0, f"{expr} == {value} (last seen {prometheus.value(expr)})")
 
 
 def _incident(incident_id: str, at: datetime, status: str, ward: str = FLOOD_WARD
@@ -430,7 +421,7 @@ def test_every_dashboard_query_returns_the_scenarios_data(
 
     # gauges follow the leader's rollups; give them a few scrapes to settle
     try:
-        _wait_for("every dashboard query returns the scenario's data", clean, timeout_s=30)
+        wait_until(clean, 30, "every dashboard query returns the scenario's data")
     except AssertionError:
         raise AssertionError("\n".join(problems)) from None
 

@@ -15,11 +15,10 @@ assets) are those of the SYNTHETIC registry `cityops assets load` publishes (see
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.client import HTTPConnection, HTTPResponse
@@ -28,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from bench.harness import Namespace, Worker
+from bench.harness import Namespace, Worker, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -72,15 +71,6 @@ def get_json(port: int, path: str) -> tuple[int, Any]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError("condition not reached in time")
 
 
 def iso(moment: datetime) -> str:
@@ -137,7 +127,7 @@ def worker(namespace: Namespace, tmp_path_factory: pytest.TempPathFactory,
     app_id = f"web-{uuid.uuid4().hex[:8]}"
     with namespace.worker(app_id, artifacts_dir / "web-api-worker.log",
                           tmp_path_factory.mktemp("web-worker")) as process:
-        wait_for(lambda: get_json(process.web_port, "/api/situations")[1]["ready"] is True)
+        wait_until(lambda: get_json(process.web_port, "/api/situations")[1]["ready"] is True)
         yield process
 
 
@@ -156,11 +146,11 @@ def scenario(namespace: Namespace, worker: Worker) -> Scenario:
         incident("FLOOD-A", base + timedelta(seconds=30), "REPORTED", FLOOD_WARD, event_id=ids[0]),
         lamp_fault(LAMP, base + timedelta(seconds=45), ids[1]),
     ])
-    wait_for(lambda: flood_sequence() == 1)
+    wait_until(lambda: flood_sequence() == 1)
     namespace.send([
         incident("FLOOD-B", base + timedelta(seconds=60), "REPORTED", FLOOD_WARD, event_id=ids[2]),
     ])
-    wait_for(lambda: flood_sequence() == 2)
+    wait_until(lambda: flood_sequence() == 2)
     namespace.send([incident("FLOOD-A", base + timedelta(seconds=150), "DISPATCHED", FLOOD_WARD,
                              event_id=ids[3])])
 
@@ -168,7 +158,7 @@ def scenario(namespace: Namespace, worker: Worker) -> Scenario:
         body = get_json(worker.web_port, "/api/situations")[1]
         city = body["city"] or {}
         return city.get("mean_dispatch_seconds") == 120.0 and city.get("lamps_out") == 1
-    wait_for(settled)
+    wait_until(settled)
     return Scenario(base, ids)
 
 
@@ -365,7 +355,7 @@ def test_a_second_worker_serves_the_same_city(
                               tmp_path_factory.mktemp("web-worker-2")).start()
     try:
         second.wait_ready()
-        wait_for(lambda: get_json(second.web_port, "/api/situations")
+        wait_until(lambda: get_json(second.web_port, "/api/situations")
                  == get_json(worker.web_port, "/api/situations"))
         body = get_json(second.web_port, "/api/situations")[1]
         assert [s["scope_code"] for s in body["kelurahan"]] == [FLOOD_WARD, LAMP_WARD]
@@ -379,7 +369,7 @@ def test_a_second_worker_serves_the_same_city(
         def resolved(port: int) -> bool:
             situation = get_json(port, f"/api/wards/{FLOOD_WARD}")[1]["situation"]
             return bool(situation["open_incidents"] == before["open_incidents"] - 1)
-        wait_for(lambda: resolved(worker.web_port) and resolved(second.web_port))
+        wait_until(lambda: resolved(worker.web_port) and resolved(second.web_port))
         assert get_json(second.web_port, f"/api/wards/{FLOOD_WARD}") == get_json(
             worker.web_port, f"/api/wards/{FLOOD_WARD}")
     finally:
