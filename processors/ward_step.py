@@ -19,8 +19,10 @@ sends what they return. Its shape is Bytewax's `StatefulLogic`:
 
 Sequence numbers: a CHANGE from `flush` takes the next number, which is stored with the state.
 A `tick` runs outside stream iteration, where the worker may not write its table, so whatever it
-publishes repeats the current number: a restarted worker then never goes back to a lower
-number, and consumers keep the latest record among equal sequences.
+publishes repeats the current number, and consumers keep the latest record among equal
+sequences. The table value is written once per commit, so after a SIGKILL or a rebalance the
+changelog may hold a lower number than the situations already published: a ward taken over
+continues from the higher of the two (`resume`), so its sequence never goes back.
 """
 
 from __future__ import annotations
@@ -95,6 +97,13 @@ class Publication:
     """The SituationEvent record (datetimes as datetimes), ready to encode."""
     kind: str
     ingested_at: datetime | None
+
+
+def resume(entry: WardEntry, published_sequence: int) -> None:
+    """Continue a ward loaded from the table from the highest sequence already published
+    for it (read from the situations topic), never from a lower one (issue 12, hole 7)."""
+    if published_sequence > entry.sequence:
+        entry.sequence = published_sequence
 
 
 def fold(entry: WardEntry, kind: EventKind | str, enriched: Mapping[str, Any],

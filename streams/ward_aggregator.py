@@ -18,6 +18,7 @@ situations up to kecamatan and city.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import defaultdict
@@ -105,6 +106,10 @@ class WardAggregator:
         # Wards changed since their state was last written to the table.
         self._dirty: set[str] = set()
         self._aggregated: dict[tuple[str, str], Any] = {}
+        # Set at start and at every assignment: the situations view must be read to its end
+        # before a ward taken over (or a rollup) publishes again (`_caught_up`).
+        self._stale = True
+        self._catch_up: asyncio.Future[None] | None = None
 
     # -- wiring ------------------------------------------------------------------------------
 
@@ -133,6 +138,10 @@ class WardAggregator:
             await self.app.producer.flush()
             self.owned.clear()
 
+        @self.app.on_partitions_assigned.connect
+        async def _catch_up(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+            self._stale = True
+
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
         await self.references.wait_ready()
         settings = self.context.settings
@@ -141,10 +150,26 @@ class WardAggregator:
         batches = cast(faust.Stream[bytes], stream).take_events(
             settings.ward_batch, within=settings.ward_batch_within_s)
         async for events in batches:
+            await self._caught_up()
             touched: dict[str, OwnedWard] = {}
             for event in events:
                 await self.process(event, touched)
             await self.publish_changes(touched)
+
+    async def _caught_up(self) -> None:
+        """After a start or an assignment, wait until this worker's copy of the situations
+        topic holds everything published before it: a ward or rollup taken over then continues
+        from the highest sequence its previous owner published (`ward_step.resume`), which the
+        changelog, written once per commit, may not have (issue 12, hole 7)."""
+        if self._stale:
+            self._stale = False
+            self._catch_up = asyncio.ensure_future(self.references.situations.caught_up())
+        if self._catch_up is not None:
+            await asyncio.shield(self._catch_up)
+
+    def _resumed(self, code: str, entry: OwnedWard) -> OwnedWard:
+        ward_step.resume(entry, self.references.published_sequences.get(code, 0))
+        return entry
 
     def flush(self) -> None:
         """Write each ward changed since the last flush once to the table and its changelog.
@@ -208,8 +233,8 @@ class WardAggregator:
         entry = self.owned.get(ward_code)
         if entry is None:
             stored = self.table.get(ward_code)
-            entry = (OwnedWard.from_table(stored) if stored
-                     else OwnedWard(WardState(), partition=partition))
+            entry = self._resumed(ward_code, OwnedWard.from_table(stored) if stored
+                                  else OwnedWard(WardState(), partition=partition))
             entry.partition = partition
             self.owned[ward_code] = entry
         return entry
@@ -287,6 +312,7 @@ class WardAggregator:
 
     async def clock_tick(self) -> None:
         """Re-evaluate owned wards at wall-clock time and emit the periodic snapshot."""
+        await self._caught_up()
         now = datetime.now(UTC)
         self._adopt_stored_wards()
         wards = self.references.wards.values
@@ -310,7 +336,7 @@ class WardAggregator:
             if code in self.owned or not value:
                 continue
             if int(value.get("partition", -1)) in owned_partitions:
-                self.owned[code] = OwnedWard.from_table(value)
+                self.owned[code] = self._resumed(code, OwnedWard.from_table(value))
 
     async def rollups(self, snapshot: bool = False) -> None:
         """On the leader: kecamatan and city situations from the latest ward situations."""
@@ -318,6 +344,7 @@ class WardAggregator:
             self.metrics.leader.set(0)
             return
         self.metrics.leader.set(1)
+        await self._caught_up()
         views = self.references
         wards = [s for s in views.situations.values.values() if s["scope"] == "KELURAHAN"]
         if not wards:
@@ -335,13 +362,16 @@ class WardAggregator:
 
     async def _emit_rollup(self, scope: str, code: str, name: str,
                            members: list[dict[str, Any]], now: datetime, snapshot: bool) -> None:
+        # A leader that just took over (or took back) a rollup continues from the highest
+        # sequence published for it by any leader, never from its own older one.
+        published = self.references.published_sequences.get(code, 0)
         previous = self._rollups.get(code)
-        if previous is None:
+        if previous is None or previous["sequence"] < published:
             known = self.references.situations.values.get(code)
             previous = jsonable(known) if known else None
+        sequence = max((previous or {}).get("sequence", 0), published) + 1
         totals = {m["scope_code"]: _totals(m) for m in members}
-        situation = rollup(scope, code, name, members, now,
-                           (previous or {}).get("sequence", 0) + 1, totals_by_ward=totals,
+        situation = rollup(scope, code, name, members, now, sequence, totals_by_ward=totals,
                            kind="CHANGE", max_reasons=self.thresholds.rollup_max_reasons)
         situation.update(_counts(sum(totals.values(), ResponseTotals())))
         comparable = jsonable(situation)
