@@ -350,6 +350,11 @@ def apply(
     if event_id in state.seen:
         return DUPLICATE
     at = to_ms(event["occurred_at"])
+    # What this event may move the watermark to: its event time, but never past the time the
+    # worker ingested it. A partner whose clock runs fast (events are accepted up to 5 min in
+    # the future) would otherwise make everyone else's on-time events late (issue 12, hole 6).
+    # `ingested_at` travels in the enriched record, so a replay moves it the same way.
+    clock = min(at, to_ms(enriched["ingested_at"]))
     watermark = state.watermark
     late = False
     if watermark is not None:
@@ -363,11 +368,11 @@ def apply(
         late = at - at % window_ms + window_ms + thresholds.grace_ms <= watermark
         if at >= watermark - thresholds.dedupe_horizon_ms:
             state.seen[event_id] = at - at % DEDUPE_BUCKET_MS
-        if at > watermark:
-            _advance(state, at, thresholds)
+        if clock > watermark:
+            _advance(state, clock, thresholds)
     else:
         state.seen[event_id] = at - at % DEDUPE_BUCKET_MS
-        state.watermark = at
+        state.watermark = clock
     if kind == "incident":
         _apply_incident(state, event, at, late, thresholds)
     elif kind == "lighting":
