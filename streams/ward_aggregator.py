@@ -30,20 +30,22 @@ from typing import Any, cast
 
 import faust
 
+from core.rejections import rejection_of
 from core.vocabulary import CITY_CODE, CITY_NAME, level_rank
 from processors import ward_step
+from processors.dead_letters import ward_source
 from processors.records import read_enriched
 from processors.situation import (
     ResponseTotals,
     WardAssetCounts,
     asset_counts_by_ward,
+    encode_situation,
     rollup,
     situation_changed,
 )
 from processors.state import WardState, evict_oldest_event_ids
 from processors.thresholds import DEFAULT_THRESHOLDS_PATH, Thresholds
 from processors.ward_step import WardEntry, jsonable
-from schemas.codec import encode
 from streams.context import STATE_RECORD_MAX_BYTES, WorkerContext
 from topics import catalog
 from topics.event_types import EVENT_TYPES, EventType
@@ -56,8 +58,6 @@ STATE_TARGET_BYTES = 6 * 1024 * 1024
 #: cheaply when a ward is big enough for its exact size to be worth measuring.
 _ID_BYTES = 40
 _RECORD_BYTES = 120
-
-SITUATION_SCHEMA = catalog.SITUATIONS.value_schema
 
 
 @dataclass
@@ -255,8 +255,10 @@ class WardAggregator:
             on_scene_before = (entry.state.on_scene_count, entry.state.on_scene_ms_sum)
             result = ward_step.fold(entry, event_type.kind, enriched, self.thresholds)
         except Exception as error:
-            log.exception("ward state update failed on %s@%d", topic, message.offset)
-            await self.context.send_dead_letter(event, "PROCESS", "processing_error", error)
+            stage, reason = rejection_of(error)
+            if reason == "processing_error":
+                log.exception("ward state update failed on %s@%d", topic, message.offset)
+            await self.context.send_dead_letter(event, stage, reason, error)
             return
         counter = self._aggregated.get((topic, result.status))
         if counter is None:
@@ -281,8 +283,23 @@ class WardAggregator:
             if ward is None:
                 continue
             self._dirty.add(code)  # its pending change is cleared (and its sequence moves)
-            await self.send_situation(ward_step.flush(
-                entry, ward, self.asset_counts(code), self.thresholds, now), now)
+            try:
+                publication = ward_step.flush(entry, ward, self.asset_counts(code),
+                                              self.thresholds, now)
+            except Exception as error:
+                await self._situation_failed("KELURAHAN", code, error)
+                continue
+            await self.send_situation(publication, now)
+
+    async def _situation_failed(self, scope: str, code: str, error: Exception) -> None:
+        """One scope's situation could not be evaluated or encoded (e.g. over its byte
+        budget): a dead letter naming the scope and a metric; the scope keeps its last good
+        situation and every other ward, and the clock, carry on (issue 12, hole 1)."""
+        log.error("situation of %s %s failed: %r", scope, code, error)
+        self.metrics.situation_failures.labels(scope).inc()
+        await self.context.send_letter(
+            ward_source(self.situations_topic, self.context.situation_partition(code), code),
+            "PROCESS", "situation_failed", error)
 
     def _observe_response_times(self, ward: dict[str, Any], state: WardState,
                                 dispatch_before: tuple[int, int],
@@ -300,8 +317,7 @@ class WardAggregator:
         if publication is None:
             return
         code = publication.code
-        await self.context.send_fast(self.situations_topic, code.encode(),
-                                      encode(SITUATION_SCHEMA, publication.situation),
+        await self.context.send_fast(self.situations_topic, code.encode(), publication.value,
                                       self.context.situation_partition(code))
         self.metrics.situations.labels("KELURAHAN", publication.kind).inc()
         if publication.ingested_at is not None:
@@ -320,8 +336,13 @@ class WardAggregator:
             ward = wards.get(code)
             if ward is None:
                 continue
-            await self.send_situation(ward_step.tick(
-                entry, ward, self.asset_counts(code), self.thresholds, now), now)
+            try:
+                publication = ward_step.tick(entry, ward, self.asset_counts(code),
+                                             self.thresholds, now)
+            except Exception as error:
+                await self._situation_failed("KELURAHAN", code, error)
+                continue
+            await self.send_situation(publication, now)
         if self.app.is_leader():
             await self.rollups(snapshot=True)
 
@@ -357,7 +378,10 @@ class WardAggregator:
         names = {w["kecamatan_code"]: w["kecamatan_name"] for w in views.wards.values.values()}
         for (scope, code), members in sorted(groups.items()):
             name = CITY_NAME if scope == "CITY" else names.get(code, code)
-            await self._emit_rollup(scope, code, name, members, now, snapshot)
+            try:
+                await self._emit_rollup(scope, code, name, members, now, snapshot)
+            except Exception as error:
+                await self._situation_failed(scope, code, error)
         self._set_gauges(wards)
 
     async def _emit_rollup(self, scope: str, code: str, name: str,
@@ -380,9 +404,9 @@ class WardAggregator:
             return
         if not changed:
             situation["kind"] = comparable["kind"] = "SNAPSHOT"
+        value = encode_situation(situation)  # before the rollup moves on: see ward_step
         self._rollups[code] = comparable
-        await self.context.raw_topic(catalog.SITUATIONS).send(
-            key=code.encode(), value=encode(SITUATION_SCHEMA, situation))
+        await self.context.raw_topic(catalog.SITUATIONS).send(key=code.encode(), value=value)
         self.metrics.situations.labels(scope, situation["kind"]).inc()
         if scope == "KECAMATAN":
             self._set_kecamatan_gauges(situation)
