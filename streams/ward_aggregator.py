@@ -22,7 +22,7 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -279,17 +279,19 @@ class WardAggregator:
         now = datetime.now(UTC)
         wards = self.references.wards.values
         for code, entry in touched.items():
-            ward = wards.get(code)
-            if ward is None:
-                continue
-            self._dirty.add(code)  # its pending change is cleared (and its sequence moves)
-            try:
-                publication = ward_step.flush(entry, ward, self.asset_counts(code),
-                                              self.thresholds, now)
-            except Exception as error:
-                await self._situation_failed("KELURAHAN", code, error)
-                continue
-            await self.send_situation(publication, now)
+            if code in wards:
+                self._dirty.add(code)  # its pending change is cleared (its sequence moves)
+                await self._step(ward_step.flush, code, entry, wards[code], now)
+
+    async def _step(self, step: Callable[..., ward_step.Publication | None], code: str,
+                    entry: OwnedWard, ward: dict[str, Any], now: datetime) -> None:
+        """One ward's `flush` or `tick`, sent; a failure stays this ward's (below)."""
+        try:
+            publication = step(entry, ward, self.asset_counts(code), self.thresholds, now)
+        except Exception as error:
+            await self._situation_failed("KELURAHAN", code, error)
+            return
+        await self.send_situation(publication, now)
 
     async def _situation_failed(self, scope: str, code: str, error: Exception) -> None:
         """One scope's situation could not be evaluated or encoded (e.g. over its byte
@@ -333,16 +335,8 @@ class WardAggregator:
         self._adopt_stored_wards()
         wards = self.references.wards.values
         for code, entry in list(self.owned.items()):
-            ward = wards.get(code)
-            if ward is None:
-                continue
-            try:
-                publication = ward_step.tick(entry, ward, self.asset_counts(code),
-                                             self.thresholds, now)
-            except Exception as error:
-                await self._situation_failed("KELURAHAN", code, error)
-                continue
-            await self.send_situation(publication, now)
+            if code in wards:
+                await self._step(ward_step.tick, code, entry, wards[code], now)
         if self.app.is_leader():
             await self.rollups(snapshot=True)
 
