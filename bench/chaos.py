@@ -51,7 +51,7 @@ import threading  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from collections import Counter, defaultdict  # noqa: E402
-from collections.abc import Callable, Mapping, Sequence  # noqa: E402
+from collections.abc import Callable, Iterable, Mapping, Sequence  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
 from typing import Any  # noqa: E402
@@ -890,6 +890,12 @@ def verify(bootstrap: str, namespace: Namespace, app_id: str, scenario: Scenario
             break
         time.sleep(2.0)
     figures["situation_records"] = len(situation_records)
+    regressions = sequence_regressions(
+        (r.key, decode(r.value, expected=catalog.SITUATIONS.value_schema).record["sequence"])
+        for r in situation_records)
+    figures["sequence_regressions"] = len(regressions)
+    if regressions:
+        problems.append(f"sequence went back {len(regressions)} times, e.g. {regressions[:5]}")
     figures["wards_compared"] = len(expected)
     figures["ward_situation_mismatches"] = len(ward_mismatch)
     figures["rollup_mismatches"] = len(rollup_mismatch)
@@ -900,6 +906,21 @@ def verify(bootstrap: str, namespace: Namespace, app_id: str, scenario: Scenario
         problems.append(f"rollups differ: {rollup_mismatch[:3]}")
     figures["double_counted_events"] = double
     log(f"verified: {figures}")
+
+
+def sequence_regressions(records: Iterable[tuple[bytes | None, int]]) -> list[str]:
+    """Every place where a key's situation `sequence` is lower than the one before it, in
+    the order the records were written to their partition (a key lives in one partition):
+    the README's consumer rule keeps the latest record whose sequence is not lower, so a
+    record after a regression would be ignored (issue 12, hole 7)."""
+    last: dict[bytes | None, int] = {}
+    found: list[str] = []
+    for key, sequence in records:
+        before = last.get(key)
+        if before is not None and sequence < before:
+            found.append(f"{(key or b'').decode(errors='replace')}: {before} -> {sequence}")
+        last[key] = sequence
+    return found
 
 
 # ------------------------------------------------------------------------------------------

@@ -50,6 +50,8 @@ REASONS: Final[tuple[str, ...]] = (
     "missing_location",
     # PROCESS: anything a stateful step could not apply.
     "processing_error",
+    "ward_state_full",
+    "situation_failed",
 )
 """Every reason a dead letter may carry, in a fixed order: the one vocabulary of rejections.
 
@@ -96,3 +98,11 @@ class Rejection(Exception):  # noqa: N818 -- the domain word; "RejectionError" r
 
     def __repr__(self) -> str:
         return f"Rejection(stage={self.stage!r}, reason={self.reason!r}, message={self.message!r})"
+
+
+def rejection_of(error: BaseException) -> tuple[RejectionStage, str]:
+    """Stage and reason of a failed stateful step: a `Rejection`'s own (e.g. PROCESS,
+    `ward_state_full`), anything else PROCESS, `processing_error`."""
+    if isinstance(error, Rejection):
+        return error.stage, error.reason
+    return "PROCESS", "processing_error"

@@ -48,6 +48,14 @@ def source_record(topic: str, partition: int, offset: int, timestamp_s: float | 
     )
 
 
+def ward_source(topic: str, partition: int, ward_code: str) -> SourceRecord:
+    """The source named by a dead letter that no single record caused: a scope (kelurahan,
+    kecamatan, city) whose situation could not be evaluated or encoded for `topic`, the
+    situations topic. Offset -1, no value; the key is the scope code, as its situations'."""
+    return SourceRecord(topic=topic, partition=partition, offset=-1, timestamp_ms=None,
+                        key=ward_code.encode(), value=None)
+
+
 def dead_letter(source: SourceRecord, *, stage: str, reason: str, message: str,
                 error_class: str, worker_id: str, now: datetime) -> dict[str, Any]:
     """An `org.cityops.DeadLetter` dict; the message, value, key and headers are capped so a

@@ -20,11 +20,13 @@ from typing import Any, Final
 from core.vocabulary import level_rank, max_level
 from processors.state import WardState, from_ms, to_ms
 from processors.thresholds import Thresholds
+from schemas.codec import encode
 
 __all__ = [
     "ResponseTotals",
     "WardAssetCounts",
     "asset_counts_by_ward",
+    "encode_situation",
     "level_rank",
     "max_level",
     "response_totals",
@@ -44,6 +46,30 @@ NOT_COMPARED: Final[frozenset[str]] = frozenset(
 )
 CABINET_HINT: Final[str] = "possible power loss or cable theft"
 _LISTED_IDS: Final[int] = 3
+#: Cabinet alerts named one reason each; past this, one reason counts the rest ("and 297 more
+#: cabinets"), at the same level. Issue 12 hole 1: 300 invented cabinets once made 301 reasons.
+MAX_CABINET_REASONS: Final[int] = 5
+#: Cabinet ids listed in a situation's `cabinet_alerts` (ward and rollup), the first in order.
+MAX_LISTED_CABINETS: Final[int] = 20
+#: The largest encoded situation published. The codec refuses 1 MiB; a ward driven to every cap
+#: (processors/state.py) stays far under this (tests/unit/test_bounded_ward.py), so a situation
+#: over it means a cap is missing: it is refused (`situation_failed`), never sent.
+SITUATION_BUDGET_BYTES: Final[int] = 64 * 1024
+SITUATION_SCHEMA: Final[str] = "org.cityops.SituationEvent"
+
+
+class SituationTooLargeError(ValueError):
+    """An encoded situation above SITUATION_BUDGET_BYTES."""
+
+
+def encode_situation(situation: Mapping[str, Any]) -> bytes:
+    """The situation as the SituationEvent record to send, within the byte budget."""
+    value = encode(SITUATION_SCHEMA, situation)
+    if len(value) > SITUATION_BUDGET_BYTES:
+        raise SituationTooLargeError(
+            f"situation of {situation.get('scope_code')} is {len(value)} bytes encoded, over "
+            f"its budget of {SITUATION_BUDGET_BYTES}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,13 +349,17 @@ def _reasons(
             f"{_percent(out, total)} of lamps out ({out} of {total})",
         )
 
-    for cabinet in figures.cabinet_alerts:
+    for cabinet in figures.cabinet_alerts[:MAX_CABINET_REASONS]:
         count = figures.cabinet_faults[cabinet]
         add(
             t.cabinet_alert_level,
             f"cabinet {cabinet}: {count} lamp faults in "
             f"{_duration(t.cabinet_window_seconds)} ({CABINET_HINT})",
         )
+    hidden = len(figures.cabinet_alerts) - MAX_CABINET_REASONS
+    if hidden > 0:
+        add(t.cabinet_alert_level, f"and {hidden} more {_plural(hidden, 'cabinet')} with "
+            f"{t.cabinet_fault_count} or more lamp faults ({CABINET_HINT})")
 
     count, total = len(figures.full), registry.containers_total
     level = max_level(
@@ -399,7 +429,7 @@ def summarize_ward(
         "lamps_total": lamps_total,
         "lamps_out": lamps_out,
         "lamps_working_ratio": _working_ratio(lamps_out, lamps_total),
-        "cabinet_alerts": figures.cabinet_alerts,
+        "cabinet_alerts": figures.cabinet_alerts[:MAX_LISTED_CABINETS],
         "new_lamp_faults_in_window": figures.new_lamp_faults,
         "containers_total": registry.containers_total,
         "containers_full": len(figures.full),
@@ -518,7 +548,8 @@ def rollup(
         "lamps_total": lamps_total,
         "lamps_out": lamps_out,
         "lamps_working_ratio": _working_ratio(lamps_out, lamps_total),
-        "cabinet_alerts": sorted({c for m in ward_situations for c in m["cabinet_alerts"]}),
+        "cabinet_alerts": sorted(
+            {c for m in ward_situations for c in m["cabinet_alerts"]})[:MAX_LISTED_CABINETS],
         "new_lamp_faults_in_window": sum(m["new_lamp_faults_in_window"] for m in in_window),
         "containers_total": sum(m["containers_total"] for m in ward_situations),
         "containers_full": sum(m["containers_full"] for m in ward_situations),

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
+from core.rejections import Rejection
 from processors.thresholds import Thresholds
 
 EPOCH: Final[datetime] = datetime(1970, 1, 1, tzinfo=UTC)
@@ -28,6 +29,23 @@ STATE_FORMAT_VERSION: Final[int] = 1
 # Dedupe ids are grouped by 10-minute buckets of event time so pruning and serialisation work
 # on buckets; a constant (not a threshold) so a thresholds change can't misread stored state.
 DEDUPE_BUCKET_MS: Final[int] = 600_000
+
+# Caps on every collection partner data can grow in one ward (issue 12, hole 1; docs/rules.md,
+# "Bounded by construction"). Constants, not thresholds: they bound the worst case of one
+# changelog record and one situation, which must hold whatever an operator configures.
+#: Incidents held per ward (open, and closed within the horizon). Incident ids are the one id
+#: a partner invents freely; about 160 bytes of state each, so 0.8 MB at the cap.
+MAX_INCIDENTS: Final[int] = 5_000
+#: Lamps and waste sites per ward: registered assets only (unknown_asset otherwise), so the
+#: registry bounds them; the caps hold even against a registry import gone wrong.
+MAX_LAMPS: Final[int] = 20_000
+MAX_CONTAINERS: Final[int] = 2_000
+#: Control cabinets with recent faults per ward; a fault under a cabinet beyond this is still a
+#: lamp fault, but its cabinet is not tracked.
+MAX_CABINETS: Final[int] = 500
+#: Full readings kept per container since its last collection (the earliest ones and the
+#: newest); more only refine when a late COLLECTION splits the run.
+MAX_FULL_READINGS: Final[int] = 64
 
 # Lifecycle order: status only advances.  CANCELLED ranks above RESOLVED only to make the
 # terminal state deterministic when both arrive; both mean closed.
@@ -349,7 +367,13 @@ def apply(
     event_id: str = event["event_id"]
     if event_id in state.seen:
         return DUPLICATE
+    _check_capacity(state, kind, event)
     at = to_ms(event["occurred_at"])
+    # What this event may move the watermark to: its event time, but never past the time the
+    # worker ingested it. A partner whose clock runs fast (events are accepted up to 5 min in
+    # the future) would otherwise make everyone else's on-time events late (issue 12, hole 6).
+    # `ingested_at` travels in the enriched record, so a replay moves it the same way.
+    clock = min(at, to_ms(enriched["ingested_at"]))
     watermark = state.watermark
     late = False
     if watermark is not None:
@@ -363,11 +387,11 @@ def apply(
         late = at - at % window_ms + window_ms + thresholds.grace_ms <= watermark
         if at >= watermark - thresholds.dedupe_horizon_ms:
             state.seen[event_id] = at - at % DEDUPE_BUCKET_MS
-        if at > watermark:
-            _advance(state, at, thresholds)
+        if clock > watermark:
+            _advance(state, clock, thresholds)
     else:
         state.seen[event_id] = at - at % DEDUPE_BUCKET_MS
-        state.watermark = at
+        state.watermark = clock
     if kind == "incident":
         _apply_incident(state, event, at, late, thresholds)
     elif kind == "lighting":
@@ -378,6 +402,23 @@ def apply(
         state.late_events += 1
         return LATE
     return APPLIED
+
+
+def _check_capacity(state: WardState, kind: str, event: Mapping[str, Any]) -> None:
+    """Refuse, before changing anything, an event that would add an incident, lamp or container
+    beyond the ward's cap: a dead letter (PROCESS, `ward_state_full`) rather than a state that
+    grows until it no longer fits a changelog record or a situation."""
+    held: Mapping[str, object]
+    if kind == "incident":
+        held, key, cap, what = state.incidents, event["incident_id"], MAX_INCIDENTS, "incidents"
+    elif kind == "lighting":
+        held, key, cap, what = state.lamps, event["lamp_id"], MAX_LAMPS, "lamps"
+    else:
+        held, key = state.containers, event["container_id"]
+        cap, what = MAX_CONTAINERS, "containers"
+    if key not in held and len(held) >= cap:
+        raise Rejection("PROCESS", "ward_state_full",
+                        f"the ward already holds {cap} {what}; {key!r} is not added")
 
 
 def _advance(state: WardState, at: int, t: Thresholds) -> None:
@@ -609,6 +650,8 @@ def _apply_lighting(
         if cabinet and at >= watermark - t.cabinet_window_ms:
             faults = state.cabinets.get(cabinet)
             if faults is None:
+                if len(state.cabinets) >= MAX_CABINETS:
+                    return
                 faults = state.cabinets[cabinet] = {}
             if at > faults.get(lamp_id, at - 1):
                 faults[lamp_id] = at
@@ -650,6 +693,8 @@ def _apply_waste(
             index = bisect.bisect_left(full, at)
             if index == len(full) or full[index] != at:
                 full.insert(index, at)
+                if len(full) > MAX_FULL_READINGS:
+                    del full[-2]  # keep the earliest readings and the newest
     if temperature is not None and (
         rec.temperature_at is None
         or rec.temperature is None

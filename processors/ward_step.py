@@ -12,6 +12,9 @@ sends what they return. Its shape is Bytewax's `StatefulLogic`:
   Streams' record cache forwards a KTable's updates once per commit interval: the latency bound
   is the batch window, and the situation after every batch is the one a from-scratch
   evaluation of every applied event gives (tests/unit/test_ward_step.py);
+- a failing evaluation or encoding (`encode_situation`: over its byte budget) raises out of
+  `flush` or `tick` with the entry's situation and sequence unchanged, so the caller can
+  dead-letter it for that ward and carry on with the others;
 - `tick` (the clock) re-evaluates at wall-clock time, so windows and horizons roll forward when
   no event comes, and gives the periodic SNAPSHOT;
 - `WardEntry.to_table` / `from_table` are the snapshot: the change not yet evaluated travels
@@ -19,8 +22,10 @@ sends what they return. Its shape is Bytewax's `StatefulLogic`:
 
 Sequence numbers: a CHANGE from `flush` takes the next number, which is stored with the state.
 A `tick` runs outside stream iteration, where the worker may not write its table, so whatever it
-publishes repeats the current number: a restarted worker then never goes back to a lower
-number, and consumers keep the latest record among equal sequences.
+publishes repeats the current number, and consumers keep the latest record among equal
+sequences. The table value is written once per commit, so after a SIGKILL or a rebalance the
+changelog may hold a lower number than the situations already published: a ward taken over
+continues from the higher of the two (`resume`), so its sequence never goes back.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Any
 
 from processors.situation import (
     WardAssetCounts,
+    encode_situation,
     situation_changed,
     summarize_ward,
 )
@@ -92,9 +98,18 @@ class Publication:
 
     code: str
     situation: dict[str, Any]
-    """The SituationEvent record (datetimes as datetimes), ready to encode."""
+    """The SituationEvent record (datetimes as datetimes)."""
     kind: str
     ingested_at: datetime | None
+    value: bytes
+    """The record encoded, within `SITUATION_BUDGET_BYTES`."""
+
+
+def resume(entry: WardEntry, published_sequence: int) -> None:
+    """Continue a ward loaded from the table from the highest sequence already published
+    for it (read from the situations topic), never from a lower one (issue 12, hole 7)."""
+    if published_sequence > entry.sequence:
+        entry.sequence = published_sequence
 
 
 def fold(entry: WardEntry, kind: EventKind | str, enriched: Mapping[str, Any],
@@ -119,10 +134,11 @@ def flush(entry: WardEntry, ward: Mapping[str, Any], assets: WardAssetCounts,
     as_of = from_ms(entry.state.watermark) if entry.state.watermark is not None else now
     ingested = (from_ms(entry.pending_ingested_at) if entry.pending_ingested_at is not None
                 else None)
-    published = _evaluate(entry, ward, assets, thresholds, as_of, now, "CHANGE",
-                          entry.pending_event_id, entry.pending_events, ingested)
-    entry.pending_event_id, entry.pending_events, entry.pending_ingested_at = None, 0, None
-    return published
+    try:
+        return _evaluate(entry, ward, assets, thresholds, as_of, now, "CHANGE",
+                         entry.pending_event_id, entry.pending_events, ingested)
+    finally:  # a failed evaluation is reported once, not again with every later batch
+        entry.pending_event_id, entry.pending_events, entry.pending_ingested_at = None, 0, None
 
 
 def tick(entry: WardEntry, ward: Mapping[str, Any], assets: WardAssetCounts,
@@ -149,6 +165,10 @@ def _evaluate(entry: WardEntry, ward: Mapping[str, Any], assets: WardAssetCounts
         return None
     if changed:
         situation["kind"] = comparable["kind"] = "CHANGE"
+    # Encoded before the entry moves on: a situation that cannot be encoded (or is over its
+    # budget) raises here, and the ward keeps its last good situation and sequence.
+    value = encode_situation(situation)
     entry.sequence = sequence
     entry.situation = comparable
-    return Publication(str(ward["kelurahan_code"]), situation, situation["kind"], ingested_at)
+    return Publication(str(ward["kelurahan_code"]), situation, situation["kind"], ingested_at,
+                       value)

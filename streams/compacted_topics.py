@@ -43,6 +43,19 @@ class CompactedTopicView:
         self._decode = decode
         self._on_reject = on_reject
         self._on_change = on_change
+        #: Callers of `caught_up` not yet released by the `follow` loop.
+        self._waiting: list[asyncio.Future[None]] = []
+
+    async def caught_up(self) -> None:
+        """Return once every record written to the topic before this call was applied.
+
+        `ready` only covers the end offsets seen when the worker started; after a rebalance a
+        worker that takes over a ward must also see what the previous owner published since,
+        or it would continue that ward's sequence from an older number. Needs `follow` running.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        await future
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         """Apply one record: a tombstone deletes, anything undecodable is reported and skipped."""
@@ -70,6 +83,19 @@ class CompactedTopicView:
             self._on_change(name, record)
 
 
+async def _reached(consumer: AIOKafkaConsumer,
+                   target: tuple[dict[TopicPartition, int], list[asyncio.Future[None]]]) -> bool:
+    """Release the waiters of `target` once every partition is read up to its end offset."""
+    ends, waiting = target
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return False
+    for future in waiting:
+        if not future.done():
+            future.set_result(None)
+    return True
+
+
 async def follow(bootstrap: str, views: list[CompactedTopicView], client_id: str,
                  **security: Any) -> None:
     """Read every view's topic from the beginning and keep following it; never returns."""
@@ -95,6 +121,8 @@ async def follow(bootstrap: str, views: list[CompactedTopicView], client_id: str
         await consumer.seek_to_beginning(*partitions)
         end_offsets: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
         pending = {tp for tp, end in end_offsets.items() if end > 0}
+        #: (end offsets when asked, the callers of `caught_up` waiting for them)
+        targets: list[tuple[dict[TopicPartition, int], list[asyncio.Future[None]]]] = []
         for view in views:
             if not any(tp.topic == view.topic for tp in pending):
                 view.ready.set()
@@ -114,5 +142,11 @@ async def follow(bootstrap: str, views: list[CompactedTopicView], client_id: str
                         pending.discard(tp)
                         if not any(p.topic == tp.topic for p in pending):
                             by_topic[tp.topic].ready.set()
+            for view in views:
+                if view._waiting:
+                    waiting, view._waiting = view._waiting, []
+                    mine = [tp for tp in partitions if tp.topic == view.topic]
+                    targets.append((await consumer.end_offsets(mine), waiting))
+            targets = [target for target in targets if not await _reached(consumer, target)]
     finally:
         await consumer.stop()

@@ -116,18 +116,22 @@ class WorkerContext:
     async def send_dead_letter(self, event: faust.EventT[bytes], stage: str, reason: str,
                                error: BaseException) -> None:
         message = event.message
-        source = source_record(
+        await self.send_letter(source_record(
             message.topic, message.partition, message.offset, message.timestamp,
             message.key, message.value, _headers(message.headers),
-        )
+        ), stage, reason, error)
+
+    async def send_letter(self, source: SourceRecord, stage: str, reason: str,
+                          error: BaseException) -> None:
+        """The dead letter of `source` (a consumed record, or `dead_letters.ward_source`)."""
         record = letter_for(source, error, stage=stage, reason=reason,
                             worker_id=self.settings.worker_id, now=datetime.now(UTC))
         await self.raw_topic(catalog.DEAD_LETTERS).send(
             key=record["original_key"], value=encode(catalog.DEAD_LETTERS.value_schema, record),
         )
-        self.metrics.rejected.labels(message.topic, stage, reason).inc()
-        log.info("dead-lettered %s[%d]@%d: %s/%s: %s", message.topic, message.partition,
-                 message.offset, stage, reason, record["error_message"])
+        self.metrics.rejected.labels(source.topic, stage, reason).inc()
+        log.info("dead-lettered %s[%d]@%d: %s/%s: %s", source.topic, source.partition,
+                 source.offset, stage, reason, record["error_message"])
 
     async def send_unparseable(self, bad: Skipped) -> None:
         """A record batch the Kafka client could not parse: one dead letter holding the batch

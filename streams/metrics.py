@@ -59,6 +59,11 @@ class WorkerMetrics:
             "cityops_ingest_to_situation_seconds",
             "Time from a worker accepting an event to emitting the situation it changed.",
             buckets=LATENCY_BUCKETS_S, registry=r)
+        self.situation_failures = Counter(
+            "cityops_situation_failures_total",
+            "Situations that could not be evaluated or encoded (dead-lettered as PROCESS/"
+            "situation_failed); the scope keeps its last good situation.", ["scope"],
+            registry=r)
         self.situations = Counter(
             "cityops_situations_emitted_total", "Situation records written, by scope and kind.",
             ["scope", "kind"], registry=r)

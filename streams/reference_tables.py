@@ -44,11 +44,16 @@ class ReferenceTables:
         #: topic order, on the worker's loop: the board's live feed hangs here.
         self.situation_listeners: list[OnChange] = []
         self.situations = self._view(catalog.SITUATIONS, "situation", self._situation_changed)
+        #: The highest `sequence` read per scope code (never lowered, not even by a
+        #: tombstone): where a ward or rollup that changes owner continues (issue 12, hole 7).
+        self.published_sequences: dict[str, int] = {}
         self._data: ReferenceData | None = None
         self._built_from = -1
         self._assets_counted = -1
 
     def _situation_changed(self, key: str, record: dict[str, Any] | None) -> None:
+        if record is not None and record["sequence"] > self.published_sequences.get(key, 0):
+            self.published_sequences[key] = record["sequence"]
         for listener in self.situation_listeners:
             try:
                 listener(key, record)
@@ -70,7 +75,8 @@ class ReferenceTables:
                      client_id=f"{self.settings.app_id}-reference")
 
     async def wait_ready(self) -> None:
-        """Block until wards and assets were read to the end offsets seen at start."""
+        """Block until wards and assets were read to the end offsets seen at start (the ward
+        agent also waits for the situations: `situations.caught_up`)."""
         await self.wards.ready.wait()
         await self.assets.ready.wait()
         while not self.wards.values:

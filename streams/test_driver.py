@@ -12,23 +12,25 @@ the leader's rollups; those stay with the tests on the real broker.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from core.rejections import Rejection
+from core.rejections import Rejection, rejection_of
 from processors import ward_step
-from processors.dead_letters import letter_for, source_record
+from processors.dead_letters import letter_for, source_record, ward_source
 from processors.enrich import EnrichmentRules, ReferenceData
 from processors.records import enrich_record, read_enriched
 from processors.situation import WardAssetCounts, asset_counts_by_ward
 from processors.state import WardState
 from processors.thresholds import Thresholds
 from processors.ward_step import WardEntry
+from topics import catalog
 from topics.event_types import EventType, by_kind
 
 DRIVER_ID = "test-driver"
+SITUATIONS_TOPIC = catalog.SITUATIONS.name
 
 
 @dataclass
@@ -85,17 +87,24 @@ class TopologyTestDriver:
         """What the ward agent does after a batch: each ward it changed evaluated once."""
         self._in_batch = 0
         for code, entry in self.entries.items():
-            self._publish(ward_step.flush(entry, self.reference.wards[code],
-                                          self._counts.get(code, WardAssetCounts(0, 0)),
-                                          self.thresholds, now))
+            self._step(ward_step.flush, code, entry, now)
 
     def tick(self, now: datetime) -> None:
         """The clock: every ward re-evaluated at `now` (SNAPSHOT, or CHANGE if time moved)."""
         self.end_batch(now)
         for code, entry in self.entries.items():
-            self._publish(ward_step.tick(entry, self.reference.wards[code],
-                                         self._counts.get(code, WardAssetCounts(0, 0)),
-                                         self.thresholds, now))
+            self._step(ward_step.tick, code, entry, now)
+
+    def _step(self, step: Callable[..., ward_step.Publication | None], code: str,
+              entry: WardEntry, now: datetime) -> None:
+        """One ward's flush or tick; a failure is the ward's dead letter, as in the worker."""
+        try:
+            self._publish(step(entry, self.reference.wards[code],
+                               self._counts.get(code, WardAssetCounts(0, 0)),
+                               self.thresholds, now))
+        except Exception as error:
+            self._dead(ward_source(SITUATIONS_TOPIC, 0, code), error, "PROCESS",
+                       "situation_failed", now)
 
     def situations_of(self, code: str) -> list[dict[str, Any]]:
         return [s for s in self.outputs.situations if s["scope_code"] == code]
@@ -111,7 +120,8 @@ class TopologyTestDriver:
             ward_step.fold(entry, event_type.kind, enriched, self.thresholds)
         except Exception as error:
             source = source_record(topic, 0, offset, now.timestamp(), None, enriched_bytes, ())
-            self._dead(source, error, "PROCESS", "processing_error", now)
+            stage, reason = rejection_of(error)
+            self._dead(source, error, stage, reason, now)
 
     def _publish(self, publication: ward_step.Publication | None) -> None:
         if publication is not None:

@@ -18,10 +18,11 @@ situations up to kecamatan and city.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,20 +30,22 @@ from typing import Any, cast
 
 import faust
 
+from core.rejections import rejection_of
 from core.vocabulary import CITY_CODE, CITY_NAME, level_rank
 from processors import ward_step
+from processors.dead_letters import ward_source
 from processors.records import read_enriched
 from processors.situation import (
     ResponseTotals,
     WardAssetCounts,
     asset_counts_by_ward,
+    encode_situation,
     rollup,
     situation_changed,
 )
 from processors.state import WardState, evict_oldest_event_ids
 from processors.thresholds import DEFAULT_THRESHOLDS_PATH, Thresholds
 from processors.ward_step import WardEntry, jsonable
-from schemas.codec import encode
 from streams.context import STATE_RECORD_MAX_BYTES, WorkerContext
 from topics import catalog
 from topics.event_types import EVENT_TYPES, EventType
@@ -55,8 +58,6 @@ STATE_TARGET_BYTES = 6 * 1024 * 1024
 #: cheaply when a ward is big enough for its exact size to be worth measuring.
 _ID_BYTES = 40
 _RECORD_BYTES = 120
-
-SITUATION_SCHEMA = catalog.SITUATIONS.value_schema
 
 
 @dataclass
@@ -105,6 +106,10 @@ class WardAggregator:
         # Wards changed since their state was last written to the table.
         self._dirty: set[str] = set()
         self._aggregated: dict[tuple[str, str], Any] = {}
+        # Set at start and at every assignment: the situations view must be read to its end
+        # before a ward taken over (or a rollup) publishes again (`_caught_up`).
+        self._stale = True
+        self._catch_up: asyncio.Future[None] | None = None
 
     # -- wiring ------------------------------------------------------------------------------
 
@@ -133,6 +138,10 @@ class WardAggregator:
             await self.app.producer.flush()
             self.owned.clear()
 
+        @self.app.on_partitions_assigned.connect
+        async def _catch_up(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+            self._stale = True
+
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
         await self.references.wait_ready()
         settings = self.context.settings
@@ -141,10 +150,26 @@ class WardAggregator:
         batches = cast(faust.Stream[bytes], stream).take_events(
             settings.ward_batch, within=settings.ward_batch_within_s)
         async for events in batches:
+            await self._caught_up()
             touched: dict[str, OwnedWard] = {}
             for event in events:
                 await self.process(event, touched)
             await self.publish_changes(touched)
+
+    async def _caught_up(self) -> None:
+        """After a start or an assignment, wait until this worker's copy of the situations
+        topic holds everything published before it: a ward or rollup taken over then continues
+        from the highest sequence its previous owner published (`ward_step.resume`), which the
+        changelog, written once per commit, may not have (issue 12, hole 7)."""
+        if self._stale:
+            self._stale = False
+            self._catch_up = asyncio.ensure_future(self.references.situations.caught_up())
+        if self._catch_up is not None:
+            await asyncio.shield(self._catch_up)
+
+    def _resumed(self, code: str, entry: OwnedWard) -> OwnedWard:
+        ward_step.resume(entry, self.references.published_sequences.get(code, 0))
+        return entry
 
     def flush(self) -> None:
         """Write each ward changed since the last flush once to the table and its changelog.
@@ -208,8 +233,8 @@ class WardAggregator:
         entry = self.owned.get(ward_code)
         if entry is None:
             stored = self.table.get(ward_code)
-            entry = (OwnedWard.from_table(stored) if stored
-                     else OwnedWard(WardState(), partition=partition))
+            entry = self._resumed(ward_code, OwnedWard.from_table(stored) if stored
+                                  else OwnedWard(WardState(), partition=partition))
             entry.partition = partition
             self.owned[ward_code] = entry
         return entry
@@ -230,8 +255,10 @@ class WardAggregator:
             on_scene_before = (entry.state.on_scene_count, entry.state.on_scene_ms_sum)
             result = ward_step.fold(entry, event_type.kind, enriched, self.thresholds)
         except Exception as error:
-            log.exception("ward state update failed on %s@%d", topic, message.offset)
-            await self.context.send_dead_letter(event, "PROCESS", "processing_error", error)
+            stage, reason = rejection_of(error)
+            if reason == "processing_error":
+                log.exception("ward state update failed on %s@%d", topic, message.offset)
+            await self.context.send_dead_letter(event, stage, reason, error)
             return
         counter = self._aggregated.get((topic, result.status))
         if counter is None:
@@ -252,12 +279,29 @@ class WardAggregator:
         now = datetime.now(UTC)
         wards = self.references.wards.values
         for code, entry in touched.items():
-            ward = wards.get(code)
-            if ward is None:
-                continue
-            self._dirty.add(code)  # its pending change is cleared (and its sequence moves)
-            await self.send_situation(ward_step.flush(
-                entry, ward, self.asset_counts(code), self.thresholds, now), now)
+            if code in wards:
+                self._dirty.add(code)  # its pending change is cleared (its sequence moves)
+                await self._step(ward_step.flush, code, entry, wards[code], now)
+
+    async def _step(self, step: Callable[..., ward_step.Publication | None], code: str,
+                    entry: OwnedWard, ward: dict[str, Any], now: datetime) -> None:
+        """One ward's `flush` or `tick`, sent; a failure stays this ward's (below)."""
+        try:
+            publication = step(entry, ward, self.asset_counts(code), self.thresholds, now)
+        except Exception as error:
+            await self._situation_failed("KELURAHAN", code, error)
+            return
+        await self.send_situation(publication, now)
+
+    async def _situation_failed(self, scope: str, code: str, error: Exception) -> None:
+        """One scope's situation could not be evaluated or encoded (e.g. over its byte
+        budget): a dead letter naming the scope and a metric; the scope keeps its last good
+        situation and every other ward, and the clock, carry on (issue 12, hole 1)."""
+        log.error("situation of %s %s failed: %r", scope, code, error)
+        self.metrics.situation_failures.labels(scope).inc()
+        await self.context.send_letter(
+            ward_source(self.situations_topic, self.context.situation_partition(code), code),
+            "PROCESS", "situation_failed", error)
 
     def _observe_response_times(self, ward: dict[str, Any], state: WardState,
                                 dispatch_before: tuple[int, int],
@@ -275,8 +319,7 @@ class WardAggregator:
         if publication is None:
             return
         code = publication.code
-        await self.context.send_fast(self.situations_topic, code.encode(),
-                                      encode(SITUATION_SCHEMA, publication.situation),
+        await self.context.send_fast(self.situations_topic, code.encode(), publication.value,
                                       self.context.situation_partition(code))
         self.metrics.situations.labels("KELURAHAN", publication.kind).inc()
         if publication.ingested_at is not None:
@@ -287,15 +330,13 @@ class WardAggregator:
 
     async def clock_tick(self) -> None:
         """Re-evaluate owned wards at wall-clock time and emit the periodic snapshot."""
+        await self._caught_up()
         now = datetime.now(UTC)
         self._adopt_stored_wards()
         wards = self.references.wards.values
         for code, entry in list(self.owned.items()):
-            ward = wards.get(code)
-            if ward is None:
-                continue
-            await self.send_situation(ward_step.tick(
-                entry, ward, self.asset_counts(code), self.thresholds, now), now)
+            if code in wards:
+                await self._step(ward_step.tick, code, entry, wards[code], now)
         if self.app.is_leader():
             await self.rollups(snapshot=True)
 
@@ -310,7 +351,7 @@ class WardAggregator:
             if code in self.owned or not value:
                 continue
             if int(value.get("partition", -1)) in owned_partitions:
-                self.owned[code] = OwnedWard.from_table(value)
+                self.owned[code] = self._resumed(code, OwnedWard.from_table(value))
 
     async def rollups(self, snapshot: bool = False) -> None:
         """On the leader: kecamatan and city situations from the latest ward situations."""
@@ -318,6 +359,7 @@ class WardAggregator:
             self.metrics.leader.set(0)
             return
         self.metrics.leader.set(1)
+        await self._caught_up()
         views = self.references
         wards = [s for s in views.situations.values.values() if s["scope"] == "KELURAHAN"]
         if not wards:
@@ -330,18 +372,24 @@ class WardAggregator:
         names = {w["kecamatan_code"]: w["kecamatan_name"] for w in views.wards.values.values()}
         for (scope, code), members in sorted(groups.items()):
             name = CITY_NAME if scope == "CITY" else names.get(code, code)
-            await self._emit_rollup(scope, code, name, members, now, snapshot)
+            try:
+                await self._emit_rollup(scope, code, name, members, now, snapshot)
+            except Exception as error:
+                await self._situation_failed(scope, code, error)
         self._set_gauges(wards)
 
     async def _emit_rollup(self, scope: str, code: str, name: str,
                            members: list[dict[str, Any]], now: datetime, snapshot: bool) -> None:
+        # A leader that just took over (or took back) a rollup continues from the highest
+        # sequence published for it by any leader, never from its own older one.
+        published = self.references.published_sequences.get(code, 0)
         previous = self._rollups.get(code)
-        if previous is None:
+        if previous is None or previous["sequence"] < published:
             known = self.references.situations.values.get(code)
             previous = jsonable(known) if known else None
+        sequence = max((previous or {}).get("sequence", 0), published) + 1
         totals = {m["scope_code"]: _totals(m) for m in members}
-        situation = rollup(scope, code, name, members, now,
-                           (previous or {}).get("sequence", 0) + 1, totals_by_ward=totals,
+        situation = rollup(scope, code, name, members, now, sequence, totals_by_ward=totals,
                            kind="CHANGE", max_reasons=self.thresholds.rollup_max_reasons)
         situation.update(_counts(sum(totals.values(), ResponseTotals())))
         comparable = jsonable(situation)
@@ -350,9 +398,9 @@ class WardAggregator:
             return
         if not changed:
             situation["kind"] = comparable["kind"] = "SNAPSHOT"
+        value = encode_situation(situation)  # before the rollup moves on: see ward_step
         self._rollups[code] = comparable
-        await self.context.raw_topic(catalog.SITUATIONS).send(
-            key=code.encode(), value=encode(SITUATION_SCHEMA, situation))
+        await self.context.raw_topic(catalog.SITUATIONS).send(key=code.encode(), value=value)
         self.metrics.situations.labels(scope, situation["kind"]).inc()
         if scope == "KECAMATAN":
             self._set_kecamatan_gauges(situation)

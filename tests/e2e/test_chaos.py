@@ -7,7 +7,8 @@ broker restart fall at random moments of that sending, one in each quarter. Afte
 topic is read back and compared with bench/reference_model.py, computed from the records the
 input topics really hold: no valid record may be missing from the enriched topics or dead-
 lettered, every hostile record must be dead-lettered with its reason, and the ward state in the
-changelog and the last situation of every ward and rollup must equal the reference exactly.
+changelog and the last situation of every ward and rollup must equal the reference exactly, and
+no key's situation sequence may go back in the order the situations topic holds them.
 Replays (a record processed again after a kill) are allowed and counted: the ward state
 deduplicates them, which is what "no double count" checks.
 """
@@ -46,6 +47,7 @@ def test_no_event_lost_or_double_counted_through_kills_and_a_broker_restart(
         3, 1, 4, [])
     assert (f["lost_events"], f["double_counted_events"], f["enriched_missing"]) == (0, 0, 0)
     assert (f["ward_situation_mismatches"], f["rollup_mismatches"]) == (0, 0)
+    assert f["sequence_regressions"] == 0  # per key, in partition order (issue 12, hole 7)
     assert f["dead_lettered_by_reason"] == DEAD_LETTERS_BY_REASON
     assert f["wards_compared"] == f["wards_with_events"] == 43
     assert sum(f["input_records"].values()) >= EVENTS  # more if a "maybe written" was resent
@@ -66,5 +68,6 @@ def test_two_workers_rebalancing_through_kills_and_a_broker_restart_lose_nothing
             f["unplanned_exits"]) == (2, 4, 1, 6, [])
     assert (f["lost_events"], f["double_counted_events"], f["enriched_missing"]) == (0, 0, 0)
     assert (f["ward_situation_mismatches"], f["rollup_mismatches"]) == (0, 0)
+    assert f["sequence_regressions"] == 0  # per key, in partition order (issue 12, hole 7)
     assert f["dead_lettered_by_reason"] == DEAD_LETTERS_BY_REASON
     assert f["wards_compared"] == f["wards_with_events"] == 43

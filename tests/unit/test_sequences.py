@@ -1,0 +1,61 @@
+"""Sequences never go back (issue 12, hole 7): a ward taken over continues from the highest
+sequence already published for it, and the chaos checker finds any key whose sequence fell.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from bench.chaos import sequence_regressions
+from processors.state import WardState
+from processors.thresholds import Thresholds
+from processors.ward_step import WardEntry, flush, fold, resume
+from tests.unit.test_state_property import REGISTRY, T0, WARDS, _enriched
+
+pytestmark = pytest.mark.unit
+
+GROGOL = "36.72.06.1002"
+
+
+def _report(n: int) -> tuple[str, dict[str, object]]:
+    event = {
+        "event_id": f"7a1c2e3f-0000-4000-8000-{n:012d}", "occurred_at": T0 + timedelta(minutes=n),
+        "incident_id": f"I-{n}", "source_system": "CALL_CENTER_112", "category": "FIRE",
+        "severity": "MINOR", "status": "REPORTED", "ward_code": None, "latitude": None,
+        "longitude": None, "rw": None, "rt": None, "description": "",
+    }
+    return "incident", _enriched(GROGOL, event)
+
+
+def _committed_at(sequence: int) -> WardEntry:
+    """A ward as its changelog holds it after a kill: sequence `sequence`, one report folded."""
+    entry = WardEntry(WardState(), sequence=sequence)
+    kind, enriched = _report(1)
+    fold(entry, kind, enriched, Thresholds())
+    return WardEntry.from_table(json.loads(json.dumps(entry.to_table())))
+
+
+def test_a_recovered_ward_continues_after_the_highest_published_sequence() -> None:
+    entry = _committed_at(42)
+    resume(entry, 63)  # the dead owner had published up to 63 after its last commit
+    published = flush(entry, WARDS[GROGOL], REGISTRY, Thresholds(), T0)
+    assert published is not None
+    assert (published.situation["sequence"], entry.sequence) == (64, 64)
+
+
+def test_a_published_sequence_below_the_table_one_changes_nothing() -> None:
+    entry = _committed_at(42)
+    resume(entry, 10)
+    published = flush(entry, WARDS[GROGOL], REGISTRY, Thresholds(), T0)
+    assert published is not None
+    assert published.situation["sequence"] == 43
+
+
+def test_the_chaos_checker_reports_every_key_whose_sequence_fell() -> None:
+    records = [(b"36.72.01.1001", 62), (b"36.72.01", 5), (b"36.72.01.1001", 63),
+               (b"36.72.01.1001", 42), (b"36.72.01.1001", 42), (b"36.72.01", 5),
+               (b"36.72.01.1001", 43), (b"36.72.01", 4)]
+    assert sequence_regressions(records) == ["36.72.01.1001: 63 -> 42", "36.72.01: 5 -> 4"]
