@@ -570,3 +570,73 @@ def test_a_late_event_updates_latest_status_but_no_window(worker: Worker,
     situation = last()
     assert (situation["lamps_out"], situation["new_lamp_faults_in_window"],
             situation["last_event_at"]) == (2, 1, now - timedelta(minutes=1))
+
+
+FAST_WARD = "36.72.04.1004"  # Gunung Sugih: shares its ward with a partner whose clock runs fast
+CONTROL_WARD = "36.72.05.1005"  # Gedong Dalem: the same on-time reports, no fast clock
+CAP_WARD = "36.72.04.1006"  # Randakari: flooded with new incident ids past the ward's cap
+
+
+def _situations_of(namespace: Namespace, code: str) -> list[dict[str, Any]]:
+    return [s for s in (decode(r.value, expected=catalog.SITUATIONS.value_schema).record
+                        for r in read_records(namespace.bootstrap,
+                                              namespace.name(catalog.SITUATIONS)))
+            if s["scope_code"] == code]
+
+
+def test_a_fast_clock_does_not_blind_a_ward(worker: Worker, namespace: Namespace) -> None:
+    """Issue 12 hole 6: one incident stamped 4 min 50 s ahead, then three on-time flood reports;
+    they are not late, and the ward reaches exactly what an identical control ward reaches."""
+    b = Builder(datetime.now(UTC).replace(microsecond=0))
+    fast = b.incident(ward_code=FAST_WARD, occurred_at=b.now + timedelta(minutes=4, seconds=50))
+    items = [Item("fast-clock", "incidents", b"fast-clock", encode(INCIDENT, fast))]
+    for ward in (FAST_WARD, CONTROL_WARD):
+        for n in range(3):
+            record = b.incident(ward_code=ward, category="FLOOD", severity="MODERATE",
+                                occurred_at=b.now - timedelta(minutes=2) + timedelta(seconds=n))
+            items.append(Item(f"flood-{ward}-{n}", "incidents", record["incident_id"].encode(),
+                              encode(INCIDENT, record)))
+    _send(namespace.bootstrap, namespace, items)
+
+    def flood_reason(code: str) -> bool:
+        situations = _situations_of(namespace, code)
+        return bool(situations) and "3 flood reports in 20 min" in situations[-1]["reasons"]
+
+    wait_until(lambda: flood_reason(FAST_WARD) and flood_reason(CONTROL_WARD), 60,
+               "both wards report the three floods")
+    fast_ward, control = _situations_of(namespace, FAST_WARD)[-1], _situations_of(
+        namespace, CONTROL_WARD)[-1]
+    assert (fast_ward["level"], fast_ward["new_incidents_in_window"]) == (
+        control["level"], control["new_incidents_in_window"]) == ("ALERT", 3)
+    assert fast_ward["open_incidents"] == control["open_incidents"] + 1 == 4
+
+
+def test_a_flood_of_new_incident_ids_stays_within_the_ward_cap(
+        worker: Worker, namespace: Namespace) -> None:
+    """Issue 12 hole 1: 6,000 incidents with new ids in one ward: the first 5,000 (the ward's
+    cap) are held, the next 1,000 are dead letters (PROCESS/ward_state_full); the ward's
+    situation stays far under its byte budget and is published a bounded number of times."""
+    b = Builder(datetime.now(UTC).replace(microsecond=0))
+    items = []
+    for n in range(6_000):
+        record = b.incident(ward_code=CAP_WARD, incident_id=f"CAP-{n:05d}",
+                            occurred_at=b.now - timedelta(minutes=2) + timedelta(milliseconds=n))
+        items.append(Item(f"cap-{n}", "incidents", record["incident_id"].encode(),
+                          encode(INCIDENT, record)))
+    _send(namespace.bootstrap, namespace, items)
+
+    def full() -> list[tuple[int, int]]:
+        return [(d["original_partition"], d["original_offset"])
+                for d in (decode(r.value, expected=catalog.DEAD_LETTERS.value_schema).record
+                          for r in read_records(namespace.bootstrap,
+                                                namespace.name(catalog.DEAD_LETTERS)))
+                if d["reason"] == "ward_state_full"]
+
+    wait_until(lambda: len(full()) >= 1_000, 120, "1,000 dead letters of a full ward")
+    assert len(full()) == 1_000
+    wait_until(lambda: _situations_of(namespace, CAP_WARD)[-1]["open_incidents"] == 5_000, 60,
+               "the ward holds its cap")
+    situations = _situations_of(namespace, CAP_WARD)
+    sizes = [len(encode(catalog.SITUATIONS.value_schema, s)) for s in situations]
+    assert max(sizes) < 4 * 1024
+    assert len(situations) <= 50  # once per batch, not once per event: 6,000 events
