@@ -281,6 +281,8 @@ def generate(events: int, seed: int, registry: Sequence[Mapping[str, Any]],
         stages = min(stages, targets["incident"] - made)
         category = rng.choice(CATEGORIES)
         t = rng.uniform(0, span_s - 3600)
+        # one source per incident: an incident id belongs to the source that opened it
+        source = rng.choice(("POLICE", "CALL_CENTER_112", "CITIZEN_APP"))
         history = []
         for index in range(stages):
             status = rng.choice(("RESOLVED", "CANCELLED")) if index == 3 else LIFECYCLE[index]
@@ -290,7 +292,7 @@ def generate(events: int, seed: int, registry: Sequence[Mapping[str, Any]],
             history.append({
                 "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
                 "occurred_at": at(t), "incident_id": incident_id,
-                "source_system": rng.choice(("POLICE", "CALL_CENTER_112", "CITIZEN_APP")),
+                "source_system": source,
                 "category": category, "severity": severity, "status": status,
                 "ward_code": ward, "latitude": None, "longitude": None,
                 "rw": f"{rng.randint(1, 12):03d}", "rt": f"{rng.randint(1, 20):03d}",
@@ -833,7 +835,9 @@ def verify(bootstrap: str, namespace: Namespace, app_id: str, scenario: Scenario
         lost += len(want.recent_event_ids - seen)  # older ids may be pruned: by design
         double += len(seen - want.event_ids)
         got_view: dict[str, dict[str, Any]] = {
-            "incidents": {k: rec.status_name for k, rec in state.incidents.items()},
+            # One source per incident id in this scenario: the id alone identifies it.
+            "incidents": {incident_id: rec.status_name
+                          for (_, incident_id), rec in state.incidents.items()},
             "lamps": {k: status for k, (status, _) in state.lamps.items()},
             "containers": {k: rec.effective_fill() for k, rec in state.containers.items()},
         }

@@ -34,7 +34,7 @@ from bench.harness import (
 from bench.pipeline import DrainResult, drain
 from cityops.simulator import SimEvent
 from topics import catalog
-from topics.event_types import INPUT_TOPICS
+from topics.event_types import SHARED_INPUT_TOPICS
 
 MIB = 1024 * 1024
 
@@ -107,7 +107,7 @@ class Run:
                       self.tmp / f"{app_id}-{index}", root=self.config.worker_root)
 
     def input_topics(self, ns: Namespace) -> list[str]:
-        return [ns.name(spec) for spec in INPUT_TOPICS]
+        return [ns.name(spec) for spec in SHARED_INPUT_TOPICS]
 
     def lag_topics(self, ns: Namespace) -> list[str]:
         return [*self.input_topics(ns), ns.name(catalog.INCIDENTS_ENRICHED),
@@ -253,7 +253,7 @@ class Run:
 
     def _passthrough_topics(self, ns: Namespace, label: str) -> list[str]:
         names = [f"{ns.prefix}bench.passthrough-{label}.{spec.name}"
-                 for spec in INPUT_TOPICS]
+                 for spec in SHARED_INPUT_TOPICS]
         admin = KafkaAdminClient(bootstrap_servers=ns.bootstrap, client_id="cityops-bench")
         try:
             admin.create_topics([NewTopic(name, catalog.WARD_PARTITIONS, 1) for name in names])

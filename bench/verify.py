@@ -77,7 +77,7 @@ def _latest(bootstrap: str, topic: str) -> dict[bytes, bytes]:
         consumer.close()
 
 
-def _incident_view(state: WardState) -> dict[str, tuple[Any, ...]]:
+def _incident_view(state: WardState) -> dict[tuple[str, str], tuple[Any, ...]]:
     return {key: tuple(rec.to_list()[:11]) for key, rec in state.incidents.items()}
 
 

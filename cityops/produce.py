@@ -100,9 +100,11 @@ def broker_errors() -> tuple[type[BaseException], ...]:
     return (KafkaError, OSError)
 
 
-def topic_name(schema: str) -> str:
-    """The deployed input topic of an event type (CITYOPS_TOPIC_PREFIX applied)."""
-    return TopicCatalog.from_env().name(by_schema(schema))
+def topic_name(schema: str, record: Mapping[str, Any] | None = None) -> str:
+    """The deployed input topic of a record of an event type (CITYOPS_TOPIC_PREFIX applied):
+    its source's own topic for an incident, the type's shared topic without a record."""
+    spec = by_schema(schema) if record is None else topics.event_types.topic_for(schema, record)
+    return TopicCatalog.from_env().name(spec)
 
 
 # ----------------------------------------------------------------------------------------------

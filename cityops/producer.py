@@ -26,7 +26,8 @@ from kafka.errors import (
 
 from core.connection import kafka_python_security
 from schemas.codec import encode
-from topics.catalog import TopicCatalog, by_schema
+from topics.catalog import TopicCatalog
+from topics.event_types import topic_for
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +134,12 @@ class PartnerProducer:
         return future
 
     def send(self, schema: str, record: Mapping[str, Any]) -> Any:
-        """Validate and send one record; returns kafka-python's future."""
-        spec = by_schema(schema)
+        """Validate and send one record; returns kafka-python's future.
+
+        The topic follows the record: an incident goes to its `source_system`'s own topic (the
+        one its partner principal may write; a source without one uses the shared topic).
+        """
+        spec = topic_for(schema, record)
         value = encode(spec.value_schema, record)
         assert spec.key_field is not None, spec.name
         key = str(record[spec.key_field]).encode()

@@ -48,13 +48,21 @@ COMMAND_CENTER = "command-center"
 #: Publishes the compacted reference topics (wards, asset registry).
 REFERENCE_PUBLISHER = "cityops-reference"
 
-#: Partner principal -> the one input topic it may write.
+#: Incident partner principal -> the `source_system` it is. Its topic is the one the event-type
+#: catalog binds to that source, so the topic a record was read from is who wrote it (issue 12).
+PARTNER_SOURCES: dict[str, str] = {
+    "partner-police": "POLICE",
+    "partner-112": "CALL_CENTER_112",
+    "partner-citizen-app": "CITIZEN_APP",
+}
+
+#: Partner principal -> the one input topic it may write. No partner may write the shared
+#: `city.incidents.v1`: it stays for the transition on unsecured setups only (docs/security.md).
 PARTNER_TOPICS: dict[str, catalog.TopicSpec] = {
-    "partner-police": INCIDENT.input,
-    "partner-112": INCIDENT.input,
-    "partner-citizen-app": INCIDENT.input,
-    "partner-lighting": LIGHTING.input,
-    "partner-waste": WASTE.input,
+    **{principal: INCIDENT.input_for_source(source)
+       for principal, source in PARTNER_SOURCES.items()},
+    "partner-lighting": LIGHTING.shared_input,
+    "partner-waste": WASTE.shared_input,
 }
 
 PRINCIPALS: tuple[str, ...] = (
@@ -198,8 +206,9 @@ def acl_plan(app_id: str, command_center_group_prefix: str = COMMAND_CENTER_GROU
              topics: TopicCatalog | None = None) -> list[Grant]:
     """Every ACL of the city, from the catalog's (possibly prefixed) topic names.
 
-    Partners get Write + Describe on their own input topic only. kafka-python 3 producers are
-    idempotent by default and need no IdempotentWrite on the cluster: since Kafka 3.0
+    Partners get Write + Describe on their own input topic only: an incident partner its
+    source's topic, so its records are read as that source and no other. kafka-python 3
+    producers are idempotent by default and need no IdempotentWrite on the cluster: since Kafka 3.0
     (KIP-679) InitProducerId is allowed to a principal with Write on any topic -- verified on
     Kafka 4.1.1. Read implies Describe, so readers get Read alone.
     """
@@ -218,7 +227,9 @@ def acl_plan(app_id: str, command_center_group_prefix: str = COMMAND_CENTER_GROU
     # reference view (wards, assets, situations); it writes enriched, situations and dead letters.
     enriched = {event_type.enriched.name for event_type in EVENT_TYPES}
     written = {*enriched, catalog.SITUATIONS.name, catalog.DEAD_LETTERS.name}
-    read = {*(event_type.input.name for event_type in EVENT_TYPES), *enriched,
+    # Every input, the shared incident topic included: the worker subscribes to it, and no
+    # partner may write it on a secured broker.
+    read = {*(spec.name for event_type in EVENT_TYPES for spec in event_type.inputs), *enriched,
             catalog.WARDS.name, catalog.ASSETS.name, catalog.SITUATIONS.name}
     for spec in catalog.CATALOG:
         operations = tuple(op for op, wanted in (("READ", spec.name in read),

@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TextIO
 
 from cityops.produce import (
-    EVENT_TYPES,
     EXIT_DELIVERY,
     EXIT_INVALID,
     EXIT_OK,
@@ -254,7 +253,6 @@ def run_simulate(
         return EXIT_DELIVERY
 
     stats = FeedStats()
-    topics = {schema: topic_name(schema) for schema in EVENT_TYPES.values()}
     started = monotonic()
     last_progress = started
     interrupted = False
@@ -273,7 +271,7 @@ def run_simulate(
                 break
             future.add_errback(stats.failed)
             stats.by_type[event.schema.rpartition(".")[2]] += 1
-            stats.by_topic[topics[event.schema]] += 1
+            stats.by_topic[topic_name(event.schema, event.record)] += 1
             stats.scenario_events += from_scenario
             stats.first_at = stats.first_at or event.at
             stats.last_at = event.at

@@ -44,6 +44,8 @@ REASONS: Final[tuple[str, ...]] = (
     "blank_id",
     "degenerate_uuid",
     "forbidden_characters",
+    # A record on a partner's own topic whose payload names another source (impersonation).
+    "source_mismatch",
     # ENRICH: valid, but it cannot be joined to the reference data.
     "unknown_ward",
     "unknown_asset",

@@ -419,6 +419,23 @@ def normalise_description(text: str | None, max_chars: int) -> str:
     return collapsed
 
 
+def check_source(event: Mapping[str, Any], field: str, source: str, topic: str) -> None:
+    """Reject a record whose payload names another source than the topic it was read from.
+
+    A partner's own topic is writable by that partner's principal only, so the topic is who
+    wrote the record; the payload field is what the record says. They must agree: overwriting a
+    contradicting claim would hide an impersonation attempt (or a partner's misconfiguration),
+    so it is dead-lettered instead (VALIDATE, ``source_mismatch``). An agreeing field is left as
+    sent, so the enriched record's source is always the topic's.
+    """
+    claimed = event.get(field)
+    if claimed != source:
+        raise Rejection(
+            "VALIDATE", "source_mismatch",
+            f"{field} {claimed!r} on {topic}, which only {source} writes",
+        )
+
+
 def enrich_incident(
     event: Mapping[str, Any], ref: ReferenceData, rules: EnrichmentRules, now: datetime
 ) -> dict[str, Any]:

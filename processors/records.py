@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from processors.enrich import EnrichmentRules, ReferenceData
+from processors.enrich import EnrichmentRules, ReferenceData, check_source
 from schemas.codec import CodecError, decode, encode
 
 Enricher = Callable[[Mapping[str, Any], ReferenceData, EnrichmentRules, datetime], dict[str, Any]]
@@ -21,11 +21,18 @@ Enricher = Callable[[Mapping[str, Any], ReferenceData, EnrichmentRules, datetime
 
 def enrich_record(value: bytes | None, topic: str, schema: str, enriched_schema: str,
                   enricher: Enricher, reference: ReferenceData, rules: EnrichmentRules,
-                  now: datetime) -> tuple[dict[str, Any], bytes]:
-    """The enriched record of one partner record, and its bytes for the enriched topic."""
+                  now: datetime, source: tuple[str, str] | None = None,
+                  ) -> tuple[dict[str, Any], bytes]:
+    """The enriched record of one partner record, and its bytes for the enriched topic.
+
+    `source` is (field, value) when the topic is bound to one partner source: the record must
+    name that source (checked before anything else, so an impersonation is reported as such).
+    """
     if value is None:
         raise CodecError("undecodable", f"{topic}: record has no value (tombstone)")
     decoded = decode(value, expected=schema)
+    if source is not None:
+        check_source(decoded.record, source[0], source[1], topic)
     enriched = enricher(decoded.record, reference, rules, now)
     # Built from a record decode() just checked: skip re-validating it (the Avro writer still
     # refuses anything it cannot write).

@@ -5,6 +5,13 @@ either a max/min over event time (idempotent and independent of arrival order) o
 guarded by the event_id dedupe set kept in the same table value.  With no late events, the
 final state does not depend on arrival order; tests/unit/test_state_property.py checks that.
 
+Incidents are keyed by (source_system, incident_id): an incident id belongs to the source that
+opened it. The worker takes the source from the partner's own topic (a contradicting payload is
+dead-lettered before it gets here), so another partner reusing a police incident's id opens an
+incident of its own instead of advancing or cancelling the police one. Keying, rather than
+recording a first opener and refusing the rest, keeps the state independent of arrival order:
+which of two partners' events for one id arrives first changes nothing.
+
 `apply` mutates the given `WardState` in place: copying a ward's state per event would cost
 more than the update itself, and Faust stores the same object back into the table anyway.
 Times are kept as integer epoch milliseconds: exact, cheap to compare, and JSON-native.
@@ -24,7 +31,16 @@ from processors.thresholds import Thresholds
 
 EPOCH: Final[datetime] = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS: Final[timedelta] = timedelta(milliseconds=1)
-STATE_FORMAT_VERSION: Final[int] = 1
+STATE_FORMAT_VERSION: Final[int] = 2
+#: Version 1 keyed incidents by incident_id alone; its rows load as unattributed (see `apply`).
+_READABLE_VERSIONS: Final[frozenset[int]] = frozenset({1, STATE_FORMAT_VERSION})
+
+IncidentKey = tuple[str, str]
+"""(source_system, incident_id): an incident id belongs to the source that opened it, so the
+same id from another source is another incident and can neither advance nor cancel it."""
+
+#: The source of incident rows restored from a version-1 state, which did not record one.
+UNATTRIBUTED: Final[str] = ""
 
 # Dedupe ids are grouped by 10-minute buckets of event time so pruning and serialisation work
 # on buckets; a constant (not a threshold) so a thresholds change can't misread stored state.
@@ -109,7 +125,7 @@ EXPIRED: Final[ApplyResult] = ApplyResult("expired")
 
 @dataclass(slots=True)
 class IncidentRecord:
-    """Lifecycle of one incident_id, each field a max/min so arrival order doesn't matter.
+    """Lifecycle of one (source, incident_id), each field a max/min so arrival order doesn't matter.
 
     status is a STATUS_RANK (None while only UNKNOWN statuses were seen: we can't call such an
     incident open).  category/severity come from the event with the greatest
@@ -251,7 +267,7 @@ class WardState:
         self.watermark: int | None = None
         self.late_events = 0
         self.seen: dict[str, int] = {}
-        self.incidents: dict[str, IncidentRecord] = {}
+        self.incidents: dict[IncidentKey, IncidentRecord] = {}
         self.lamps: dict[str, tuple[str, int]] = {}
         self.cabinets: dict[str, dict[str, int]] = {}
         self.containers: dict[str, ContainerRecord] = {}
@@ -265,7 +281,7 @@ class WardState:
         self.on_scene_count = 0
         # Serialised incident rows from the last to_dict, dropped when the incident changes:
         # a ward holds thousands of incidents and few change between two changelog writes.
-        self._incident_rows: dict[str, list[Any]] = {}
+        self._incident_rows: dict[IncidentKey, list[Any]] = {}
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, WardState):
@@ -308,25 +324,27 @@ class WardState:
             ],
         }
 
-    def _incident_rows_now(self) -> dict[str, list[Any]]:
-        """Every incident's row, reusing rows of unchanged incidents.
+    def _incident_rows_now(self) -> dict[str, dict[str, list[Any]]]:
+        """Every incident's row by source, then incident id, reusing rows of unchanged incidents.
 
-        Rows are never mutated once built (a changed incident gets a new one), and the dict
-        returned is a fresh copy: a value handed to the changelog may be serialised later.
+        Rows are never mutated once built (a changed incident gets a new one), and the dicts
+        returned are fresh: a value handed to the changelog may be serialised later.
         """
         cached = self._incident_rows
-        rows: dict[str, list[Any]] = {}
+        rows: dict[IncidentKey, list[Any]] = {}
+        by_source: dict[str, dict[str, list[Any]]] = {}
         for key, rec in self.incidents.items():
             row = cached.get(key)
-            rows[key] = rec.to_list() if row is None else row
+            row = rows[key] = rec.to_list() if row is None else row
+            by_source.setdefault(key[0], {})[key[1]] = row
         self._incident_rows = rows  # also forgets pruned incidents
-        return dict(rows)
+        return by_source
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WardState:
         """Inverse of to_dict (also after a JSON round trip); rebuilds derived aggregates."""
         version = data.get("v")
-        if version != STATE_FORMAT_VERSION:
+        if version not in _READABLE_VERSIONS:
             raise ValueError(f"unsupported WardState format version {version!r}")
         state = cls()
         state.watermark = data["wm"]
@@ -334,7 +352,14 @@ class WardState:
         state.seen = {
             event_id: int(bucket) for bucket, event_ids in data["seen"] for event_id in event_ids
         }
-        state.incidents = {key: IncidentRecord.from_list(row) for key, row in data["inc"].items()}
+        if version == 1:  # keyed by incident_id alone: the owner is not known
+            state.incidents = {(UNATTRIBUTED, incident_id): IncidentRecord.from_list(row)
+                               for incident_id, row in data["inc"].items()}
+        else:
+            state.incidents = {
+                (source, incident_id): IncidentRecord.from_list(row)
+                for source, rows in data["inc"].items() for incident_id, row in rows.items()
+            }
         state.lamps = {key: (row[0], row[1]) for key, row in data["lamp"].items()}
         state.cabinets = {key: dict(faults) for key, faults in data["cab"].items()}
         state.containers = {
@@ -380,7 +405,8 @@ def apply(
         if (
             kind == "incident"
             and at < watermark - thresholds.closed_incident_horizon_ms
-            and event["incident_id"] not in state.incidents
+            and (event["source_system"], event["incident_id"]) not in state.incidents
+            and (UNATTRIBUTED, event["incident_id"]) not in state.incidents
         ):
             return EXPIRED
         window_ms = thresholds.window_ms
@@ -408,9 +434,11 @@ def _check_capacity(state: WardState, kind: str, event: Mapping[str, Any]) -> No
     """Refuse, before changing anything, an event that would add an incident, lamp or container
     beyond the ward's cap: a dead letter (PROCESS, `ward_state_full`) rather than a state that
     grows until it no longer fits a changelog record or a situation."""
-    held: Mapping[str, object]
+    held: Mapping[Any, object]
+    key: object
     if kind == "incident":
-        held, key, cap, what = state.incidents, event["incident_id"], MAX_INCIDENTS, "incidents"
+        held, cap, what = state.incidents, MAX_INCIDENTS, "incidents"
+        key = (event["source_system"], event["incident_id"])
     elif kind == "lighting":
         held, key, cap, what = state.lamps, event["lamp_id"], MAX_LAMPS, "lamps"
     else:
@@ -418,7 +446,8 @@ def _check_capacity(state: WardState, kind: str, event: Mapping[str, Any]) -> No
         cap, what = MAX_CONTAINERS, "containers"
     if key not in held and len(held) >= cap:
         raise Rejection("PROCESS", "ward_state_full",
-                        f"the ward already holds {cap} {what}; {key!r} is not added")
+                        f"the ward already holds {cap} {what}; "
+                        f"{key[1] if isinstance(key, tuple) else key!r} is not added")
 
 
 def _advance(state: WardState, at: int, t: Thresholds) -> None:
@@ -538,11 +567,18 @@ def _window(state: WardState, start: int) -> WindowCounts:
 def _apply_incident(
     state: WardState, event: Mapping[str, Any], at: int, late: bool, t: Thresholds
 ) -> None:
-    incident_id: str = event["incident_id"]
+    key: IncidentKey = (event["source_system"], event["incident_id"])
     category: str = event["category"]
     severity: str = event["severity"]
     rank = STATUS_RANK.get(event["status"])
-    rec = state.incidents.get(incident_id)
+    rec = state.incidents.get(key)
+    if rec is None and state.incidents:
+        # A row restored from a version-1 state has no owner: the first source that continues
+        # it after the upgrade owns it (the shared topic's payload said so before, too).
+        rec = state.incidents.pop((UNATTRIBUTED, key[1]), None)
+        if rec is not None:
+            state.incidents[key] = rec
+            state._incident_rows.pop((UNATTRIBUTED, key[1]), None)
     if rec is None:
         rec = IncidentRecord(
             status=None,
@@ -553,7 +589,7 @@ def _apply_incident(
             first_seen=None,
             last_seen=at,
         )
-        state.incidents[incident_id] = rec
+        state.incidents[key] = rec
     else:
         _account(state, rec, -1)
         if (at, category) > (rec.category_at, rec.category):
@@ -582,7 +618,7 @@ def _apply_incident(
             rec.closed_at = at
     _account(state, rec, 1)
     _recount_new_incident(state, rec, t)
-    state._incident_rows.pop(incident_id, None)
+    state._incident_rows.pop(key, None)
 
 
 def _recount_new_incident(state: WardState, rec: IncidentRecord, t: Thresholds) -> None:

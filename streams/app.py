@@ -2,8 +2,9 @@
 
 Each event type's path, in the order it flows:
 
-    city.<type>.v1 (raw bytes, keyed by asset or incident id)
-      -> enrich agent: decode (schemas.codec) + validate and place in a ward (processors.enrich)
+    city.<type>.v1, city.incidents.<source>.v1 (raw bytes, keyed by asset or incident id)
+      -> enrich agent, one per input topic: decode (schemas.codec), check the source a
+         partner's own topic binds, validate and place in a ward (processors.enrich)
       -> city.<type>.enriched.v1 (keyed by kelurahan code: the repartition step)
       -> ward agent: apply to the ward's state (processors.state), in the `ward_state` table
       -> city.situations.v1 when the ward's level or counts changed (processors.situation)
@@ -22,7 +23,7 @@ from datetime import UTC, datetime
 from typing import cast
 
 import faust
-from prometheus_client import start_http_server
+from prometheus_client import Histogram, start_http_server
 
 from core.rejections import Rejection
 from processors.enrich import EnrichmentRules, data_quality
@@ -32,6 +33,7 @@ from streams.runtime import fast_delivery, offsets, poison
 from streams.settings import WorkerSettings
 from streams.ward_aggregator import WardAggregator
 from streams.web import register_web
+from topics.catalog import TopicSpec
 from topics.event_types import EVENT_TYPES, EventType
 
 log = logging.getLogger(__name__)
@@ -56,9 +58,12 @@ class Pipeline:
         # A record batch the client cannot parse is dead-lettered and skipped (issue 17).
         poison.install(self.app, context.send_unparseable)
         # Per-event metric children, looked up once (labels() takes a lock and builds a key).
-        inputs = [context.topics.name(event_type.input) for event_type in EVENT_TYPES]
+        inputs = [context.topics.name(spec) for event_type in EVENT_TYPES
+                  for spec in event_type.inputs]
         self._consumed = {name: self.metrics.consumed.labels(name) for name in inputs}
-        self._event_age = {name: self.metrics.event_age.labels(name) for name in inputs}
+        # Event age children are made on a topic's first event: a histogram never observed
+        # gives only NaN quantiles (a dashboard's p95 of the unused transition topic).
+        self._event_age: dict[str, Histogram] = {}
         for name in inputs:  # at 0: the first unparseable batch is an increase
             for kind in poison.KINDS:
                 self.metrics.unparseable.labels(name, kind)
@@ -67,12 +72,13 @@ class Pipeline:
 
     # -- enrichment ---------------------------------------------------------------------------
 
-    async def enrich_event(self, event: faust.EventT[bytes],
-                           event_type: EventType) -> Record | None:
+    async def enrich_event(self, event: faust.EventT[bytes], event_type: EventType,
+                           source: tuple[str, str] | None = None) -> Record | None:
         """Decode, validate and place one partner event; never raises.
 
-        Returns (partition, key, value) of the enriched record to send, or None when the event
-        went to the dead-letter topic.
+        `source` is (field, value) when the topic read is one partner's own: the record must
+        name that source (docs/security.md). Returns (partition, key, value) of the enriched
+        record to send, or None when the event went to the dead-letter topic.
         """
         message = event.message
         self._consumed[message.topic].inc()
@@ -80,7 +86,7 @@ class Pipeline:
         try:
             enriched, value = enrich_record(
                 message.value, message.topic, event_type.schema, event_type.enriched_schema,
-                event_type.enricher, self.references.data(), self.rules, now)
+                event_type.enricher, self.references.data(), self.rules, now, source)
         except Rejection as error:  # CodecError included: stage DECODE
             await self.context.send_dead_letter(event, error.stage, error.reason, error)
             return None
@@ -93,11 +99,16 @@ class Pipeline:
         for reason in data_quality(enriched):
             self.metrics.corrected.labels(message.topic, reason).inc()
         occurred: datetime = enriched["event"]["occurred_at"]
-        self._event_age[message.topic].observe(max(0.0, (now - occurred).total_seconds()))
+        age = self._event_age.get(message.topic)
+        if age is None:
+            age = self._event_age[message.topic] = self.metrics.event_age.labels(message.topic)
+        age.observe(max(0.0, (now - occurred).total_seconds()))
         return self.context.ward_partition(ward_code), ward_code.encode(), value
 
-    def _enrich_agent(self, event_type: EventType) -> None:
+    def _enrich_agent(self, event_type: EventType, spec: TopicSpec) -> None:
+        """One agent per input topic: a source topic's agent knows the source it binds."""
         enriched_topic = self.context.topics.name(event_type.enriched)
+        source = event_type.binding(spec)
 
         async def agent(stream: faust.StreamT[bytes]) -> None:
             await self.references.wait_ready()
@@ -108,19 +119,21 @@ class Pipeline:
             async for events in batches:
                 records = []
                 for event in events:
-                    record = await self.enrich_event(event, event_type)
+                    record = await self.enrich_event(event, event_type, source)
                     if record is not None:
                         records.append(record)
                 await self.context.send_batch(enriched_topic, records)
 
-        agent.__name__ = f"enrich_{event_type.input.name.split('.')[1]}"
+        # city.incidents.v1 -> enrich_incidents, city.incidents.police.v1 -> enrich_incidents_police
+        agent.__name__ = "enrich_" + "_".join(spec.name.split(".")[1:-1])
         agent.__qualname__ = agent.__name__
-        self.app.agent(self.context.raw_topic(event_type.input),
+        self.app.agent(self.context.raw_topic(spec),
                        name=f"cityops.{agent.__name__}")(agent)
 
     def _wire(self) -> None:
         for event_type in EVENT_TYPES:
-            self._enrich_agent(event_type)
+            for spec in event_type.inputs:
+                self._enrich_agent(event_type, spec)
         self.wards.wire()
         self.app.task(self.references.follow)
         self.app.timer(5.0)(self.wards.reload_thresholds)

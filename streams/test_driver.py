@@ -60,22 +60,27 @@ class TopologyTestDriver:
         self._counts = asset_counts_by_ward(asset_list)
 
     def pipe(self, kind: str, value: bytes | None, *, now: datetime, key: bytes | None = None,
-             headers: Iterable[tuple[str, bytes | None]] = ()) -> None:
-        """One partner record of event type `kind` ("incident", "lighting", "waste")."""
+             headers: Iterable[tuple[str, bytes | None]] = (), source: str | None = None,
+             ) -> None:
+        """One partner record of event type `kind` ("incident", "lighting", "waste"), on the
+        type's shared topic, or with `source` on that source's own topic (as the worker binds
+        it: the record must name that source)."""
         event_type = by_kind(kind)
-        topic = event_type.input.name
+        spec = event_type.shared_input if source is None else event_type.input_for_source(source)
+        bound = event_type.binding(spec)
+        topic = spec.name
         offset = self._offsets.get(topic, 0)
         self._offsets[topic] = offset + 1
-        source = source_record(topic, 0, offset, now.timestamp(), key, value, headers)
+        origin = source_record(topic, 0, offset, now.timestamp(), key, value, headers)
         try:
             enriched, enriched_bytes = enrich_record(
                 value, topic, event_type.schema, event_type.enriched_schema,
-                event_type.enricher, self.reference, self.rules, now)
+                event_type.enricher, self.reference, self.rules, now, bound)
         except Rejection as error:
-            self._dead(source, error, error.stage, error.reason, now)
+            self._dead(origin, error, error.stage, error.reason, now)
             return
         except Exception as error:
-            self._dead(source, error, "PROCESS", "processing_error", now)
+            self._dead(origin, error, "PROCESS", "processing_error", now)
             return
         self.outputs.enriched.append(enriched)
         self._fold(event_type, enriched_bytes, now)

@@ -53,6 +53,10 @@ class TopicSpec:
     replication_factor: int = 1
     #: The record field that is the Kafka key, where the key is one (input and reference topics).
     key_field: str | None = None
+    #: The `source_system` of every record on this input topic: only that partner's principal
+    #: may write it, so the topic, not the payload, says who wrote a record (issue 12). None
+    #: where the payload names its source (the shared transition topic) or a type has none.
+    source: str | None = None
 
     @property
     def compacted(self) -> bool:
@@ -69,9 +73,25 @@ _COMPACT = {
 INCIDENTS = TopicSpec(
     "city.incidents.v1", Role.INPUT, "incident_id", "org.cityops.IncidentEvent",
     WARD_PARTITIONS,
-    "Incident reports from police, the 112 call center, the citizen app, CCTV and fire service.",
+    "Shared incident topic, kept for the transition to the per-source topics (unsecured setups "
+    "only: no partner principal may write it); the payload's source_system is taken as sent.",
     _DELETE_7D, key_field="incident_id",
 )
+
+
+def _incident_source_topic(slug: str, source: str, who: str) -> TopicSpec:
+    """The input topic of one incident partner: same schema and key as the shared topic."""
+    return replace(INCIDENTS, name=f"city.incidents.{slug}.v1", source=source,
+                   description=f"Incident reports from {who}; source_system {source} only.")
+
+
+#: One incident topic per `source_system` symbol a partner principal writes
+#: (cityops/security.py): the worker takes the source from the topic, and ACLs let each
+#: partner write its own topic only. CCTV, FIRE_SERVICE and OTHER have no partner principal
+#: yet; adding one is a topic here and a line in security.PARTNER_SOURCES.
+INCIDENTS_POLICE = _incident_source_topic("police", "POLICE", "the police")
+INCIDENTS_112 = _incident_source_topic("112", "CALL_CENTER_112", "the 112 call center")
+INCIDENTS_CITIZEN = _incident_source_topic("citizen", "CITIZEN_APP", "the citizen app")
 LIGHTING = TopicSpec(
     "city.lighting.v1", Role.INPUT, "lamp_id", "org.cityops.LightingEvent",
     WARD_PARTITIONS,
@@ -121,19 +141,20 @@ DEAD_LETTERS = TopicSpec(
 )
 
 CATALOG: tuple[TopicSpec, ...] = (
-    INCIDENTS, LIGHTING, WASTE,
+    INCIDENTS, INCIDENTS_POLICE, INCIDENTS_112, INCIDENTS_CITIZEN, LIGHTING, WASTE,
     INCIDENTS_ENRICHED, LIGHTING_ENRICHED, WASTE_ENRICHED,
     WARDS, ASSETS, SITUATIONS, DEAD_LETTERS,
 )
 
 
-
-
 def by_schema(schema: str) -> TopicSpec:
-    """The input or reference topic that carries `schema` (a full or short record name)."""
+    """The input or reference topic that carries `schema` (a full or short record name); for
+    incidents the shared topic, where the payload names its source (a per-source topic is
+    chosen by the record: `topics.event_types.EventType.input_for`)."""
     full = schema if "." in schema else f"org.cityops.{schema}"
     for spec in CATALOG:
-        if spec.value_schema == full and spec.role in (Role.INPUT, Role.REFERENCE):
+        if (spec.value_schema == full and spec.role in (Role.INPUT, Role.REFERENCE)
+                and spec.source is None):
             return spec
     raise KeyError(f"no input or reference topic carries {schema}")
 

@@ -14,6 +14,7 @@ and per enriched topic:
 from __future__ import annotations
 
 import copy
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -640,3 +641,84 @@ def test_a_flood_of_new_incident_ids_stays_within_the_ward_cap(
     sizes = [len(encode(catalog.SITUATIONS.value_schema, s)) for s in situations]
     assert max(sizes) < 4 * 1024
     assert len(situations) <= 50  # once per batch, not once per event: 6,000 events
+
+
+SOURCE_WARD = "36.72.05.1001"  # only the impersonation test below reports here
+
+
+def test_a_partner_can_neither_pose_as_another_source_nor_touch_its_incidents(
+    worker: Worker, namespace: Namespace
+) -> None:
+    """Issue 12, hole 2: on its own topic the citizen app claims to be the police (dead-lettered
+    VALIDATE/source_mismatch, it never reaches the ward) and cancels a police incident by reusing
+    its id (accepted by design as the citizen app's own, closed incident: the police incident
+    stays open)."""
+    bootstrap = namespace.bootstrap
+    b = Builder(datetime.now(UTC))
+    police = b.incident(ward_code=SOURCE_WARD, category="OTHER", severity="MODERATE")
+    posing = b.incident(ward_code=SOURCE_WARD, category="FIRE", severity="EXTREME")  # POLICE
+    cancel = b.incident(ward_code=SOURCE_WARD, category="OTHER", severity="MODERATE",
+                        incident_id=police["incident_id"], source_system="CITIZEN_APP",
+                        status="CANCELLED")
+    police_topic = namespace.name(catalog.INCIDENTS_POLICE)
+    citizen_topic = namespace.name(catalog.INCIDENTS_CITIZEN)
+    enriched_topic = namespace.name(catalog.INCIDENTS_ENRICHED)
+
+    def applied() -> float:
+        return worker.metric_sum("cityops_events_aggregated_total", topic=enriched_topic,
+                                 outcome="applied")
+
+    applied_before = applied()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    try:
+        placed = {name: producer.send(topic, key=_key(record, "incidents"),
+                                      value=encode(INCIDENT, record)).get(timeout=60)
+                  for name, topic, record in (("police", police_topic, police),
+                                              ("posing", citizen_topic, posing),
+                                              ("cancel", citizen_topic, cancel))}
+    finally:
+        producer.close()
+
+    def mine() -> list[tuple[str, str, str]]:
+        ids = {police["event_id"], posing["event_id"], cancel["event_id"]}
+        return [(r["event"]["incident_id"], r["event"]["source_system"], r["event"]["status"])
+                for r in (decode(m.value, expected=ENRICHED["incidents"].value_schema).record
+                          for m in read_records(bootstrap, enriched_topic))
+                if r["event"]["event_id"] in ids]
+
+    def dead_here() -> list[dict[str, Any]]:
+        return [d for d in (decode(r.value, expected=catalog.DEAD_LETTERS.value_schema).record
+                            for r in read_records(bootstrap,
+                                                  namespace.name(catalog.DEAD_LETTERS)))
+                if d["original_topic"] in (police_topic, citizen_topic)]
+
+    def situation() -> dict[str, Any] | None:
+        found = [s for s in (decode(r.value, expected=catalog.SITUATIONS.value_schema).record
+                             for r in read_records(bootstrap,
+                                                   namespace.name(catalog.SITUATIONS)))
+                 if s["scope_code"] == SOURCE_WARD]
+        return max(found, key=lambda s: s["sequence"]) if found else None
+
+    wait_until(lambda: len(mine()) == 2 and len(dead_here()) == 1, 120,
+          "the police incident and the citizen app's cancel enriched, the posing dead-lettered")
+    assert sorted(mine()) == [(police["incident_id"], "CITIZEN_APP", "CANCELLED"),
+                              (police["incident_id"], "POLICE", "REPORTED")]
+    [letter] = dead_here()
+    assert (letter["original_topic"], letter["original_offset"], letter["stage"],
+            letter["reason"], letter["error_message"]) == (
+        citizen_topic, placed["posing"].offset, "VALIDATE", "source_mismatch",
+        f"source_system 'POLICE' on {citizen_topic}, which only CITIZEN_APP writes")
+    assert letter["original_value"] == encode(INCIDENT, posing)
+    assert worker.metric_sum("cityops_events_rejected_total", topic=citizen_topic,
+                             stage="VALIDATE", reason="source_mismatch") == 1
+
+    # both applied (the ward agent counts each fold), then the batch's situation published
+    wait_until(lambda: applied() == applied_before + 2, 60, "both incidents applied")
+    wait_until(lambda: situation() is not None, 30, f"a situation of {SOURCE_WARD}")
+    time.sleep(3.0)  # the batch that folded the last of them publishes within a second
+    final = situation()
+    assert final is not None
+    # the police incident is still open; the EXTREME claim never reached the ward
+    assert (final["level"], final["reasons"], final["open_incidents"],
+            final["open_incidents_by_severity"], final["open_incidents_by_category"]) == (
+        "NORMAL", [], 1, {"MODERATE": 1}, {"OTHER": 1})

@@ -29,7 +29,7 @@ from core.reference_data import load_ward_records
 from core.vocabulary import ASSET_REGISTRY_SEED
 from schemas.codec import decode
 from tests.namespace import NamespacePlan
-from topics.catalog import DEAD_LETTERS, INCIDENTS, LIGHTING, SITUATIONS
+from topics.catalog import DEAD_LETTERS, INCIDENTS_112, LIGHTING, SITUATIONS
 
 pytestmark = pytest.mark.e2e
 
@@ -177,7 +177,7 @@ def test_scenario_gives_exact_situations_dead_letters_and_metrics(
 
     dead = _read_all(bootstrap, _topic(DEAD_LETTERS), DEAD_LETTERS.value_schema, wait_for=2)
     assert sorted((d["original_topic"], d["stage"], d["reason"]) for d in dead) == sorted([
-        (_topic(INCIDENTS), "ENRICH", "unknown_ward"),
+        (_topic(INCIDENTS_112), "ENRICH", "unknown_ward"),
         (_topic(LIGHTING), "DECODE", "not_single_object"),
     ])
     garbage = next(d for d in dead if d["original_topic"] == _topic(LIGHTING))
@@ -185,13 +185,13 @@ def test_scenario_gives_exact_situations_dead_letters_and_metrics(
         b"garbage-key", b"\x00\x01not avro")
 
     # metrics scraped over HTTP from the worker
-    assert worker.metric("cityops_events_consumed_total", topic=_topic(INCIDENTS)) == 6.0
+    assert worker.metric("cityops_events_consumed_total", topic=_topic(INCIDENTS_112)) == 6.0
     assert worker.metric("cityops_events_consumed_total", topic=_topic(LIGHTING)) == 4.0
-    assert worker.metric("cityops_events_rejected_total", topic=_topic(INCIDENTS),
+    assert worker.metric("cityops_events_rejected_total", topic=_topic(INCIDENTS_112),
                          stage="ENRICH", reason="unknown_ward") == 1.0
     assert worker.metric("cityops_events_rejected_total", topic=_topic(LIGHTING),
                          stage="DECODE", reason="not_single_object") == 1.0
-    assert worker.metric("cityops_events_enriched_total", topic=_topic(INCIDENTS),
+    assert worker.metric("cityops_events_enriched_total", topic=_topic(INCIDENTS_112),
                          ward_resolution="POINT_IN_POLYGON") == 1.0
     assert worker.metric("cityops_events_enriched_total", topic=_topic(LIGHTING),
                          ward_resolution="ASSET_REGISTRY") == 3.0

@@ -45,7 +45,8 @@ from core.reference_data import load_ward_records
 from core.vocabulary import ASSET_REGISTRY_SEED
 from tests.conftest import ROOT
 from tests.namespace import NamespacePlan
-from topics.catalog import INCIDENTS, LIGHTING, WASTE
+from topics.catalog import INCIDENTS_112, LIGHTING, WASTE
+from topics.event_types import INPUT_TOPICS
 
 pytestmark = pytest.mark.integration
 
@@ -265,7 +266,7 @@ def scenario(worker: Worker, prometheus: PrometheusServer, namespace: Namespace
         _count("cityops_lamps_out", kecamatan="Pulomerak"): 3.0,
         _count("cityops_containers_full", kecamatan="Cilegon"): 3.0,
         f"count({_count('cityops_events_rejected_total')})": 2.0,
-        age_count(_topic(INCIDENTS)): 3.0, age_count(_topic(LIGHTING)): 3.0,
+        age_count(_topic(INCIDENTS_112)): 3.0, age_count(_topic(LIGHTING)): 3.0,
         age_count(_topic(WASTE)): 3.0,
     })
 
@@ -277,7 +278,7 @@ def scenario(worker: Worker, prometheus: PrometheusServer, namespace: Namespace
         producer.send("WasteEvent", _fill(containers[3], at(53), 0.30))
     _wait_values(prometheus, {
         _count("cityops_incident_dispatch_seconds_count", kecamatan="Cibeber"): 1.0,
-        age_count(_topic(INCIDENTS)): 4.0, age_count(_topic(LIGHTING)): 4.0,
+        age_count(_topic(INCIDENTS_112)): 4.0, age_count(_topic(LIGHTING)): 4.0,
         age_count(_topic(WASTE)): 4.0,
     })
 
@@ -298,7 +299,7 @@ def scenario(worker: Worker, prometheus: PrometheusServer, namespace: Namespace
         producer.send("WasteEvent", _fill(containers[3], at(54), 0.35))
     _wait_values(prometheus, {
         _count("cityops_incident_on_scene_seconds_count", kecamatan="Cibeber"): 2.0,
-        age_count(_topic(INCIDENTS)): 7.0, age_count(_topic(LIGHTING)): 5.0,
+        age_count(_topic(INCIDENTS_112)): 7.0, age_count(_topic(LIGHTING)): 5.0,
         age_count(_topic(WASTE)): 5.0,
     })
     return {"pulomerak_lamp_uptime": (tamansari_lamps - 3) / tamansari_lamps}
@@ -372,16 +373,17 @@ def _check_dashboard(prometheus: PrometheusServer, lamp_uptime: float) -> list[s
         ("Dispatch time p90 by kecamatan", "A"): (("kecamatan",), {("Cibeber",): 282.0}),
         # every event is older than the top bucket (300 s)
         ("Event age at enrichment (p95 by topic)", "A"): (("topic",), {
-            (_topic(INCIDENTS),): 300.0, (_topic(LIGHTING),): 300.0, (_topic(WASTE),): 300.0}),
+            (_topic(INCIDENTS_112),): 300.0, (_topic(LIGHTING),): 300.0, (_topic(WASTE),): 300.0}),
         ("Workers", "A"): ((), {(): 1.0}),
         ("Workers", "B"): ((), {(): 1.0}),
         ("Workers", "C"): ((), {(): 1.0}),
     }
     label_sets: dict[tuple[str, str], tuple[tuple[str, ...], set[tuple[str, ...]]]] = {
+        # every input topic's counter exists from the start (0 until its first record)
         ("Events consumed per second by topic", "A"): (("topic",), {
-            (_topic(INCIDENTS),), (_topic(LIGHTING),), (_topic(WASTE),)}),
+            (_topic(spec),) for spec in INPUT_TOPICS}),
         ("Rejections per second by topic and reason", "A"): (("topic", "stage", "reason"), {
-            (_topic(INCIDENTS), "ENRICH", "unknown_ward"),
+            (_topic(INCIDENTS_112), "ENRICH", "unknown_ward"),
             (_topic(LIGHTING), "DECODE", "not_single_object")}),
     }
     problems: list[str] = []

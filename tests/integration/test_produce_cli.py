@@ -13,7 +13,7 @@ import pytest
 from bench.harness import Namespace
 from tests.conftest import CITYOPS, ROOT
 from tests.namespace import NamespacePlan
-from topics.catalog import INCIDENTS
+from topics.catalog import INCIDENTS_112
 
 pytestmark = pytest.mark.integration
 
@@ -61,14 +61,14 @@ def test_each_violation_is_refused_with_the_field_and_nothing_is_sent(
     assert "record 1" in result.stderr
     assert message in result.stderr
     assert "nothing sent" in result.stderr
-    assert namespace.read(INCIDENTS, timeout_s=5) == []
+    assert namespace.read(INCIDENTS_112, timeout_s=5) == []
 
 
 def test_accepted_events_arrive_and_decode_to_what_was_given(namespace: Namespace) -> None:
     result = _produce(namespace, [VALID])
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.splitlines()[-1] == f"sent 1 of 1 records: {PLAN.name(INCIDENTS)} 1"
-    [record] = namespace.read(INCIDENTS)
+    assert result.stdout.splitlines()[-1] == f"sent 1 of 1 records: {PLAN.name(INCIDENTS_112)} 1"
+    [record] = namespace.read(INCIDENTS_112)
     expected: dict[str, Any] = {key: value for key, value in VALID.items() if key != "type"}
     expected["occurred_at"] = datetime(2026, 11, 23, 8, 15, tzinfo=UTC)
     expected.update({"latitude": None, "longitude": None})

@@ -57,7 +57,7 @@ from core.connection import (
 )
 from core.reference_data import load_ward_records
 from core.vocabulary import ASSET_REGISTRY_SEED
-from schemas.codec import decode
+from schemas.codec import decode, encode
 from tests.conftest import CITYOPS, ROOT
 from tests.integration.test_watch_cli import refusal
 from topics import catalog
@@ -67,7 +67,12 @@ pytestmark = pytest.mark.integration
 
 #: The topics as this test session deploys them (its CITYOPS_TOPIC_PREFIX, tests/conftest.py).
 _TOPICS = TopicCatalog.from_env()
-INCIDENTS = _TOPICS.spec(catalog.INCIDENTS)
+INCIDENTS = _TOPICS.spec(catalog.INCIDENTS)  # the shared transition topic: no partner writes it
+POLICE_INCIDENTS = _TOPICS.spec(catalog.INCIDENTS_POLICE)
+CALL_CENTER_INCIDENTS = _TOPICS.spec(catalog.INCIDENTS_112)
+CITIZEN_INCIDENTS = _TOPICS.spec(catalog.INCIDENTS_CITIZEN)
+ENRICHED_INCIDENTS = _TOPICS.spec(catalog.INCIDENTS_ENRICHED)
+DEAD_LETTERS = _TOPICS.spec(catalog.DEAD_LETTERS)
 LIGHTING = _TOPICS.spec(catalog.LIGHTING)
 SITUATIONS = _TOPICS.spec(catalog.SITUATIONS)
 WASTE = _TOPICS.spec(catalog.WASTE)
@@ -75,6 +80,7 @@ WASTE = _TOPICS.spec(catalog.WASTE)
 FLOOD_WARD = "36.72.01.1001"  # Cibeber, Cibeber
 POLICE_WARD = "36.72.02.1001"
 LAMP_WARD = "36.72.03.1001"
+CITIZEN_WARD = "36.72.04.1001"
 DENIAL = re.compile(r"Principal = User:(\S+) is Denied operation = (\S+) from host = \S+ "
                     r"on resource = (\S+) for request")
 
@@ -188,12 +194,39 @@ def test_partner_writing_another_partners_topic_is_refused(secured: SecuredBroke
         }).get(timeout=30)
 
     assert type(refused.value) is TopicAuthorizationFailedError
-    assert INCIDENTS.name in str(refused.value)
+    assert POLICE_INCIDENTS.name in str(refused.value)
     assert own.topic == LIGHTING.name
-    incidents = _read_to_end(secured.bootstrap, INCIDENTS.name, INCIDENTS.value_schema,
-                             secured.client(ADMIN))
+    incidents = _read_to_end(secured.bootstrap, POLICE_INCIDENTS.name,
+                             POLICE_INCIDENTS.value_schema, secured.client(ADMIN))
     assert [r for r in incidents if r["incident_id"] == forged] == []
     assert secured.denials("partner-lighting") == {
+        ("DESCRIBE", f"Topic:LITERAL:{POLICE_INCIDENTS.name}"),
+    }
+
+
+def test_citizen_app_can_write_neither_the_police_topic_nor_the_shared_one(
+    secured: SecuredBroker,
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    posing = _incident(f"POSING-{uuid.uuid4().hex[:8]}", FLOOD_WARD, now, "POLICE")
+    with PartnerProducer(secured.bootstrap, **secured.client("partner-citizen-app")) as producer:
+        # the producer routes a POLICE record to the police topic: refused
+        with pytest.raises(TopicAuthorizationFailedError) as refused:
+            producer.send("IncidentEvent", posing).get(timeout=30)
+        # nor may it use the shared transition topic, where the payload would name the source
+        with pytest.raises(TopicAuthorizationFailedError) as shared_refused:
+            producer.send_raw(INCIDENTS.name, posing["incident_id"].encode(),
+                              encode(INCIDENTS.value_schema, posing)).get(timeout=30)
+    assert type(refused.value) is TopicAuthorizationFailedError
+    assert POLICE_INCIDENTS.name in str(refused.value)
+    assert type(shared_refused.value) is TopicAuthorizationFailedError
+    assert INCIDENTS.name in str(shared_refused.value)
+    for topic in (POLICE_INCIDENTS, INCIDENTS):
+        written = _read_to_end(secured.bootstrap, topic.name, topic.value_schema,
+                               secured.client(ADMIN))
+        assert [r for r in written if r["incident_id"] == posing["incident_id"]] == []
+    assert secured.denials("partner-citizen-app") == {
+        ("DESCRIBE", f"Topic:LITERAL:{POLICE_INCIDENTS.name}"),
         ("DESCRIBE", f"Topic:LITERAL:{INCIDENTS.name}"),
     }
 
@@ -207,8 +240,8 @@ def test_partner_writes_its_own_topic_and_the_worker_principal_reads_it(
     with PartnerProducer(secured.bootstrap, **secured.client("partner-police")) as producer:
         written = producer.send("IncidentEvent", record).get(timeout=30)
 
-    assert written.topic == INCIDENTS.name
-    read = _read_to_end(secured.bootstrap, INCIDENTS.name, INCIDENTS.value_schema,
+    assert written.topic == POLICE_INCIDENTS.name
+    read = _read_to_end(secured.bootstrap, POLICE_INCIDENTS.name, POLICE_INCIDENTS.value_schema,
                         secured.client(WORKER))
     assert [r for r in read if r["incident_id"] == record["incident_id"]] == [record]
     assert secured.denials("partner-police") == set()
@@ -286,9 +319,21 @@ def test_worker_turns_an_incident_into_a_situation_on_the_secured_broker(
         worker.wait_ready()
         at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
         with PartnerProducer(secured.bootstrap, **secured.client("partner-112")) as producer:
-            producer.send("IncidentEvent", _incident(
+            sent = producer.send("IncidentEvent", _incident(
                 f"CALL-{uuid.uuid4().hex[:8]}", FLOOD_WARD, at, "CALL_CENTER_112",
             )).get(timeout=30)
+        assert sent.topic == CALL_CENTER_INCIDENTS.name
+        # The citizen app writes its own topic: once honestly, once claiming to be the police
+        # (issue 12: it was enriched as POLICE and made the ward CRITICAL).
+        honest = _incident(f"CIT-{uuid.uuid4().hex[:8]}", CITIZEN_WARD, at, "CITIZEN_APP")
+        posing = _incident(f"CIT-{uuid.uuid4().hex[:8]}", CITIZEN_WARD, at, "POLICE") | {
+            "severity": "EXTREME"}
+        with PartnerProducer(secured.bootstrap,
+                             **secured.client("partner-citizen-app")) as producer:
+            assert producer.send("IncidentEvent", honest).get(timeout=30).topic == (
+                CITIZEN_INCIDENTS.name)
+            producer.send_raw(CITIZEN_INCIDENTS.name, posing["incident_id"].encode(),
+                              encode(CITIZEN_INCIDENTS.value_schema, posing)).get(timeout=30)
 
         def ward_situations() -> list[dict[str, Any]]:
             return [s for s in _read_to_end(secured.bootstrap, SITUATIONS.name,
@@ -296,13 +341,32 @@ def test_worker_turns_an_incident_into_a_situation_on_the_secured_broker(
                                             secured.client(COMMAND_CENTER))
                     if s["scope_code"] == FLOOD_WARD]
 
+        def citizen_outcomes() -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
+            ids = {honest["incident_id"], posing["incident_id"]}
+            enriched = [(r["event"]["incident_id"], r["event"]["source_system"])
+                        for r in _read_to_end(secured.bootstrap, ENRICHED_INCIDENTS.name,
+                                              ENRICHED_INCIDENTS.value_schema,
+                                              secured.client(ADMIN))
+                        if r["event"]["incident_id"] in ids]
+            dead = [(d["original_key"].decode(), d["stage"], d["reason"])
+                    for d in _read_to_end(secured.bootstrap, DEAD_LETTERS.name,
+                                          DEAD_LETTERS.value_schema, secured.client(ADMIN))
+                    if d["original_topic"] == CITIZEN_INCIDENTS.name]
+            return enriched, dead
+
         deadline = time.monotonic() + 90
         situations = ward_situations()
-        while not situations and time.monotonic() < deadline:
+        outcomes = citizen_outcomes()
+        while (not situations or not all(outcomes)) and time.monotonic() < deadline:
             time.sleep(1.0)
             situations = ward_situations()
+            outcomes = citizen_outcomes()
     finally:
         worker.stop()
+
+    # enriched with the source of the topic it came from; the claim to be POLICE dead-lettered
+    assert outcomes == ([(honest["incident_id"], "CITIZEN_APP")],
+                        [(posing["incident_id"], "VALIDATE", "source_mismatch")])
 
     assert [(s["sequence"], s["kind"], s["level"], s["reasons"], s["open_incidents"],
              s["open_incidents_by_category"]) for s in situations] == [
@@ -334,9 +398,9 @@ def test_acls_name_the_catalogs_prefixed_topics() -> None:
     partner_rules = {(g.principal, g.resource_name, g.operations)
                      for g in acl_plan("cityops") if g.principal.startswith("partner-")}
     assert partner_rules == {
-        ("partner-police", INCIDENTS.name, ("WRITE", "DESCRIBE")),
-        ("partner-112", INCIDENTS.name, ("WRITE", "DESCRIBE")),
-        ("partner-citizen-app", INCIDENTS.name, ("WRITE", "DESCRIBE")),
+        ("partner-police", POLICE_INCIDENTS.name, ("WRITE", "DESCRIBE")),
+        ("partner-112", CALL_CENTER_INCIDENTS.name, ("WRITE", "DESCRIBE")),
+        ("partner-citizen-app", CITIZEN_INCIDENTS.name, ("WRITE", "DESCRIBE")),
         ("partner-lighting", LIGHTING.name, ("WRITE", "DESCRIBE")),
         ("partner-waste", WASTE.name, ("WRITE", "DESCRIBE")),
     }

@@ -21,6 +21,7 @@ from processors.enrich import (
     EnrichmentRules,
     ReferenceData,
     cabinet_ids,
+    check_source,
     data_quality,
     enrich_incident,
     enrich_lighting,
@@ -336,6 +337,13 @@ def test_custom_rules_change_the_limits() -> None:
 # --------------------------------------------------------------------- rejections
 
 Enricher = Callable[[Mapping[str, Any], ReferenceData, EnrichmentRules, datetime], dict[str, Any]]
+
+def _on_police_topic(event: Mapping[str, Any], ref: ReferenceData, rules: EnrichmentRules,
+                     now: datetime) -> dict[str, Any]:
+    """What the worker does with a record read from the police topic."""
+    check_source(event, "source_system", "POLICE", "city.incidents.police.v1")
+    return enrich_incident(event, ref, rules, now)
+
 
 CASES: list[tuple[str, Enricher, dict[str, Any], str, str, str]] = [
     (
@@ -700,6 +708,14 @@ CASES: list[tuple[str, Enricher, dict[str, Any], str, str, str]] = [
         "symbols and spaces only",
     ),
     (
+        "citizen_app_posing_as_police",
+        _on_police_topic,
+        incident(source_system="CITIZEN_APP"),
+        "VALIDATE",
+        "source_mismatch",
+        "source_system 'CITIZEN_APP' on city.incidents.police.v1, which only POLICE writes",
+    ),
+    (
         "nowhere",
         enrich_incident,
         incident(),
@@ -739,7 +755,7 @@ def test_every_validate_and_enrich_reason_is_exercised() -> None:
 
 
 def test_reason_set_is_bounded_snake_case_and_unique() -> None:
-    assert len(REASONS) == len(set(REASONS)) == 24
+    assert len(REASONS) == len(set(REASONS)) == 25
     assert REASONS[:len(CODEC_REASONS)] == CODEC_REASONS
     assert [r for r in REASONS if not re.fullmatch(r"[a-z]+(_[a-z]+)*", r)] == []
     assert STAGES == ("DECODE", "VALIDATE", "ENRICH", "PROCESS")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,7 +31,10 @@ from cityops.simulator import INCIDENT_SCHEMA, LIGHTING_SCHEMA, WASTE_SCHEMA, Si
 
 pytestmark = pytest.mark.unit
 
-INCIDENTS = topic_name(INCIDENT_SCHEMA)
+INCIDENTS = topic_name(INCIDENT_SCHEMA, {"source_system": "POLICE"})  # _incident()'s source
+SHARED_INCIDENTS = topic_name(INCIDENT_SCHEMA)
+PREFIX = os.environ["CITYOPS_TOPIC_PREFIX"]
+CITIZEN_INCIDENTS = topic_name(INCIDENT_SCHEMA, {"source_system": "CITIZEN_APP"})
 LIGHTING = topic_name(LIGHTING_SCHEMA)
 WASTE = topic_name(WASTE_SCHEMA)
 """Topic names carry the test session's prefix (tests/conftest.py)."""
@@ -73,7 +77,7 @@ class FakeSender:
     flushed: int = 0
 
     def send(self, schema: str, record: Mapping[str, Any]) -> FakeFuture:
-        topic = topic_name(schema)
+        topic = topic_name(schema, record)  # as PartnerProducer.send routes it
         offset = self.offsets[topic]
         self.offsets[topic] += 1
         self.sent.append((schema, dict(record)))
@@ -219,6 +223,23 @@ def test_stdin_is_read_when_no_source_is_given() -> None:
     assert (code, err) == (EXIT_OK, "")
     assert out.splitlines()[-1] == f"sent 2 of 2 records: {INCIDENTS} 2"
     assert len(sender.sent) == 2
+
+
+def test_each_incident_goes_to_its_sources_topic() -> None:
+    records = [_incident(), _incident(source_system="CITIZEN_APP"),
+               _incident(source_system="CCTV"), _incident(source_system="POLICE")]
+    code, out, err, _, _ = _produce(stdin=json.dumps(records))
+    assert (code, err) == (EXIT_OK, "")
+    names = (INCIDENTS, CITIZEN_INCIDENTS, SHARED_INCIDENTS)
+    assert names == (f"{PREFIX}city.incidents.police.v1", f"{PREFIX}city.incidents.citizen.v1",
+                     f"{PREFIX}city.incidents.v1")
+    assert out.splitlines() == [
+        f"record 0: {INCIDENTS} partition 0 offset 0",
+        f"record 1: {CITIZEN_INCIDENTS} partition 0 offset 0",
+        f"record 2: {SHARED_INCIDENTS} partition 0 offset 0",
+        f"record 3: {INCIDENTS} partition 0 offset 1",
+        f"sent 4 of 4 records: {CITIZEN_INCIDENTS} 1, {INCIDENTS} 2, {SHARED_INCIDENTS} 1",
+    ]
 
 
 def test_more_than_twenty_records_print_only_the_summary() -> None:

@@ -17,6 +17,7 @@ from processors.state import (
     DUPLICATE,
     EXPIRED,
     LATE,
+    UNATTRIBUTED,
     ContainerRecord,
     IncidentRecord,
     WardState,
@@ -29,6 +30,9 @@ from processors.state import (
 from processors.thresholds import BurstRule, LevelSteps, Thresholds
 
 pytestmark = pytest.mark.unit
+
+#: The source of the incidents below unless a test says otherwise; incidents are keyed by it.
+SOURCE = "CALL_CENTER_112"
 
 T0 = datetime(2025, 1, 6, 8, 0, tzinfo=UTC)  # aligned to 5-min windows and 10-min buckets
 T0_MS = to_ms(T0)
@@ -71,12 +75,13 @@ def incident(
     status: str,
     category: str = "CRIME",
     severity: str = "MODERATE",
+    source: str = "CALL_CENTER_112",
 ) -> dict[str, Any]:
     event = {
         "event_id": eid(n),
         "occurred_at": at(seconds),
         "incident_id": incident_id,
-        "source_system": "CALL_CENTER_112",
+        "source_system": source,
         "category": category,
         "severity": severity,
         "status": status,
@@ -194,7 +199,7 @@ def test_lifecycle_in_order_updates_status_open_counts_and_response_times() -> N
     assert run(state, incident(4, 1800, "I-1", "RESOLVED")) == ["applied"]
     assert state.open_by_key == {}
     assert state.incidents == {
-        "I-1": IncidentRecord(
+        (SOURCE, "I-1"): IncidentRecord(
             status=3,
             category="CRIME",
             category_at=ms(1800),
@@ -232,7 +237,7 @@ def test_out_of_order_lifecycle_ends_in_the_same_state_and_never_reopens() -> No
 
     shuffled = WardState()
     assert run(shuffled, on_scene) == ["applied"]
-    rec = shuffled.incidents["I-1"]
+    rec = shuffled.incidents[(SOURCE, "I-1")]
     assert (rec.status_name, rec.first_seen, rec.reported_at) == ("ON_SCENE", ms(200), None)
     assert shuffled.on_scene_count == 0  # no REPORTED yet, so no response time
     assert run(shuffled, dispatched) == ["applied"]
@@ -252,8 +257,8 @@ def test_cancelled_wins_over_resolved_whatever_the_order() -> None:
     cancelled = incident(3, 30, "I-1", "CANCELLED")
     run(first, incident(1, 0, "I-1", "REPORTED"), resolved, cancelled)
     run(second, incident(1, 0, "I-1", "REPORTED"), cancelled, resolved)
-    assert first.incidents["I-1"].status_name == "CANCELLED"
-    assert first.incidents["I-1"].closed_at == ms(30)
+    assert first.incidents[(SOURCE, "I-1")].status_name == "CANCELLED"
+    assert first.incidents[(SOURCE, "I-1")].closed_at == ms(30)
     assert first == second
 
 
@@ -261,7 +266,7 @@ def test_unknown_status_updates_only_category_and_severity() -> None:
     state = WardState()
     run(state, incident(1, 0, "I-1", "REPORTED", "CRIME", "MINOR"))
     run(state, incident(2, 60, "I-1", "UNKNOWN", "FIRE", "SEVERE"))
-    rec = state.incidents["I-1"]
+    rec = state.incidents[(SOURCE, "I-1")]
     assert (rec.status_name, rec.category, rec.severity) == ("REPORTED", "FIRE", "SEVERE")
     assert (rec.first_seen, rec.last_seen) == (ms(0), ms(60))
     assert state.open_by_key == {("SEVERE", "FIRE"): 1}
@@ -273,14 +278,14 @@ def test_incident_seen_only_with_unknown_status_is_neither_open_nor_new() -> Non
     assert run(state, incident(1, 0, "I-1", "UNKNOWN", "FLOOD", "EXTREME")) == ["applied"]
     assert state.open_by_key == {}
     assert state.windows == {}
-    assert state.incidents["I-1"].status is None
+    assert state.incidents[(SOURCE, "I-1")].status is None
 
 
 def test_unknown_severity_never_overwrites_a_known_one() -> None:
     state = WardState()
     run(state, incident(1, 0, "I-1", "REPORTED", severity="EXTREME"))
     run(state, incident(2, 60, "I-1", "DISPATCHED", severity="UNKNOWN"))
-    assert state.incidents["I-1"].severity == "EXTREME"
+    assert state.incidents[(SOURCE, "I-1")].severity == "EXTREME"
     assert state.open_by_key == {("EXTREME", "CRIME"): 1}
 
 
@@ -290,7 +295,7 @@ def test_same_instant_category_tie_is_decided_by_symbol_not_arrival() -> None:
     fire = incident(2, 10, "I-1", "DISPATCHED", "FIRE")
     run(first, crime, fire)
     run(second, fire, crime)
-    assert first.incidents["I-1"].category == "FIRE"  # "FIRE" > "CRIME"
+    assert first.incidents[(SOURCE, "I-1")].category == "FIRE"  # "FIRE" > "CRIME"
     assert first == second
 
 
@@ -311,8 +316,8 @@ def test_new_incident_moves_to_the_window_of_its_earliest_event() -> None:
     assert state.windows == {ms(0): WindowCounts({"FIRE": 1}, 0, 0)}
     # Once window 0 is closed (0 + 300 s + 60 s grace <= watermark) its counts are frozen.
     run(state, incident(4, 400, "I-1", "ON_SCENE", "CRIME"))
-    assert state.incidents["I-1"].category == "CRIME"
-    assert state.incidents["I-1"].counted_category == "FIRE"
+    assert state.incidents[(SOURCE, "I-1")].category == "CRIME"
+    assert state.incidents[(SOURCE, "I-1")].counted_category == "FIRE"
     assert state.windows == {ms(0): WindowCounts({"FIRE": 1}, 0, 0)}
 
 
@@ -320,7 +325,7 @@ def test_late_reported_keeps_the_count_in_the_window_where_it_was_counted() -> N
     state = WardState()
     assert run(state, incident(1, 600, "I-1", "ON_SCENE")) == ["applied"]
     assert run(state, incident(2, 0, "I-1", "REPORTED")) == ["late"]
-    rec = state.incidents["I-1"]
+    rec = state.incidents[(SOURCE, "I-1")]
     assert (rec.first_seen, rec.counted_window) == (ms(0), ms(600))
     assert state.windows == {ms(600): WindowCounts({"CRIME": 1}, 0, 0)}
     assert (state.on_scene_ms_sum, state.on_scene_count) == (600_000, 1)
@@ -349,10 +354,10 @@ def test_serialised_incident_rows_follow_every_change_and_are_never_shared() -> 
     first = state.to_dict()
     run(state, incident(3, 60, "INC-1", "DISPATCHED", severity="SEVERE"))
     second = state.to_dict()
-    assert second["inc"]["INC-1"] == state.incidents["INC-1"].to_list()
-    assert second["inc"]["INC-1"][0] == "DISPATCHED"
-    assert second["inc"]["INC-2"] is first["inc"]["INC-2"]  # unchanged: the same row reused
-    assert first["inc"]["INC-1"][0] == "REPORTED"  # an earlier value is never rewritten
+    assert second["inc"][SOURCE]["INC-1"] == state.incidents[(SOURCE, "INC-1")].to_list()
+    assert second["inc"][SOURCE]["INC-1"][0] == "DISPATCHED"
+    assert second["inc"][SOURCE]["INC-2"] is first["inc"][SOURCE]["INC-2"]  # unchanged: reused
+    assert first["inc"][SOURCE]["INC-1"][0] == "REPORTED"  # an earlier value is never rewritten
     assert second["inc"] is not first["inc"]
     assert WardState.from_dict(json.loads(json.dumps(second))) == state
 
@@ -394,11 +399,11 @@ def test_old_event_for_an_unknown_incident_is_expired_but_a_known_one_applies() 
     horizon = DEFAULTS.closed_incident_horizon_seconds
     old_unknown = incident(2, 90_000 - horizon - 0.001, "I-OLD", "REPORTED")
     assert apply(state, "incident", old_unknown, DEFAULTS) is EXPIRED
-    assert "I-OLD" not in state.incidents
+    assert (SOURCE, "I-OLD") not in state.incidents
     assert EXPIRED.changed is False
     assert run(state, incident(3, 90_000 - horizon, "I-2", "REPORTED")) == ["late"]
     assert run(state, incident(4, 0, "I-2", "DISPATCHED")) == ["late"]
-    assert state.incidents["I-2"].dispatched_at == ms(0)
+    assert state.incidents[(SOURCE, "I-2")].dispatched_at == ms(0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -529,7 +534,7 @@ def test_pruning_windows_ids_incidents_faults_and_full_runs() -> None:
 
     run(state, waste(7, 700, "C-1", "FILL_LEVEL", 0.97), thresholds=t)
     assert state.windows == {}
-    assert sorted(state.incidents) == ["I-2"]  # closed I-1 last seen > 600 s ago
+    assert sorted(state.incidents) == [(SOURCE, "I-2")]  # closed I-1 last seen > 600 s ago
     assert state.open_by_key == {("MODERATE", "CRIME"): 1}
     assert state.cabinets == {}
     assert state.containers["C-1"].full_since == [ms(100), ms(700)]
@@ -560,11 +565,11 @@ def test_to_dict_of_a_small_state_is_exact() -> None:
         waste(3, 30, "C-1", "FILL_LEVEL", 0.95, 41.0),
     )
     assert state.to_dict() == {
-        "v": 1,
+        "v": 2,
         "wm": ms(30),
         "late": 0,
         "seen": [[ms(0), [eid(1), eid(2), eid(3)]]],
-        "inc": {
+        "inc": {SOURCE: {
             "I-1": [
                 "REPORTED",
                 "FLOOD",
@@ -580,7 +585,7 @@ def test_to_dict_of_a_small_state_is_exact() -> None:
                 ms(0),
                 "FLOOD",
             ]
-        },
+        }},
         "lamp": {"PJU-1": ["NO_POWER", ms(20)]},
         "cab": {"CAB-1": {"PJU-1": ms(20)}},
         "cont": {"C-1": [0.95, ms(30), 41.0, ms(30), None, None, [ms(30)]]},
@@ -629,9 +634,50 @@ def test_round_trip_through_dict_and_json_restores_an_equal_state() -> None:
 
 
 def test_from_dict_rejects_an_unknown_format_version() -> None:
-    data = WardState().to_dict() | {"v": 2}
-    with pytest.raises(ValueError, match="unsupported WardState format version 2"):
+    data = WardState().to_dict() | {"v": 3}
+    with pytest.raises(ValueError, match="unsupported WardState format version 3"):
         WardState.from_dict(data)
+
+
+def test_a_version_1_incident_row_belongs_to_the_first_source_that_continues_it() -> None:
+    state = WardState()
+    run(state, incident(1, 0, "I-1", "REPORTED"), incident(2, 10, "I-2", "REPORTED"))
+    data = state.to_dict()
+    version_1 = data | {"v": 1, "inc": data["inc"][SOURCE]}  # keyed by incident_id alone
+    restored = WardState.from_dict(version_1)
+    assert sorted(restored.incidents) == [(UNATTRIBUTED, "I-1"), (UNATTRIBUTED, "I-2")]
+    assert run(restored, incident(3, 60, "I-1", "DISPATCHED", source="POLICE")) == ["applied"]
+    assert sorted(restored.incidents) == [(UNATTRIBUTED, "I-2"), ("POLICE", "I-1")]
+    assert restored.incidents[("POLICE", "I-1")].status_name == "DISPATCHED"
+    assert restored.open_by_key == {("MODERATE", "CRIME"): 2}
+    assert restored.to_dict()["inc"] == {
+        "POLICE": {"I-1": restored.incidents[("POLICE", "I-1")].to_list()},
+        UNATTRIBUTED: {"I-2": restored.incidents[(UNATTRIBUTED, "I-2")].to_list()},
+    }
+
+
+# ownership: an incident id belongs to the source that opened it
+
+
+def test_another_source_can_neither_advance_nor_cancel_an_incident() -> None:
+    state = WardState()
+    run(state, incident(1, 0, "I-1", "REPORTED", "FIRE", "SEVERE", source="POLICE"))
+    assert run(
+        state,
+        incident(2, 60, "I-1", "CANCELLED", "FIRE", "SEVERE", source="CITIZEN_APP"),
+        incident(3, 70, "I-1", "DISPATCHED", "FIRE", "EXTREME", source="CALL_CENTER_112"),
+    ) == ["applied", "applied"]
+    assert {key: rec.status_name for key, rec in state.incidents.items()} == {
+        ("POLICE", "I-1"): "REPORTED",
+        ("CITIZEN_APP", "I-1"): "CANCELLED",
+        ("CALL_CENTER_112", "I-1"): "DISPATCHED",
+    }
+    # The police incident is still open, with its own severity; the others are their own.
+    assert state.open_by_key == {("SEVERE", "FIRE"): 1, ("EXTREME", "FIRE"): 1}
+    assert state.incidents[("POLICE", "I-1")].dispatched_at is None
+    assert run(state, incident(4, 80, "I-1", "RESOLVED", "FIRE", "SEVERE", source="POLICE")) == [
+        "applied"]
+    assert state.open_by_key == {("EXTREME", "FIRE"): 1}
 
 
 def test_states_with_different_content_are_not_equal() -> None:

@@ -91,7 +91,8 @@ def _incident(draw: st.DrawFn, times: st.SearchStrategy[int]) -> Event:
     event = {
         "occurred_at": T0 + timedelta(milliseconds=draw(times)),
         "incident_id": draw(st.sampled_from(["I-1", "I-2", "I-3"])),
-        "source_system": "CALL_CENTER_112",
+        # Two sources sharing ids: each owns its own incident, in any arrival order.
+        "source_system": draw(st.sampled_from(["CALL_CENTER_112", "POLICE"])),
         "category": draw(st.sampled_from(["FLOOD", "FLOOD", "FIRE", "CRIME"])),
         "severity": draw(st.sampled_from(["EXTREME", "SEVERE", "MINOR", "UNKNOWN"])),
         "status": draw(st.sampled_from(["REPORTED", *STATUS_RANK, "UNKNOWN"])),
@@ -192,8 +193,16 @@ def _run(
             # What a commit does: the state is serialised and the same object carries on, so
             # the rows to_dict reuses between commits must follow every change.
             rows = states[ward].to_dict()["inc"]
-            assert rows == {key: rec.to_list() for key, rec in states[ward].incidents.items()}
+            assert rows == _nested_rows(states[ward])
     return states
+
+
+def _nested_rows(state: WardState) -> dict[str, dict[str, list[Any]]]:
+    """Every incident's row by source, then incident id: what to_dict must write."""
+    rows: dict[str, dict[str, list[Any]]] = {}
+    for (source, incident_id), rec in state.incidents.items():
+        rows.setdefault(source, {})[incident_id] = rec.to_list()
+    return rows
 
 
 def _summary(state: WardState, ward: str, thresholds: Thresholds, now_ms: int) -> dict[str, Any]:
@@ -215,11 +224,11 @@ def _reference(events: list[Event], ward: str, t: Thresholds, now_ms: int) -> di
     def ts(event: dict[str, Any]) -> int:
         return to_ms(event["occurred_at"])
 
-    # Incidents.
-    by_id: dict[str, list[dict[str, Any]]] = {}
+    # Incidents: one per (source, incident_id), an id belongs to the source that opened it.
+    by_id: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for kind, event, _ in mine:
         if kind == "incident":
-            by_id.setdefault(event["incident_id"], []).append(event)
+            by_id.setdefault((event["source_system"], event["incident_id"]), []).append(event)
     by_category: dict[str, int] = {}
     by_severity: dict[str, int] = {}
     new_in_window = 0

@@ -27,10 +27,10 @@ REGISTRY = generate_asset_registry(WARDS, seed=ASSET_REGISTRY_SEED)
 
 
 def _incident(incident_id: str, at: datetime, status: str, ward: str | None = FLOOD_WARD,
-              n: int = 0) -> bytes:
+              n: int = 0, source: str = "CALL_CENTER_112", severity: str = "MODERATE") -> bytes:
     return encode("org.cityops.IncidentEvent", {
         "event_id": str(uuid.UUID(int=n + 1)), "occurred_at": at, "incident_id": incident_id,
-        "source_system": "CALL_CENTER_112", "category": "FLOOD", "severity": "MODERATE",
+        "source_system": source, "category": "FLOOD", "severity": severity,
         "status": status, "ward_code": ward, "latitude": None, "longitude": None,
         "rw": None, "rt": None, "description": "test",
     })
@@ -110,3 +110,28 @@ def test_garbage_and_an_unknown_ward_become_dead_letters_with_their_bytes() -> N
         ("city.incidents.v1", 0, "ENRICH", "unknown_ward", None, nowhere),
     ]
     assert driver.outputs.situations == []
+
+
+def test_a_source_topic_takes_its_own_source_and_dead_letters_another_claim() -> None:
+    driver = TopologyTestDriver(WARDS, REGISTRY, batch=1)
+    at = BASE + timedelta(seconds=30)
+    driver.pipe("incident", _incident("POL-1", at, "REPORTED", source="POLICE"), now=NOW,
+                source="POLICE")
+    # the citizen app, on its own topic: posing as the police, then cancelling POL-1
+    driver.pipe("incident", _incident("CIT-1", at, "REPORTED", n=1, source="POLICE",
+                                      severity="EXTREME"), now=NOW, source="CITIZEN_APP")
+    driver.pipe("incident", _incident("POL-1", at + timedelta(seconds=5), "CANCELLED", n=2,
+                                      source="CITIZEN_APP"), now=NOW, source="CITIZEN_APP")
+    assert [(d["original_topic"], d["stage"], d["reason"], d["error_message"])
+            for d in driver.outputs.dead_letters] == [
+        ("city.incidents.citizen.v1", "VALIDATE", "source_mismatch",
+         "source_system 'POLICE' on city.incidents.citizen.v1, which only CITIZEN_APP writes"),
+    ]
+    assert [(e["event"]["incident_id"], e["event"]["source_system"], e["event"]["status"])
+            for e in driver.outputs.enriched] == [
+        ("POL-1", "POLICE", "REPORTED"), ("POL-1", "CITIZEN_APP", "CANCELLED")]
+    # The police incident stays open: the cancel is the citizen app's own (closed) incident,
+    # counted as a flood report of its own, as any citizen report is.
+    assert [(s["level"], s["open_incidents"], s["reasons"])
+            for s in driver.situations_of(FLOOD_WARD)] == [
+        ("NORMAL", 1, []), ("WATCH", 1, ["2 flood reports in 20 min"])]

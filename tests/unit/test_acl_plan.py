@@ -1,0 +1,52 @@
+"""The ACL plan: each incident partner writes its own source's topic and nothing else, and the
+worker reads every input topic (the per-source ones and the shared transition topic)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cityops.security import PARTNER_SOURCES, PARTNER_TOPICS, WORKER, acl_plan
+from topics.catalog import CatalogSettings, TopicCatalog
+from topics.event_types import INCIDENT
+
+pytestmark = pytest.mark.unit
+
+DEPLOYED = TopicCatalog(CatalogSettings(prefix="t."))
+
+
+def test_each_partner_writes_and_describes_its_own_topic_only() -> None:
+    partner_rules = sorted((g.principal, g.resource_type, g.resource_name, g.pattern,
+                            g.operations)
+                           for g in acl_plan("app", topics=DEPLOYED)
+                           if g.principal.startswith("partner-"))
+    assert partner_rules == [
+        ("partner-112", "TOPIC", "t.city.incidents.112.v1", "LITERAL", ("WRITE", "DESCRIBE")),
+        ("partner-citizen-app", "TOPIC", "t.city.incidents.citizen.v1", "LITERAL",
+         ("WRITE", "DESCRIBE")),
+        ("partner-lighting", "TOPIC", "t.city.lighting.v1", "LITERAL", ("WRITE", "DESCRIBE")),
+        ("partner-police", "TOPIC", "t.city.incidents.police.v1", "LITERAL",
+         ("WRITE", "DESCRIBE")),
+        ("partner-waste", "TOPIC", "t.city.waste.v1", "LITERAL", ("WRITE", "DESCRIBE")),
+    ]
+
+
+def test_an_incident_partners_topic_is_the_one_bound_to_its_source() -> None:
+    assert {principal: (PARTNER_TOPICS[principal].source, PARTNER_TOPICS[principal].name)
+            for principal in PARTNER_SOURCES} == {
+        "partner-police": ("POLICE", "city.incidents.police.v1"),
+        "partner-112": ("CALL_CENTER_112", "city.incidents.112.v1"),
+        "partner-citizen-app": ("CITIZEN_APP", "city.incidents.citizen.v1"),
+    }
+    assert INCIDENT.shared_input not in PARTNER_TOPICS.values()
+
+
+def test_the_worker_reads_every_incident_input_and_writes_none() -> None:
+    worker_topics = {g.resource_name: g.operations for g in acl_plan("app", topics=DEPLOYED)
+                     if g.principal == WORKER and g.resource_type == "TOPIC"}
+    assert {name: ops for name, ops in worker_topics.items() if ".incidents." in name} == {
+        "t.city.incidents.v1": ("READ",),
+        "t.city.incidents.police.v1": ("READ",),
+        "t.city.incidents.112.v1": ("READ",),
+        "t.city.incidents.citizen.v1": ("READ",),
+        "t.city.incidents.enriched.v1": ("READ", "WRITE"),
+    }
