@@ -105,11 +105,18 @@ class Publication:
     """The record encoded, within `SITUATION_BUDGET_BYTES`."""
 
 
-def resume(entry: WardEntry, published_sequence: int) -> None:
+def resume(entry: WardEntry, published_sequence: int,
+           published: Mapping[str, Any] | None = None) -> None:
     """Continue a ward loaded from the table from the highest sequence already published
-    for it (read from the situations topic), never from a lower one (issue 12, hole 7)."""
+    for it (read from the situations topic), never from a lower one (issue 12, hole 7).
+
+    `published`, the situation that carried that sequence, becomes what the next evaluation is
+    compared with: a change its previous owner folded and published but never committed is then
+    not published a second time under a new number."""
     if published_sequence > entry.sequence:
         entry.sequence = published_sequence
+        if published is not None and published.get("sequence") == published_sequence:
+            entry.situation = jsonable(published)
 
 
 def fold(entry: WardEntry, kind: EventKind | str, enriched: Mapping[str, Any],

@@ -168,7 +168,8 @@ class WardAggregator:
             await asyncio.shield(self._catch_up)
 
     def _resumed(self, code: str, entry: OwnedWard) -> OwnedWard:
-        ward_step.resume(entry, self.references.published_sequences.get(code, 0))
+        ward_step.resume(entry, self.references.published_sequences.get(code, 0),
+                         self.references.situations.values.get(code))
         return entry
 
     def flush(self) -> None:

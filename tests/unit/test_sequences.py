@@ -59,3 +59,12 @@ def test_the_chaos_checker_reports_every_key_whose_sequence_fell() -> None:
                (b"36.72.01.1001", 42), (b"36.72.01.1001", 42), (b"36.72.01", 5),
                (b"36.72.01.1001", 43), (b"36.72.01", 4)]
     assert sequence_regressions(records) == ["36.72.01.1001: 63 -> 42", "36.72.01: 5 -> 4"]
+
+
+def test_a_change_already_published_by_the_previous_owner_is_not_published_again() -> None:
+    published_by_dead_owner = _committed_at(0)
+    first = flush(published_by_dead_owner, WARDS[GROGOL], REGISTRY, Thresholds(), T0)
+    assert first is not None and first.situation["sequence"] == 1
+    entry = _committed_at(0)  # the changelog kept the fold but not the evaluation
+    resume(entry, 1, first.situation)
+    assert (flush(entry, WARDS[GROGOL], REGISTRY, Thresholds(), T0), entry.sequence) == (None, 1)
