@@ -525,32 +525,31 @@ def stop(timeout_s: float = 60.0) -> str:
     """Stop every Kafka process this checkout started: the single node and any cluster nodes.
 
     SIGTERM first (Kafka flushes and closes its logs, and a leader hands its partitions over);
-    SIGKILL only as a last resort. Cluster nodes stop one after the other, so the last ones
-    still form a quorum while the first ones shut down cleanly.
+    SIGKILL only as a last resort. Cluster nodes get SIGTERM together: stopped one after the
+    other, the last one would wait for a quorum that has already gone (a minute, then SIGKILL).
     """
-    pid_files = [_pid_file(), *_cluster_pid_files()]
-    outcomes = [_stop_one(pid_file, timeout_s) for pid_file in pid_files]
-    stopped = [outcome for outcome in outcomes if outcome is not None]
-    if not stopped:
-        return "not running"
-    return "; ".join(stopped)
-
-
-def _stop_one(pid_file: Path, timeout_s: float) -> str | None:
-    pid = _read_pid(pid_file)
-    if pid is None:
-        pid_file.unlink(missing_ok=True)
-        return None
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if _read_pid(pid_file) is None:
+    running: dict[Path, int] = {}
+    for pid_file in [_pid_file(), *_cluster_pid_files()]:
+        pid = _read_pid(pid_file)
+        if pid is None:
             pid_file.unlink(missing_ok=True)
-            return f"stopped (pid {pid})"
+        else:
+            running[pid_file] = pid
+            os.kill(pid, signal.SIGTERM)
+    if not running:
+        return "not running"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(_read_pid(f) is not None for f in running):
         time.sleep(0.3)
-    os.kill(pid, signal.SIGKILL)
-    pid_file.unlink(missing_ok=True)
-    return f"killed after {timeout_s:.0f}s (pid {pid})"
+    outcomes = []
+    for pid_file, pid in running.items():
+        if _read_pid(pid_file) is None:
+            outcomes.append(f"stopped (pid {pid})")
+        else:
+            os.kill(pid, signal.SIGKILL)
+            outcomes.append(f"killed after {timeout_s:.0f}s (pid {pid})")
+        pid_file.unlink(missing_ok=True)
+    return "; ".join(outcomes)
 
 
 def _is_zombie(pid: int) -> bool:
