@@ -8,6 +8,7 @@ derive from one base port.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,21 @@ def test_describe_counts_an_out_of_sync_or_leaderless_partition_as_under_replica
     assert [p.describe() for p in check.under_replicated] == [
         "p1 leader 3 isr 3,1 of 2,3,1", "p2 leader -1 isr - of 1,2,3"]
     assert TopicCheck("t", True, 3, 3, {}, 3, replicas[:1]).ok is True
+
+
+def test_the_workers_changelog_replicates_and_partitions_like_the_catalog() -> None:
+    """Faust declares the ward table's changelog itself: in the cluster profile it must be as
+    durable as the catalog's topics (RF 3 via `topic_replication_factor`, which Faust's
+    `Topic.maybe_declare` falls back to, and min ISR 2) and co-partitioned with the enriched
+    topics at the deployment's partition count."""
+    from streams.context import STATE_RECORD_MAX_BYTES, WorkerContext
+    from streams.settings import WorkerSettings
+    from streams.ward_aggregator import WardAggregator
+
+    settings = replace(WorkerSettings(), catalog=CatalogSettings("", Profile.CLUSTER, 12, 2))
+    context = WorkerContext(settings)
+    changelog = WardAggregator(context).table.changelog_topic
+    assert (context.app.conf.topic_replication_factor, context.app.conf.topic_partitions,
+            changelog.partitions, dict(changelog.config or {})) == (
+        3, 12, 12, {"max.message.bytes": str(STATE_RECORD_MAX_BYTES),
+                    "min.insync.replicas": "2"})
