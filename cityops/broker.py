@@ -4,6 +4,12 @@ One KRaft node acts as broker and controller on loopback. The jars come from the
 `kafka-broker/` (Maven resolves `org.apache.kafka:kafka_2.13` and a log4j backend), storage is
 formatted once, and the process runs detached with its pid in `var/kafka/broker.pid`, so the
 same `cityops broker start` serves a developer, the tests and CI.
+
+`--nodes 3` runs a cluster from the same jars instead: three combined broker+controller nodes
+(a quorum of three voters, so losing any one keeps a majority), each in `var/kafka-cluster/
+node-N/` with its client port at base + 2(N-1) and its controller port one above, and
+replication factor 3 / min ISR 2 for Kafka's own topics, so one node can be lost without losing
+a committed record or stopping `acks=all` producers.
 """
 
 from __future__ import annotations
@@ -31,35 +37,96 @@ class BrokerError(RuntimeError):
     """A broker operation failed; the message is one line a person can act on."""
 
 
+#: Heap of one node of a cluster: three of them, two workers and a test run fit in 24 GiB and
+#: leave the page cache most of the memory (Kafka reads recent data from it, not the heap).
+CLUSTER_HEAP_MB = 384
+SINGLE_HEAP_MB = 512
+
+
+@dataclass(frozen=True)
+class Node:
+    """One Kafka process: its KRaft node id, its two ports and the folder it keeps its files in."""
+
+    node_id: int
+    port: int
+    controller_port: int
+    home: Path
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "broker.pid"
+
+    @property
+    def properties(self) -> Path:
+        return self.home / "server.properties"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "logs" / "server.log"
+
+
 @dataclass(frozen=True)
 class BrokerConfig:
     """Ports and sizes of the local broker; defaults fit a 2-core machine shared with workers."""
 
     port: int = 9092
     controller_port: int = 9093
-    heap_mb: int = 512
+    heap_mb: int = SINGLE_HEAP_MB
     start_timeout_s: float = 120.0
     #: SASL/SCRAM on the client listener and ACLs enforced (see cityops/security.py).
     secure: bool = False
+    #: 1: the single demo node; 3: a replicated cluster of combined broker+controller nodes.
+    nodes: int = 1
 
     @classmethod
-    def from_env(cls, port: int | None = None, secure: bool = False) -> BrokerConfig:
+    def from_env(cls, port: int | None = None, secure: bool = False,
+                 nodes: int = 1) -> BrokerConfig:
         """Port from the flag, else `CITYOPS_KAFKA_PORT`, else 9092; controller on port + 1."""
+        if nodes < 1:
+            raise BrokerError(f"--nodes must be at least 1, not {nodes}")
+        if nodes > 1 and secure:
+            raise BrokerError("--secure runs on the single node only; start the cluster "
+                              "without it")
         chosen = port or int(os.environ.get("CITYOPS_KAFKA_PORT", "9092"))
+        default_heap = SINGLE_HEAP_MB if nodes == 1 else CLUSTER_HEAP_MB
         return cls(
             port=chosen,
             controller_port=int(os.environ.get("CITYOPS_KAFKA_CONTROLLER_PORT", chosen + 1)),
-            heap_mb=int(os.environ.get("CITYOPS_KAFKA_HEAP_MB", "512")),
+            heap_mb=int(os.environ.get("CITYOPS_KAFKA_HEAP_MB", default_heap)),
             secure=secure,
+            nodes=nodes,
         )
+
+    def node_list(self) -> list[Node]:
+        """The processes of this deployment: the single node keeps its historic `var/kafka/`
+        layout; node N of a cluster uses ports base + 2(N-1) and base + 2(N-1) + 1."""
+        if self.nodes == 1:
+            return [Node(1, self.port, self.controller_port, broker_dir())]
+        return [Node(n, self.port + 2 * (n - 1), self.port + 2 * (n - 1) + 1,
+                     cluster_dir() / f"node-{n}")
+                for n in range(1, self.nodes + 1)]
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return ",".join(node.bootstrap for node in self.node_list())
 
 
 def broker_dir() -> Path:
     return var_dir() / "kafka"
+
+
+def cluster_dir() -> Path:
+    """Apart from the single node's folder, so a checkout can keep both and `reset` of one
+    never deletes the other's data."""
+    return var_dir() / "kafka-cluster"
 
 
 def libs_dir() -> Path:
@@ -107,41 +174,58 @@ def fetch_jars(quiet: bool = True) -> Path:
 
 
 def server_properties(config: BrokerConfig, data_dir: Path,
-                      admin_password: str | None = None) -> str:
-    """A single-node KRaft configuration: every replication setting is 1, there is one node."""
+                      admin_password: str | None = None, node: Node | None = None) -> str:
+    """The KRaft configuration of one node.
+
+    Single node: every replication setting is 1. Cluster: every node is a voter of a static
+    quorum (`controller.quorum.voters`; the node set is fixed by `--nodes`, so the dynamic
+    quorum's `--initial-controllers` would only add directory ids to carry around), and Kafka's
+    own topics and the broker defaults get replication factor 3 and min ISR 2.
+    """
+    node = node or config.node_list()[0]
     if config.secure:
         from cityops.security import broker_listener_properties
 
         if admin_password is None:
             raise BrokerError("a secured broker needs the admin password")
-        listeners = broker_listener_properties(config.port, config.controller_port,
-                                               admin_password)
+        listeners = broker_listener_properties(node.port, node.controller_port, admin_password)
     else:
+        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}"
+                          for n in config.node_list())
         listeners = [
-            f"controller.quorum.voters=1@127.0.0.1:{config.controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{config.port},"
-            f"CONTROLLER://127.0.0.1:{config.controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{config.port}",
+            f"controller.quorum.voters={voters}",
+            f"listeners=PLAINTEXT://127.0.0.1:{node.port},"
+            f"CONTROLLER://127.0.0.1:{node.controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
             "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         ]
+    replicas, min_isr = replication(config.nodes)
+    cluster = [
+        f"default.replication.factor={replicas}",
+        f"min.insync.replicas={min_isr}",
+        # Never elect a replica that missed committed records: losing data silently is worse
+        # than a partition that waits for an in-sync replica (Kafka's default, said here).
+        "unclean.leader.election.enable=false",
+    ] if config.nodes > 1 else []
     return "\n".join([
         "process.roles=broker,controller",
-        "node.id=1",
+        f"node.id={node.node_id}",
         *listeners,
         f"log.dirs={data_dir}",
         "num.partitions=1",
         "num.network.threads=2",
         "num.io.threads=2",
         "background.threads=2",
-        "offsets.topic.replication.factor=1",
+        f"offsets.topic.replication.factor={replicas}",
         "offsets.topic.num.partitions=8",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
+        f"transaction.state.log.replication.factor={replicas}",
+        f"transaction.state.log.min.isr={min_isr}",
         "transaction.state.log.num.partitions=4",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
+        f"share.coordinator.state.topic.replication.factor={replicas}",
+        f"share.coordinator.state.topic.min.isr={min_isr}",
+        *cluster,
         "group.initial.rebalance.delay.ms=0",
         "auto.create.topics.enable=false",
         "log.segment.bytes=67108864",
@@ -150,9 +234,17 @@ def server_properties(config: BrokerConfig, data_dir: Path,
     ])
 
 
-def _java_command(config: BrokerConfig, main: str, *args: str) -> list[str]:
+def replication(nodes: int) -> tuple[int, int]:
+    """Replication factor and min ISR for `nodes` brokers: 3 and 2 from three nodes up, so
+    one broker may be down while `acks=all` writes still reach two copies."""
+    replicas = min(nodes, 3)
+    return replicas, max(1, replicas - 1)
+
+
+def _java_command(config: BrokerConfig, main: str, *args: str, node: Node | None = None
+                  ) -> list[str]:
     java = _require("java", "Java 17 (Debian: apt-get install openjdk-17-jdk-headless)")
-    logs = broker_dir() / "logs"
+    logs = (node.home if node else broker_dir()) / "logs"
     return [
         java, f"-Xms{config.heap_mb}m", f"-Xmx{config.heap_mb}m", "-XX:+UseG1GC",
         "-Djava.awt.headless=true",
@@ -162,16 +254,16 @@ def _java_command(config: BrokerConfig, main: str, *args: str) -> list[str]:
     ]
 
 
-def _read_pid() -> int | None:
+def _read_pid(pid_file: Path | None = None) -> int | None:
     try:
-        pid = int(_pid_file().read_text().strip())
+        pid = int((pid_file or _pid_file()).read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except FileNotFoundError:
         return None
-    return pid if KAFKA_MAIN.encode() in cmdline else None
+    return pid if KAFKA_MAIN.encode() in cmdline and not _is_zombie(pid) else None
 
 
 def port_answers(port: int, host: str = "127.0.0.1", **security: str) -> bool:
@@ -179,23 +271,27 @@ def port_answers(port: int, host: str = "127.0.0.1", **security: str) -> bool:
 
     `security` holds client settings (SASL) for a secured broker's listener.
     """
+    return _cluster_size(port, host, **security) is not None
+
+
+def _cluster_size(port: int, host: str = "127.0.0.1", **security: str) -> int | None:
+    """How many brokers the cluster behind `port` lists, or None when nothing answers."""
     try:
         with socket.create_connection((host, port), timeout=1.0):
             pass
     except OSError:
-        return False
+        return None
     from kafka import KafkaAdminClient
 
     try:
         admin = KafkaAdminClient(bootstrap_servers=f"{host}:{port}", request_timeout_ms=5000,
                                  **security)
     except Exception:
-        return False
+        return None
     try:
-        admin.describe_cluster()
-        return True
+        return len(admin.describe_cluster()["brokers"])
     except Exception:
-        return False
+        return None
     finally:
         admin.close()
 
@@ -214,6 +310,9 @@ def _probe_security(config: BrokerConfig) -> dict[str, str]:
 
 
 def status(config: BrokerConfig) -> str:
+    """One line for the single node; for a cluster a summary line, then one line per node."""
+    if config.nodes > 1:
+        return _cluster_status(config)
     pid = _read_pid()
     if pid is None:
         return "stopped"
@@ -223,11 +322,29 @@ def status(config: BrokerConfig) -> str:
     )
 
 
+def _cluster_status(config: BrokerConfig) -> str:
+    lines = []
+    answering = 0
+    for node in config.node_list():
+        pid = _read_pid(node.pid_file)
+        if pid is None:
+            state = "stopped"
+        elif port_answers(node.port):
+            state = f"running (pid {pid})"
+            answering += 1
+        else:
+            state = f"starting or unhealthy (pid {pid}); log: {node.log_file}"
+        lines.append(f"node {node.node_id} {node.bootstrap}: {state}")
+    head = ("running" if answering == config.nodes else "degraded" if answering else "stopped")
+    return "\n".join([f"{head} ({answering}/{config.nodes} nodes, {config.bootstrap})", *lines])
+
+
 def _format_storage(config: BrokerConfig, properties: Path, data_dir: Path,
-                    admin_password: str | None = None) -> None:
+                    admin_password: str | None = None, cluster_id: str | None = None,
+                    node: Node | None = None) -> None:
     if (data_dir / "meta.properties").exists():
         return
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    cluster_id = cluster_id or _new_cluster_id()
     extra: list[str] = []
     if config.secure:
         from cityops.security import format_scram_arguments
@@ -236,7 +353,7 @@ def _format_storage(config: BrokerConfig, properties: Path, data_dir: Path,
         extra = format_scram_arguments(admin_password)
     result = subprocess.run(
         _java_command(config, STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(properties),
-                      *extra),
+                      *extra, node=node),
         capture_output=True, text=True, check=False,
     )
     if result.returncode != 0:
@@ -245,8 +362,37 @@ def _format_storage(config: BrokerConfig, properties: Path, data_dir: Path,
         _secured_marker().touch()
 
 
+def _new_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+def _launch(config: BrokerConfig, node: Node) -> subprocess.Popen[bytes]:
+    """Run one formatted node detached (its own session: a Ctrl-C of the CLI leaves it up)."""
+    stdout = (node.home / "logs" / "stdout.log").open("ab")
+    process = subprocess.Popen(
+        _java_command(config, KAFKA_MAIN, str(node.properties), node=node),
+        stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    node.pid_file.write_text(str(process.pid))
+    return process
+
+
+def _abandon(process: subprocess.Popen[bytes], node: Node) -> None:
+    """Do not leave a half-started node behind with a pid file that says it runs."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    node.pid_file.unlink(missing_ok=True)
+
+
 def start(config: BrokerConfig) -> str:
     """Start the broker unless it already runs; returns what was done."""
+    if config.nodes > 1:
+        return _start_cluster(config)
+    [node] = config.node_list()
     admin_password: str | None = None
     if config.secure:
         from cityops.security import ADMIN, ensure_credentials
@@ -257,7 +403,7 @@ def start(config: BrokerConfig) -> str:
     if running is not None:
         # Started by us (pid file) and perhaps still coming up: wait for it rather than launch
         # a second broker on the same port and data directory.
-        if _wait_answering(config, None, security):
+        if _wait_answering(config, node, None, security):
             return f"already running on {config.bootstrap}"
         if _read_pid() is not None:
             raise BrokerError(f"a broker process (pid {running}) exists but does not answer on "
@@ -270,79 +416,140 @@ def start(config: BrokerConfig) -> str:
                 f"using it (`cityops broker stop` here will not stop it; set "
                 f"CITYOPS_KAFKA_PORT for a broker of this checkout's own)")
     fetch_jars()
-    base = broker_dir()
-    data_dir = base / "data"
-    (base / "logs").mkdir(parents=True, exist_ok=True)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    if (data_dir / "meta.properties").exists() and config.secure != _secured_marker().exists():
+    (node.home / "logs").mkdir(parents=True, exist_ok=True)
+    node.data_dir.mkdir(parents=True, exist_ok=True)
+    if (node.data_dir / "meta.properties").exists() and config.secure != _secured_marker().exists():
         # A plain start on secured storage would serve its topics without authentication; a
         # secured start on plain storage would lack the admin user it authenticates with.
         raise BrokerError(
-            f"storage in {data_dir} was formatted {'without' if config.secure else 'with'} "
-            f"SCRAM users; start it {'without' if config.secure else 'with'} --secure, or "
+            f"storage in {node.data_dir} was formatted "
+            f"{'without' if config.secure else 'with'} SCRAM users; start it "
+            f"{'without' if config.secure else 'with'} --secure, or "
             "give the other mode its own CITYOPS_VAR_DIR")
-    properties = base / "server.properties"
     if config.secure:
         # The secured file holds the admin password (JAAS lines): readable by its owner only.
-        properties.touch()
-        properties.chmod(0o600)
-    properties.write_text(server_properties(config, data_dir, admin_password))
-    _format_storage(config, properties, data_dir, admin_password)
-    stdout = (base / "logs" / "stdout.log").open("ab")
-    process = subprocess.Popen(
-        _java_command(config, KAFKA_MAIN, str(properties)),
-        stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    _pid_file().write_text(str(process.pid))
-    if _wait_answering(config, process, security):
+        node.properties.touch()
+        node.properties.chmod(0o600)
+    node.properties.write_text(server_properties(config, node.data_dir, admin_password))
+    _format_storage(config, node.properties, node.data_dir, admin_password)
+    process = _launch(config, node)
+    if _wait_answering(config, node, process, security):
         return (f"started on {config.bootstrap}{' (SASL/SCRAM, ACLs)' if config.secure else ''}"
                 f" (pid {process.pid}); log: {log_file()}")
-    # Do not leave a half-started broker behind with a pid file that says it runs.
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    _pid_file().unlink(missing_ok=True)
+    _abandon(process, node)
     raise BrokerError(f"Kafka did not answer on {config.bootstrap} in "
                       f"{config.start_timeout_s:.0f}s and was stopped; see {log_file()}")
 
 
-def _wait_answering(config: BrokerConfig, process: subprocess.Popen[bytes] | None,
-                    security: dict[str, str]) -> bool:
+def _start_cluster(config: BrokerConfig) -> str:
+    """Start every node of the cluster that is not running (all of them at first; after a
+    crash only the lost one, which then catches up and rejoins the ISR) and wait until the
+    cluster lists all of its brokers."""
+    nodes = config.node_list()
+    missing = [node for node in nodes if _read_pid(node.pid_file) is None]
+    for node in missing:
+        if port_answers(node.port):
+            raise BrokerError(f"port {node.port} (node {node.node_id}) already answers for a "
+                              "broker this checkout did not start; choose another base port "
+                              "with --port or CITYOPS_KAFKA_PORT")
+    if missing:
+        fetch_jars()
+    # Every node is formatted with the same cluster id, kept beside them so a node formatted
+    # later (its folder deleted) still joins the same cluster.
+    id_file = cluster_dir() / "cluster.id"
+    cluster_dir().mkdir(parents=True, exist_ok=True)
+    if not id_file.exists():
+        id_file.write_text(_new_cluster_id())
+    cluster_id = id_file.read_text().strip()
+    launched: list[tuple[Node, subprocess.Popen[bytes]]] = []
+    for node in missing:
+        (node.home / "logs").mkdir(parents=True, exist_ok=True)
+        node.data_dir.mkdir(parents=True, exist_ok=True)
+        node.properties.write_text(server_properties(config, node.data_dir, node=node))
+        _format_storage(config, node.properties, node.data_dir, cluster_id=cluster_id,
+                        node=node)
+    for node in missing:
+        launched.append((node, _launch(config, node)))
+    deadline = time.monotonic() + config.start_timeout_s
+    try:
+        while time.monotonic() < deadline:
+            for node, process in launched:
+                if process.poll() is not None:
+                    node.pid_file.unlink(missing_ok=True)
+                    raise BrokerError(f"Kafka node {node.node_id} exited with code "
+                                      f"{process.returncode} while starting; see "
+                                      f"{node.log_file}")
+            if all(_cluster_size(node.port) == config.nodes for node in nodes):
+                started = ", ".join(f"{node.node_id} (pid {process.pid})"
+                                    for node, process in launched)
+                if not launched:
+                    return f"already running on {config.bootstrap}"
+                return (f"started node{'s' if len(launched) > 1 else ''} {started}; "
+                        f"cluster of {config.nodes} on {config.bootstrap}; "
+                        f"logs: {cluster_dir()}/node-N/logs")
+            time.sleep(0.5)
+    except BrokerError:
+        for node, process in launched:
+            _abandon(process, node)
+        raise
+    for node, process in launched:
+        _abandon(process, node)
+    raise BrokerError(f"the {config.nodes}-node cluster did not list all of its brokers on "
+                      f"{config.bootstrap} in {config.start_timeout_s:.0f}s; the nodes "
+                      f"started now were stopped; see {cluster_dir()}/node-N/logs")
+
+
+def _wait_answering(config: BrokerConfig, node: Node,
+                    process: subprocess.Popen[bytes] | None, security: dict[str, str]) -> bool:
     """Wait until the broker answers on its port; False after the start timeout."""
     deadline = time.monotonic() + config.start_timeout_s
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            _pid_file().unlink(missing_ok=True)
+            node.pid_file.unlink(missing_ok=True)
             raise BrokerError(
                 f"Kafka exited with code {process.returncode} while starting; see {log_file()}"
             )
-        if process is None and _read_pid() is None:
+        if process is None and _read_pid(node.pid_file) is None:
             return False
-        if port_answers(config.port, **security):
+        if port_answers(node.port, **security):
             return True
         time.sleep(0.5)
     return False
 
 
+def _cluster_pid_files() -> list[Path]:
+    return sorted(cluster_dir().glob("node-*/broker.pid"))
+
+
 def stop(timeout_s: float = 60.0) -> str:
-    """Stop with SIGTERM (Kafka flushes and closes its logs); SIGKILL only as a last resort."""
-    pid = _read_pid()
-    if pid is None:
-        _pid_file().unlink(missing_ok=True)
+    """Stop every Kafka process this checkout started: the single node and any cluster nodes.
+
+    SIGTERM first (Kafka flushes and closes its logs, and a leader hands its partitions over);
+    SIGKILL only as a last resort. Cluster nodes get SIGTERM together: stopped one after the
+    other, the last one would wait for a quorum that has already gone (a minute, then SIGKILL).
+    """
+    running: dict[Path, int] = {}
+    for pid_file in [_pid_file(), *_cluster_pid_files()]:
+        pid = _read_pid(pid_file)
+        if pid is None:
+            pid_file.unlink(missing_ok=True)
+        else:
+            running[pid_file] = pid
+            os.kill(pid, signal.SIGTERM)
+    if not running:
         return "not running"
-    os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if _read_pid() is None or _is_zombie(pid):
-            _pid_file().unlink(missing_ok=True)
-            return f"stopped (pid {pid})"
+    while time.monotonic() < deadline and any(_read_pid(f) is not None for f in running):
         time.sleep(0.3)
-    os.kill(pid, signal.SIGKILL)
-    _pid_file().unlink(missing_ok=True)
-    return f"killed after {timeout_s:.0f}s (pid {pid})"
+    outcomes = []
+    for pid_file, pid in running.items():
+        if _read_pid(pid_file) is None:
+            outcomes.append(f"stopped (pid {pid})")
+        else:
+            os.kill(pid, signal.SIGKILL)
+            outcomes.append(f"killed after {timeout_s:.0f}s (pid {pid})")
+        pid_file.unlink(missing_ok=True)
+    return "; ".join(outcomes)
 
 
 def _is_zombie(pid: int) -> bool:
@@ -356,6 +563,7 @@ def reset() -> str:
     """Delete the broker's data (topics, offsets) after stopping it: a clean city."""
     stop()
     shutil.rmtree(broker_dir() / "data", ignore_errors=True)
+    shutil.rmtree(cluster_dir(), ignore_errors=True)
     _secured_marker().unlink(missing_ok=True)
     return "broker data deleted"
 

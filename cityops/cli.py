@@ -36,8 +36,8 @@ def _add_bootstrap(parser: argparse.ArgumentParser) -> None:
 def _broker(args: argparse.Namespace) -> int:
     from cityops import broker
 
-    config = broker.BrokerConfig.from_env(args.port, secure=args.secure)
     try:
+        config = broker.BrokerConfig.from_env(args.port, secure=args.secure, nodes=args.nodes)
         if args.action == "start":
             print(broker.start(config))
         elif args.action == "stop":
@@ -68,15 +68,19 @@ def _topics(args: argparse.Namespace) -> int:
                 print(f"{outcome:8} {name}")
             return 0
         checks = describe_topics(admin)
-        print(f"{'topic':32} {'exists':6} {'partitions':>10}  settings")
+        print(f"{'topic':32} {'exists':6} {'partitions':>10} {'rf':>5} {'urp':>4}  settings")
         for check in checks:
             partitions = f"{check.partitions or '-'}/{check.expected_partitions}"
+            replication = f"{check.replication_factor or '-'}/{check.expected_replication_factor}"
             settings = "ok" if not check.config_mismatches else ", ".join(
                 f"{key}={actual} (catalog {want})"
                 for key, (want, actual) in check.config_mismatches.items()
             )
             exists = "yes" if check.exists else "NO"
-            print(f"{check.name:32} {exists:6} {partitions:>10}  {settings}")
+            print(f"{check.name:32} {exists:6} {partitions:>10} {replication:>5} "
+                  f"{len(check.under_replicated):>4}  {settings}")
+            for partition in check.under_replicated:
+                print(f"    under-replicated: {partition.describe()}")
         return 0 if all(check.ok for check in checks) else 1
     finally:
         admin.close()
@@ -208,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    broker = command("broker", _broker, "Run the local Apache Kafka 4 broker (KRaft, one node).")
+    broker = command("broker", _broker, "Run the local Apache Kafka 4 broker (KRaft, one node, "
+                     "or a replicated cluster with --nodes 3).")
     broker.add_argument("action", choices=["start", "stop", "status", "fetch", "reset"],
                         help="start (fetches jars and formats storage on first use), stop, "
                         "status, fetch the jars only, or reset (stop and delete all data)")
@@ -216,11 +221,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="SASL/SCRAM-SHA-512 and ACLs (generates var/security/"
                         "credentials.json; run `cityops security setup` after the first start)")
     broker.add_argument("--port", type=int, help="listener port (env CITYOPS_KAFKA_PORT, "
-                        "default 9092; the controller uses port + 1)")
+                        "default 9092; the controller uses port + 1; node N of a cluster "
+                        "uses port + 2(N-1) and the port above it)")
+    broker.add_argument("--nodes", type=int, default=1,
+                        help="1 (default): one node for the demo; 3: three broker+controller "
+                        "nodes in var/kafka-cluster/ with replication factor 3, min ISR 2 "
+                        "(start only starts the nodes that are down; stop stops them all)")
 
     topics = command("topics", _topics,
                      "Create the catalog's topics or compare the broker with it.")
-    topics.add_argument("action", choices=["create", "describe"])
+    topics.add_argument("action", choices=["create", "describe"],
+                        help="create the missing topics; describe compares partitions, "
+                        "replication factor (rf) and settings with the catalog and lists "
+                        "under-replicated partitions (urp) with their ISR; exits 1 on any "
+                        "difference. The deployment comes from CITYOPS_CATALOG_PROFILE "
+                        "(single|cluster), CITYOPS_WARD_PARTITIONS and CITYOPS_WORKERS")
     topics.add_argument("--replication-factor", type=int, default=None,
                         help="override the catalog's replication factor (1 locally)")
     _add_bootstrap(topics)

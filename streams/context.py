@@ -73,7 +73,10 @@ class WorkerContext:
             broker=f"kafka://{settings.bootstrap}",
             store=settings.store,
             processing_guarantee=settings.processing_guarantee,
-            topic_partitions=catalog.WARD_PARTITIONS,
+            topic_partitions=self.topics.ward_partitions,
+            # Faust's own topics (the ward table's changelog, its leader topic) replicate like
+            # the catalog's: a changelog on one broker of a cluster would be lost with it.
+            topic_replication_factor=settings.catalog.replication_factor,
             topic_allow_declare=True,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
@@ -97,7 +100,7 @@ class WorkerContext:
         self.raw_topics: dict[str, faust.TopicT] = {
             spec.name: self._raw_topic(spec) for spec in self.topics
         }
-        self.ward_partition = KeyPartitions(catalog.WARD_PARTITIONS)
+        self.ward_partition = KeyPartitions(self.topics.ward_partitions)
         self.situation_partition = KeyPartitions(catalog.SITUATIONS.partitions)
         self._producer: Any = None
 

@@ -92,9 +92,10 @@ class WardAggregator:
         #: this worker owns.
         self._ownership_topic = context.topics.name(EVENT_TYPES[0].enriched)
         self.table = self.app.Table(
-            "ward_state", default=None, partitions=catalog.WARD_PARTITIONS,
+            "ward_state", default=None, partitions=context.topics.ward_partitions,
             key_type=str, help="Per-kelurahan state, situation and sequence (JSON).",
-            extra_topic_configs={"max.message.bytes": str(STATE_RECORD_MAX_BYTES)},
+            extra_topic_configs={"max.message.bytes": str(STATE_RECORD_MAX_BYTES),
+                                 **context.settings.catalog.replication_configs},
         )
         self.owned: dict[str, OwnedWard] = {}
         self.thresholds_path = context.settings.thresholds_path or DEFAULT_THRESHOLDS_PATH

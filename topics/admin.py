@@ -19,6 +19,25 @@ TOPIC_ALREADY_EXISTS = 36
 
 
 @dataclass(frozen=True)
+class PartitionReplicas:
+    """Where one partition's copies are: its leader (-1: none, the partition is offline), the
+    brokers assigned a replica, and those in sync (the ones an `acks=all` write waits for)."""
+
+    partition: int
+    leader: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+
+    @property
+    def under_replicated(self) -> bool:
+        return len(self.isr) < len(self.replicas)
+
+    def describe(self) -> str:
+        return (f"p{self.partition} leader {self.leader} isr "
+                f"{','.join(map(str, self.isr)) or '-'} of {','.join(map(str, self.replicas))}")
+
+
+@dataclass(frozen=True)
 class TopicCheck:
     """How one catalog topic looks on the broker."""
 
@@ -27,11 +46,26 @@ class TopicCheck:
     partitions: int | None
     expected_partitions: int
     config_mismatches: dict[str, tuple[str, str | None]]
+    expected_replication_factor: int = 1
+    replicas: tuple[PartitionReplicas, ...] = ()
+
+    @property
+    def replication_factor(self) -> int | None:
+        """The smallest replica count of its partitions (None when it does not exist)."""
+        return min((len(p.replicas) for p in self.replicas), default=None)
+
+    @property
+    def under_replicated(self) -> tuple[PartitionReplicas, ...]:
+        """Partitions with a replica out of sync: one more broker lost and they stop taking
+        `acks=all` writes (or, offline, are unreadable)."""
+        return tuple(p for p in self.replicas if p.under_replicated or p.leader < 0)
 
     @property
     def ok(self) -> bool:
         return (self.exists and self.partitions == self.expected_partitions
-                and not self.config_mismatches)
+                and not self.config_mismatches
+                and self.replication_factor == self.expected_replication_factor
+                and not self.under_replicated)
 
 
 def admin_client(bootstrap: str, **security: str) -> KafkaAdminClient:
@@ -79,10 +113,15 @@ def describe_topics(admin: KafkaAdminClient,
     existing = set(admin.list_topics())
     present = [spec for spec in specs if spec.name in existing]
     partitions: dict[str, int] = {}
+    replicas: dict[str, tuple[PartitionReplicas, ...]] = {}
     configs: dict[str, dict[str, str]] = {}
     if present:
         for topic in admin.describe_topics([spec.name for spec in present]):
             partitions[topic["name"]] = len(topic["partitions"])
+            replicas[topic["name"]] = tuple(sorted(
+                (PartitionReplicas(p["partition_index"], p["leader_id"], tuple(p["replica_nodes"]),
+                                   tuple(p["isr_nodes"]))
+                 for p in topic["partitions"]), key=lambda p: p.partition))
         described = admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, spec.name) for spec in present]
         )
@@ -97,5 +136,6 @@ def describe_topics(admin: KafkaAdminClient,
             if spec.name in existing and actual.get(key) != want
         }
         checks.append(TopicCheck(spec.name, spec.name in existing, partitions.get(spec.name),
-                                 spec.partitions, mismatches))
+                                 spec.partitions, mismatches, spec.replication_factor,
+                                 replicas.get(spec.name, ())))
     return checks

@@ -28,7 +28,30 @@ DAY_MS = 24 * 60 * 60 * 1000
 PREFIX_VARIABLE = "CITYOPS_TOPIC_PREFIX"
 
 #: Partitions of the ward-keyed topics; it caps how many workers share the aggregation.
+#: The default of a deployment; `CatalogSettings.ward_partitions` (CITYOPS_WARD_PARTITIONS)
+#: changes it.
 WARD_PARTITIONS = 6
+
+#: Environment variables of the deployment settings below (`CatalogSettings.from_env`).
+PROFILE_VARIABLE = "CITYOPS_CATALOG_PROFILE"
+PARTITIONS_VARIABLE = "CITYOPS_WARD_PARTITIONS"
+WORKERS_VARIABLE = "CITYOPS_WORKERS"
+
+
+class Profile(StrEnum):
+    """How the deployment's topics are replicated: one broker, or a cluster that survives the
+    loss of one broker without losing an `acks=all` write (RF 3, min ISR 2)."""
+
+    SINGLE = "single"
+    CLUSTER = "cluster"
+
+
+#: Replication factor and min ISR of each profile.
+REPLICATION: dict[Profile, tuple[int, int]] = {Profile.SINGLE: (1, 1), Profile.CLUSTER: (3, 2)}
+
+
+class CatalogError(ValueError):
+    """The deployment settings cannot work; the message says which setting to change."""
 
 
 class Role(StrEnum):
@@ -57,6 +80,9 @@ class TopicSpec:
     #: may write it, so the topic, not the payload, says who wrote a record (issue 12). None
     #: where the payload names its source (the shared transition topic) or a type has none.
     source: str | None = None
+    #: Its partition count is the deployment's `ward_partitions`: the topics a consumer group of
+    #: workers shares (input and ward-keyed enriched topics, co-partitioned with the ward table).
+    scales: bool = False
 
     @property
     def compacted(self) -> bool:
@@ -75,7 +101,7 @@ INCIDENTS = TopicSpec(
     WARD_PARTITIONS,
     "Shared incident topic, kept for the transition to the per-source topics (unsecured setups "
     "only: no partner principal may write it); the payload's source_system is taken as sent.",
-    _DELETE_7D, key_field="incident_id",
+    _DELETE_7D, key_field="incident_id", scales=True,
 )
 
 
@@ -96,27 +122,28 @@ LIGHTING = TopicSpec(
     "city.lighting.v1", Role.INPUT, "lamp_id", "org.cityops.LightingEvent",
     WARD_PARTITIONS,
     "Street-lighting (PJU) status, fault and energy reports.", _DELETE_7D, key_field="lamp_id",
+    scales=True,
 )
 WASTE = TopicSpec(
     "city.waste.v1", Role.INPUT, "container_id", "org.cityops.WasteEvent",
     WARD_PARTITIONS,
     "Waste container and TPS fill levels, collections, overflow complaints and fire risk.",
-    _DELETE_7D, key_field="container_id",
+    _DELETE_7D, key_field="container_id", scales=True,
 )
 INCIDENTS_ENRICHED = TopicSpec(
     "city.incidents.enriched.v1", Role.ENRICHED, "kelurahan code",
     "org.cityops.EnrichedIncidentEvent", WARD_PARTITIONS,
-    "Validated incidents with their resolved ward.", _DELETE_7D,
+    "Validated incidents with their resolved ward.", _DELETE_7D, scales=True,
 )
 LIGHTING_ENRICHED = TopicSpec(
     "city.lighting.enriched.v1", Role.ENRICHED, "kelurahan code",
     "org.cityops.EnrichedLightingEvent", WARD_PARTITIONS,
-    "Validated lighting reports with their ward and control cabinet.", _DELETE_7D,
+    "Validated lighting reports with their ward and control cabinet.", _DELETE_7D, scales=True,
 )
 WASTE_ENRICHED = TopicSpec(
     "city.waste.enriched.v1", Role.ENRICHED, "kelurahan code",
     "org.cityops.EnrichedWasteEvent", WARD_PARTITIONS,
-    "Validated waste reports with their ward and site.", _DELETE_7D,
+    "Validated waste reports with their ward and site.", _DELETE_7D, scales=True,
 )
 WARDS = TopicSpec(
     "city.reference.wards.v1", Role.REFERENCE, "kelurahan code", "org.cityops.Ward", 1,
@@ -161,15 +188,72 @@ def by_schema(schema: str) -> TopicSpec:
 
 @dataclass(frozen=True)
 class CatalogSettings:
-    """What one deployment changes about the catalog: a prefix for every topic name, so tests
-    and a staging city run in their own namespace on a shared broker. Empty in production."""
+    """What one deployment changes about the catalog.
+
+    `prefix` puts every topic name in a namespace, so tests and a staging city share a broker
+    (empty in production). `profile` says how topics are replicated (`Profile`). `ward_partitions`
+    is the partition count of the topics the workers share, and `workers` the largest consumer
+    group the deployment runs: a worker beyond the partition count would get no partition and
+    idle, so the settings refuse it rather than let a deployment believe it scaled out.
+    """
 
     prefix: str = ""
+    profile: Profile = Profile.SINGLE
+    ward_partitions: int = WARD_PARTITIONS
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.ward_partitions < 1:
+            raise CatalogError(f"{PARTITIONS_VARIABLE} must be at least 1, not "
+                               f"{self.ward_partitions}")
+        if self.workers < 1:
+            raise CatalogError(f"{WORKERS_VARIABLE} must be at least 1, not {self.workers}")
+        if self.ward_partitions < self.workers:
+            raise CatalogError(
+                f"the ward-keyed topics have {self.ward_partitions} partitions but the largest "
+                f"consumer group has {self.workers} workers: {self.workers - self.ward_partitions}"
+                f" would get no partition and idle; set {PARTITIONS_VARIABLE} to at least "
+                f"{self.workers} (or run fewer workers)")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CatalogSettings:
         env = os.environ if env is None else env
-        return cls(prefix=env.get(PREFIX_VARIABLE, ""))
+        profile = env.get(PROFILE_VARIABLE, Profile.SINGLE.value)
+        if profile not in {p.value for p in Profile}:
+            raise CatalogError(f"{PROFILE_VARIABLE}={profile!r}: expected one of "
+                               + ", ".join(p.value for p in Profile))
+        return cls(
+            prefix=env.get(PREFIX_VARIABLE, ""),
+            profile=Profile(profile),
+            ward_partitions=_integer(env, PARTITIONS_VARIABLE, WARD_PARTITIONS),
+            workers=_integer(env, WORKERS_VARIABLE, 1),
+        )
+
+    @property
+    def replication_factor(self) -> int:
+        return REPLICATION[self.profile][0]
+
+    @property
+    def min_insync_replicas(self) -> int:
+        return REPLICATION[self.profile][1]
+
+    @property
+    def replication_configs(self) -> dict[str, str]:
+        """Topic settings of the profile, for the catalog's topics and Faust's changelogs
+        alike: none on one broker (its default, 1), `min.insync.replicas` on a cluster."""
+        if self.profile is Profile.SINGLE:
+            return {}
+        return {"min.insync.replicas": str(self.min_insync_replicas)}
+
+
+def _integer(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise CatalogError(f"{name}={value!r} is not a whole number") from None
 
 
 @dataclass(frozen=True)
@@ -186,13 +270,23 @@ class TopicCatalog:
     def prefix(self) -> str:
         return self.settings.prefix
 
+    @property
+    def ward_partitions(self) -> int:
+        """Partitions of every topic the workers share, and of the ward table's changelog."""
+        return self.settings.ward_partitions
+
     def name(self, spec: TopicSpec) -> str:
         """The deployed name of a declared topic."""
         return self.prefix + spec.name
 
     def spec(self, spec: TopicSpec) -> TopicSpec:
-        """A declared topic with its deployed name."""
-        return replace(spec, name=self.name(spec))
+        """A declared topic as this deployment creates it: its name, its partition count and,
+        in the cluster profile, replication factor 3 with `min.insync.replicas=2`."""
+        deployed = replace(spec, name=self.name(spec))
+        if spec.scales:
+            deployed = replace(deployed, partitions=self.ward_partitions)
+        return replace(deployed, replication_factor=self.settings.replication_factor,
+                       config={**spec.config, **self.settings.replication_configs})
 
     def specs(self, specs: tuple[TopicSpec, ...] = CATALOG) -> tuple[TopicSpec, ...]:
         return tuple(self.spec(spec) for spec in specs)

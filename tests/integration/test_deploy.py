@@ -30,11 +30,12 @@ from typing import Any
 import pytest
 import yaml
 
-from cityops.broker import BrokerConfig, server_properties
+from cityops.broker import CLUSTER_HEAP_MB, BrokerConfig, server_properties
 from cityops.cli import build_parser
 from streams.metrics import WorkerMetrics
 from streams.settings import WorkerSettings
 from tests.conftest import ROOT
+from topics.catalog import CatalogSettings, Profile
 
 pytestmark = pytest.mark.integration
 
@@ -55,9 +56,11 @@ def compose() -> dict[str, Any]:
     return data
 
 
-def services() -> dict[str, dict[str, Any]]:
+def services(profile: str | None = None) -> dict[str, dict[str, Any]]:
+    """The services `docker compose up` starts (no profile), or those of one profile."""
     found: dict[str, dict[str, Any]] = compose()["services"]
-    return found
+    return {name: s for name, s in found.items()
+            if (profile in s.get("profiles", []) if profile else "profiles" not in s)}
 
 
 def workers() -> list[str]:
@@ -219,9 +222,12 @@ def metric_names_in(expr: str) -> set[str]:
 def test_compose_parses_into_the_expected_services() -> None:
     data = compose()
     assert workers()[:2] == ["worker-1", "worker-2"]
-    assert sorted(data["services"]) == sorted(
-        ["kafka", *app_services(), "prometheus", "grafana"])
-    assert sorted(data["volumes"]) == ["grafana-data", "kafka-data", "prometheus-data"]
+    assert sorted(services()) == sorted(["kafka", *app_services(), "prometheus", "grafana"])
+    assert sorted(services("cluster")) == sorted(data["services"].keys() - services().keys()) == [
+        "cluster-init", "cluster-simulator", "cluster-worker-1", "cluster-worker-2",
+        "kafka-1", "kafka-2", "kafka-3"]
+    assert sorted(data["volumes"]) == ["grafana-data", "kafka-1-data", "kafka-2-data",
+                                       "kafka-3-data", "kafka-data", "prometheus-data"]
 
 
 def test_every_build_context_dockerfile_and_bind_mount_exists() -> None:
@@ -288,19 +294,25 @@ def test_kafka_image_matches_the_local_brokers_major_version() -> None:
     assert tag.split(".")[0] == version.text.split(".")[0] == "4"
 
 
-def test_kafka_settings_mirror_the_local_broker() -> None:
-    """Same server.properties as cityops/broker.py, except where the network differs."""
-    env = {k: str(v) for k, v in services()["kafka"]["environment"].items()}
-    local = dict(line.split("=", 1) for line in
-                 server_properties(BrokerConfig(), Path("/data")).splitlines() if line)
-    network = {"listeners", "advertised.listeners", "controller.quorum.voters", "log.dirs",
-               "listener.security.protocol.map"}
+NETWORK_SETTINGS = {"listeners", "advertised.listeners", "controller.quorum.voters", "log.dirs",
+                    "listener.security.protocol.map"}
+
+
+def assert_mirrors(env: dict[str, str], local_properties: str) -> None:
+    """Every local server.property but the network ones is the image's KAFKA_* variable."""
+    local = dict(line.split("=", 1) for line in local_properties.splitlines() if line)
 
     def env_name(key: str) -> str:  # the image's rule: "." -> "_", "_" -> "__", "-" -> "___"
         return "KAFKA_" + key.replace("-", "___").replace("_", "__").replace(".", "_").upper()
 
-    assert {k: env.get(env_name(k)) for k in local if k not in network} == {
-        k: v for k, v in local.items() if k not in network}
+    assert {k: env.get(env_name(k)) for k in local if k not in NETWORK_SETTINGS} == {
+        k: v for k, v in local.items() if k not in NETWORK_SETTINGS}
+
+
+def test_kafka_settings_mirror_the_local_broker() -> None:
+    """Same server.properties as cityops/broker.py, except where the network differs."""
+    env = {k: str(v) for k, v in services()["kafka"]["environment"].items()}
+    assert_mirrors(env, server_properties(BrokerConfig(), Path("/data")))
     assert env["KAFKA_LISTENERS"] == "PLAINTEXT://:9092,CONTROLLER://:9093,HOST://:19092"
     assert env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092,HOST://localhost:19092"
     assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@kafka:9093"
@@ -313,6 +325,62 @@ def test_kafka_settings_mirror_the_local_broker() -> None:
     cluster_id = env["CLUSTER_ID"]
     assert len(cluster_id) == 22
     assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
+
+
+def test_cluster_profile_brokers_mirror_the_local_three_node_cluster() -> None:
+    """`--profile cluster`: each node has the settings of `cityops broker start --nodes 3`."""
+    brokers = {name: s for name, s in services("cluster").items() if name.startswith("kafka-")}
+    assert sorted(brokers) == ["kafka-1", "kafka-2", "kafka-3"]
+    local = BrokerConfig(nodes=3)
+    ids = set()
+    for node in local.node_list():
+        name = f"kafka-{node.node_id}"
+        service = brokers[name]
+        env = {k: str(v) for k, v in service["environment"].items()}
+        assert_mirrors(env, server_properties(local, Path("/data"), node=node))
+        host_port = 19191 + node.node_id
+        assert {key: env[key] for key in (
+            "KAFKA_CONTROLLER_QUORUM_VOTERS", "KAFKA_LISTENERS", "KAFKA_ADVERTISED_LISTENERS",
+            "KAFKA_HEAP_OPTS", "KAFKA_LOG_DIRS")} == {
+            "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093",
+            "KAFKA_LISTENERS": f"PLAINTEXT://:9092,CONTROLLER://:9093,HOST://:{host_port}",
+            "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://{name}:9092,HOST://localhost:{host_port}",
+            "KAFKA_HEAP_OPTS": f"-Xms{CLUSTER_HEAP_MB}m -Xmx{CLUSTER_HEAP_MB}m",
+            "KAFKA_LOG_DIRS": "/var/lib/kafka/data",
+        }
+        assert service["volumes"] == [f"{name}-data:/var/lib/kafka/data"]
+        assert service["image"] == services()["kafka"]["image"]
+        ids.add(env["CLUSTER_ID"])
+    assert len(ids) == 1  # one cluster: every node formats with the same id
+
+
+def test_cluster_profile_apps_use_the_catalogs_cluster_profile_on_every_broker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    apps = {name: s for name, s in services("cluster").items() if name.startswith("cluster-")}
+    assert {name: cityops_invocations(s["command"]) for name, s in apps.items()} == {
+        "cluster-init": [["topics", "create"], ["wards", "load"], ["assets", "load"]],
+        "cluster-worker-1": [["worker", "--app-id", "cityops"]],
+        "cluster-worker-2": [["worker", "--app-id", "cityops"]],
+        "cluster-simulator": [["simulate", "--rate", "20", "--realtime"]],
+    }
+    for name, service in apps.items():
+        for argv in cityops_invocations(service["command"]):
+            parse_cli(argv)
+        env = {k: str(v) for k, v in service["environment"].items()}
+        assert env["CITYOPS_BOOTSTRAP"] == "kafka-1:9092,kafka-2:9092,kafka-3:9092", name
+        # the deployment's catalog: RF 3 / min ISR 2, and as many partitions as workers allow
+        assert CatalogSettings.from_env(env) == CatalogSettings("", Profile.CLUSTER, 6, 2), name
+    workers = [name for name in apps if name.startswith("cluster-worker-")]
+    assert len(workers) == CatalogSettings.from_env(
+        {k: str(v) for k, v in apps["cluster-init"]["environment"].items()}).workers
+    for key in [k for k in os.environ if k.startswith("CITYOPS_")]:
+        monkeypatch.delenv(key)
+    for name in workers:
+        for key, value in apps[name]["environment"].items():
+            monkeypatch.setenv(key, str(value))
+        settings = WorkerSettings.from_env(app_id="cityops")
+        assert (settings.worker_id, settings.catalog.profile) == (name, Profile.CLUSTER)
 
 
 # --- image --------------------------------------------------------------------------------------
