@@ -13,21 +13,16 @@ from bench.chaos import sequence_regressions
 from processors.state import WardState
 from processors.thresholds import Thresholds
 from processors.ward_step import WardEntry, flush, fold, resume
-from tests.unit.test_state_property import REGISTRY, T0, WARDS, _enriched
+from tests.unit.test_state_property import REGISTRY, T0, WARDS, Event, incident_report
 
 pytestmark = pytest.mark.unit
 
 GROGOL = "36.72.06.1002"
 
 
-def _report(n: int) -> tuple[str, dict[str, object]]:
-    event = {
-        "event_id": f"7a1c2e3f-0000-4000-8000-{n:012d}", "occurred_at": T0 + timedelta(minutes=n),
-        "incident_id": f"I-{n}", "source_system": "CALL_CENTER_112", "category": "FIRE",
-        "severity": "MINOR", "status": "REPORTED", "ward_code": None, "latitude": None,
-        "longitude": None, "rw": None, "rt": None, "description": "",
-    }
-    return "incident", _enriched(GROGOL, event)
+def _report(n: int) -> Event:
+    return incident_report(GROGOL, n, T0 + timedelta(minutes=n), category="FIRE",
+                           event_id=f"7a1c2e3f-0000-4000-8000-{n:012d}")
 
 
 def _committed_at(sequence: int) -> WardEntry:

@@ -86,6 +86,18 @@ def _enriched(ward: str, event: dict[str, Any], **extra: Any) -> dict[str, Any]:
     }
 
 
+def incident_report(ward: str, n: int, at: datetime, **changes: Any) -> Event:
+    """One enriched REPORTED incident (FLOOD, MINOR) from the 112 call center, as the ward step
+    folds it; `changes` replace fields of the partner's event."""
+    event = {
+        "event_id": f"00000000-0000-4000-8000-{n:012d}", "occurred_at": at,
+        "incident_id": f"I-{n}", "source_system": "CALL_CENTER_112", "category": "FLOOD",
+        "severity": "MINOR", "status": "REPORTED", "ward_code": None, "latitude": None,
+        "longitude": None, "rw": None, "rt": None, "description": "", **changes,
+    }
+    return "incident", _enriched(ward, event)
+
+
 @st.composite
 def _incident(draw: st.DrawFn, times: st.SearchStrategy[int]) -> Event:
     event = {

@@ -25,8 +25,8 @@ from tests.unit.test_state_property import (
     T0,
     WARDS,
     Event,
-    _enriched,
     _scenario,
+    incident_report,
 )
 
 pytestmark = pytest.mark.unit
@@ -36,22 +36,7 @@ GROGOL = "36.72.06.1002"
 
 
 def _flood(n: int, minute: int) -> Event:
-    event = {
-        "event_id": f"00000000-0000-4000-8000-{n:012d}",
-        "occurred_at": T0 + timedelta(minutes=minute),
-        "incident_id": f"I-{n}",
-        "source_system": "CALL_CENTER_112",
-        "category": "FLOOD",
-        "severity": "SEVERE",
-        "status": "REPORTED",
-        "ward_code": None,
-        "latitude": None,
-        "longitude": None,
-        "rw": None,
-        "rt": None,
-        "description": "",
-    }
-    return "incident", _enriched(GROGOL, event)
+    return incident_report(GROGOL, n, T0 + timedelta(minutes=minute), severity="SEVERE")
 
 
 def _from_scratch(applied: list[Event], ward: str, thresholds: Thresholds) -> dict[str, Any]:
