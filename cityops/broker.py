@@ -363,7 +363,13 @@ def _format_storage(config: BrokerConfig, properties: Path, data_dir: Path,
 
 
 def _new_cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A random KRaft cluster id, as Kafka's `Uuid.randomUuid` makes one: never starting with
+    "-", which the storage tool would read as an option (1 id in 64 did, and formatting failed
+    with "argument --cluster-id/-t: expected one argument")."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _launch(config: BrokerConfig, node: Node) -> subprocess.Popen[bytes]:

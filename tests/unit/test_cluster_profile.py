@@ -168,3 +168,10 @@ def test_the_workers_changelog_replicates_and_partitions_like_the_catalog() -> N
             changelog.partitions, dict(changelog.config or {})) == (
         3, 12, 12, {"max.message.bytes": str(STATE_RECORD_MAX_BYTES),
                     "min.insync.replicas": "2"})
+
+
+def test_a_new_cluster_id_never_reads_as_an_option() -> None:
+    from cityops.broker import _new_cluster_id
+
+    ids = [_new_cluster_id() for _ in range(2_000)]
+    assert [i for i in ids if i.startswith("-") or len(i) != 22] == []
