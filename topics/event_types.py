@@ -70,3 +70,13 @@ def by_schema(schema: str) -> EventType:
 
 INPUT_TOPICS: tuple[TopicSpec, ...] = tuple(event_type.input for event_type in EVENT_TYPES)
 """Where partners write, one topic per event type (declared names)."""
+
+RT_REPORT_KIND = "rt_report"
+"""`cityops produce --type rt_report`: the monthly RT report (issue 13). Not an `EventType`:
+it has no ward-state step; `streams/neighbourhood_agent.py` screens and judges it."""
+
+PARTNER_KINDS: tuple[tuple[str, TopicSpec], ...] = (
+    *((event_type.kind, event_type.input) for event_type in EVENT_TYPES),
+    (RT_REPORT_KIND, catalog.RT_REPORTS),
+)
+"""Every `--type` a partner may send and its input topic: the event types and the RT report."""
