@@ -31,6 +31,7 @@ from typing import Any, Final, Literal
 
 from core.rejections import Rejection
 from processors.thresholds import NeighbourhoodRules
+from schemas.codec import CodecError, decode
 
 Verdict = Literal["VALID", "NEEDS_REVIEW", "REJECTED"]
 Outcome = Literal["judged", "duplicate", "superseded"]
@@ -399,10 +400,46 @@ def tally_of(record: Mapping[str, Any]) -> Tally:
 
 
 def rollup(scope_code: str, level: str, period: str, parts: Iterable[Mapping[str, Any]],
-           now: datetime) -> dict[str, Any]:
+           now: datetime, unindicated_rts: int = 0) -> dict[str, Any]:
     """A kecamatan or city indicator from its kelurahan indicators: counts are summed and the
-    rates recomputed from the sums (never averaged)."""
+    rates recomputed from the sums (never averaged). `unindicated_rts` are the registered RTs
+    of its kelurahan that have no indicator for the month (none reported): they count in the
+    completeness denominator."""
     records = list(parts)
-    total = sum((tally_of(part) for part in records), Tally())
+    total = sum((tally_of(part) for part in records), Tally(rt_registered=unindicated_rts))
     return indicator(scope_code, level, period, total, now,
                      any(part["synthetic"] for part in records))
+
+
+# -- one record through each hop (shared by the worker and the tests) ---------------------------
+
+
+def read_report(value: bytes | None, topic: str, schema: str) -> dict[str, Any]:
+    """A partner's RT report decoded (a `CodecError`, stage DECODE, when it cannot be)."""
+    if value is None:
+        raise CodecError("undecodable", f"{topic}: record has no value (tombstone)")
+    return decode(value, expected=schema).record
+
+
+def validation(report: Mapping[str, Any], rt: Mapping[str, Any] | None, verdict: Verdict,
+               codes: Sequence[str], reasons: Sequence[str], now: datetime) -> dict[str, Any]:
+    """An `org.cityops.RtValidation`: never the note; no counts for a REJECTED report."""
+    counted = verdict != "REJECTED"
+    return {
+        "rt_code": str(report["rt_code"])[:64],
+        "kelurahan_code": None if rt is None else rt["kelurahan_code"],
+        "rw": None if rt is None else rt["rw"],
+        "period": str(report["period"])[:16], "report_id": str(report["report_id"])[:64],
+        "revision": report["revision"], "verdict": verdict,
+        "reason_codes": list(codes), "reasons": list(reasons),
+        **{name: report[name] if counted else None
+           for name in ("residents", "labour_force", "unemployed")},
+        "validated_at": now, "synthetic": bool(rt is not None and rt["synthetic"]),
+    }
+
+
+def rejected_validation(report: Mapping[str, Any], rt: Mapping[str, Any] | None,
+                        error: Rejection, now: datetime) -> dict[str, Any]:
+    """The REJECTED verdict of a screened-out report, for the officer: the rule as its code and
+    the rejection's message (which never quotes the note) as its reason."""
+    return validation(report, rt, "REJECTED", [error.reason], [error.message], now)

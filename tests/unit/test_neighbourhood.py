@@ -335,3 +335,28 @@ def test_a_real_registry_loads_from_csv_with_the_same_columns(tmp_path: Path) ->
     with pytest.raises(RegistryError, match=r"real.csv:3: kelurahan 36.72.01.1001 / kecamatan "
                        r"36.72.02 is not a ward of the city"):
         read_registry_csv(real, wards)
+
+
+def test_bytes_in_verdict_out_and_the_rejected_verdict_never_carries_the_note() -> None:
+    from processors.neighbourhood import read_report, rejected_validation, validation
+    from schemas.codec import decode, encode
+
+    sent = report(note="KTP 3672010101010001")
+    value = encode("org.cityops.RtReport", sent)
+    decoded = read_report(value, "t", "org.cityops.RtReport")
+    with pytest.raises(Rejection) as caught:
+        screen_report(decoded, REGISTRY, RULES, NOW)
+    verdict = rejected_validation(decoded, REGISTRY[RW1[0]], caught.value, NOW)
+    assert verdict == {
+        "rt_code": RW1[0], "kelurahan_code": KEL, "rw": "001", "period": "2025-08",
+        "report_id": "R1", "revision": 1, "verdict": "REJECTED",
+        "reason_codes": ["personal_data"],
+        "reasons": ["the note contains a 16-digit number shaped like a NIK; personal data must "
+                    "not enter the pipeline (note not copied)"],
+        "residents": None, "labour_force": None, "unemployed": None, "validated_at": NOW,
+        "synthetic": True}
+    payload = encode("org.cityops.RtValidation", verdict)
+    assert b"3672010101010001" not in payload
+    assert decode(payload).record == verdict
+    valid = validation(report(), REGISTRY[RW1[0]], "VALID", [], [], NOW)
+    assert (valid["verdict"], valid["residents"], valid["unemployed"]) == ("VALID", 150, 5)
