@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from core.vocabulary import ASSET_REGISTRY_SEED
-from topics.event_types import EVENT_TYPES
+from topics.event_types import PARTNER_KINDS
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 ADMIN_PRINCIPAL = "admin"
@@ -107,6 +107,25 @@ def _assets(args: argparse.Namespace) -> int:
           + ", ".join(
         f"{count} {kind}" for kind, count in sorted(summary.items())
     ))
+    return 0
+
+
+def _neighbourhoods(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cityops.neighbourhoods import RegistryError
+    from cityops.publish_reference import publish_neighbourhoods
+    from topics.catalog import NEIGHBOURHOODS, TopicCatalog
+
+    try:
+        rts, rws, synthetic = publish_neighbourhoods(
+            _bootstrap(args), None if args.csv is None else Path(args.csv), seed=args.seed)
+    except (OSError, RegistryError) as error:
+        print(f"cityops neighbourhoods: {error}", file=sys.stderr)
+        return 2
+    kind = "SYNTHETIC" if synthetic else "CSV"
+    print(f"published {kind} registry of {rts} RT in {rws} RW to "
+          f"{TopicCatalog.from_env().name(NEIGHBOURHOODS)}")
     return 0
 
 
@@ -251,6 +270,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"registry seed (default {ASSET_REGISTRY_SEED})")
     _add_bootstrap(assets)
 
+    neighbourhoods = command(
+        "neighbourhoods", _neighbourhoods,
+        "Publish the RW/RT registry (SYNTHETIC unless --csv names a real one).")
+    neighbourhoods.add_argument("action", choices=["load"])
+    neighbourhoods.add_argument("--csv", help="a real registry: CSV with columns rt_code, "
+                                "kelurahan_code, kecamatan_code, rw, rt[, synthetic]")
+    neighbourhoods.add_argument("--seed", type=int, default=13,
+                                help="seed of the synthetic registry (default 13)")
+    _add_bootstrap(neighbourhoods)
+
     worker = command("worker", _worker, "Run a Faust worker (enrichment, ward state, situations).")
     _add_bootstrap(worker)
     worker.add_argument("--app-id", help="consumer group and table prefix (env CITYOPS_APP_ID, "
@@ -274,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bootstrap(produce)
     produce.add_argument("files", nargs="*", metavar="FILE", help="JSON Lines, a JSON array or "
                          "one object; '-' = stdin (stdin is read when no FILE and no --json)")
-    produce.add_argument("--type", choices=[event_type.kind for event_type in EVENT_TYPES],
+    produce.add_argument("--type", choices=[kind for kind, _ in PARTNER_KINDS],
                          help="type of every record (else each object's \"type\" member)")
     produce.add_argument("--json", action="append", metavar="JSON",
                          help="an inline JSON object or array; repeatable")

@@ -34,7 +34,7 @@ EXIT_DELIVERY: Final = 1
 EXIT_INVALID: Final = 2
 
 EVENT_TYPES: Final[Mapping[str, str]] = {
-    event_type.kind: event_type.schema for event_type in topics.event_types.EVENT_TYPES
+    kind: spec.value_schema for kind, spec in topics.event_types.PARTNER_KINDS
 }
 """``--type`` values and the Avro record each stands for (from the event-type catalog)."""
 TYPE_FIELD: Final = "type"
@@ -211,7 +211,8 @@ class RecordError(Exception):
 
 
 def resolve_event_type(name: str) -> str:
-    """Full Avro name for ``incident``/``lighting``/``waste`` (or a short or full Avro name)."""
+    """Full Avro name of a ``--type`` (``incident``, ``rt_report``, ...) or a short or full
+    Avro name."""
     lowered = name.strip().lower()
     if lowered in EVENT_TYPES:
         return EVENT_TYPES[lowered]

@@ -46,10 +46,16 @@ REASONS: Final[tuple[str, ...]] = (
     "forbidden_characters",
     # A record on a partner's own topic whose payload names another source (impersonation).
     "source_mismatch",
+    # VALIDATE, RT reports (docs/smart-village.md): personal data in a report, a period in the
+    # future, counts that contradict each other.
+    "personal_data",
+    "future_period",
+    "inconsistent_counts",
     # ENRICH: valid, but it cannot be joined to the reference data.
     "unknown_ward",
     "unknown_asset",
     "missing_location",
+    "unknown_rt",
     # PROCESS: anything a stateful step could not apply.
     "processing_error",
     "ward_state_full",

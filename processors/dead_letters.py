@@ -3,6 +3,11 @@
 The envelope keeps the original key, bytes, headers and timestamp unchanged (like Kafka
 Connect's `__connect.errors.*` headers and Kafka Streams' KIP-1034), so a partner can see
 exactly what they sent and an operator can replay it after a fix.
+
+One exception: a record rejected because it carries personal data (`WITHHELD_REASONS`, e.g. an
+RT report whose note holds a NIK) keeps its key, partition and offset but not its value or
+headers, and the message says so: copying the bytes would put the NIK on a topic kept 30 days
+and read by partners. The partner still has what it sent; the offset says which record it was.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ MAX_ORIGINAL_BYTES = 512 * 1024
 #: Faust skipped the record: found by tests/e2e/test_hostile_input.py.
 MAX_ORIGINAL_KEY_BYTES = 16 * 1024
 MAX_ORIGINAL_HEADERS_BYTES = 64 * 1024
+#: Reasons whose original value and headers are never copied into the envelope.
+WITHHELD_REASONS = frozenset({"personal_data"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +70,10 @@ def dead_letter(source: SourceRecord, *, stage: str, reason: str, message: str,
     headers cap stay far below the 1 MB producer limit)."""
     value, key = source.value, source.key
     note = ""
+    original_headers = source.headers
+    if reason in WITHHELD_REASONS:
+        note += " [original value and headers withheld: they carry personal data]"
+        value, original_headers = None, ()
     if value is not None and len(value) > MAX_ORIGINAL_BYTES:
         note += f" [original value cut from {len(value)} to {MAX_ORIGINAL_BYTES} bytes]"
         value = value[:MAX_ORIGINAL_BYTES]
@@ -71,10 +82,10 @@ def dead_letter(source: SourceRecord, *, stage: str, reason: str, message: str,
         key = key[:MAX_ORIGINAL_KEY_BYTES]
     headers: list[dict[str, Any]] = []
     header_bytes = 0
-    for name, data in source.headers:
+    for name, data in original_headers:
         size = len(name.encode()) + len(data or b"")
         if header_bytes + size > MAX_ORIGINAL_HEADERS_BYTES:
-            note += (f" [{len(source.headers) - len(headers)} original header(s) dropped "
+            note += (f" [{len(original_headers) - len(headers)} original header(s) dropped "
                      f"above {MAX_ORIGINAL_HEADERS_BYTES} bytes]")
             break
         header_bytes += size

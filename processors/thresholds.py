@@ -104,6 +104,60 @@ def _default_severity_levels() -> dict[str, str]:
 
 
 @dataclass(frozen=True, slots=True)
+class NeighbourhoodRules:
+    """Tolerances of the RT-report checks (docs/smart-village.md); project defaults, not policy.
+
+    The continuity tolerance is the larger of an absolute and a relative allowance, because an
+    RT head counts people by hand: a few residents of drift is normal in a 40-household RT,
+    and 2 % of residents in a large one. The outlier test is a robust z-score (distance to the
+    peers' median over 1.4826 x their median absolute deviation, Iglewicz and Hoaglin's
+    modified z-score), so one wrong peer cannot hide or create an outlier the way a mean and a
+    standard deviation would; the floors keep a group of identical peers (MAD 0) from flagging
+    every small difference.
+    """
+
+    max_period_age_months: int = 3
+    """A report for a month more than this many months before the current one is too old."""
+    continuity_abs_tolerance: int = 5
+    continuity_rel_tolerance: float = 0.02
+    outlier_min_peers: int = 4
+    """Peers (other RTs with a VALID report for the month) needed before the outlier test runs;
+    below it at RW level the kelurahan's RTs are the peers, below it there too, no test."""
+    outlier_z: float = 3.5
+    outlier_rate_floor: float = 0.02
+    """Smallest scale of the unemployment-rate test (2 percentage points)."""
+    outlier_household_size_floor: float = 0.25
+    """Smallest scale of the residents-per-household test."""
+
+
+_NEIGHBOURHOOD_INT_KEYS: Final = ("max_period_age_months", "continuity_abs_tolerance",
+                                  "outlier_min_peers")
+_NEIGHBOURHOOD_FLOAT_KEYS: Final = ("continuity_rel_tolerance", "outlier_z", "outlier_rate_floor",
+                                    "outlier_household_size_floor")
+
+
+def _parse_neighbourhood(value: object) -> NeighbourhoodRules:
+    section = _section(value, "neighbourhood",
+                       _NEIGHBOURHOOD_INT_KEYS + _NEIGHBOURHOOD_FLOAT_KEYS)
+    values: dict[str, Any] = {}
+    for name in _NEIGHBOURHOOD_INT_KEYS:
+        if name in section:
+            values[name] = _int(section[name], f"neighbourhood.{name}", minimum=1)
+    for name in _NEIGHBOURHOOD_FLOAT_KEYS:
+        if name in section:
+            number = _number(section[name], f"neighbourhood.{name}")
+            if number <= 0:
+                raise ThresholdsError(f"neighbourhood.{name}: expected a number > 0, got {number}")
+            values[name] = number
+    return NeighbourhoodRules(**values)
+
+
+def _neighbourhood_mapping(rules: NeighbourhoodRules) -> dict[str, Any]:
+    return {name: getattr(rules, name)
+            for name in _NEIGHBOURHOOD_INT_KEYS + _NEIGHBOURHOOD_FLOAT_KEYS}
+
+
+@dataclass(frozen=True, slots=True)
 class Thresholds:
     """All tunables of state keeping and situation rules (project defaults, not city policy)."""
 
@@ -128,6 +182,7 @@ class Thresholds:
     overdue_seconds: int = 86_400
     overdue_level: str = "WATCH"
     rollup_max_reasons: int = 5
+    neighbourhood: NeighbourhoodRules = NeighbourhoodRules()
     # Derived in __post_init__ so the per-event path does no arithmetic on seconds.
     window_ms: int = field(init=False, repr=False, compare=False)
     grace_ms: int = field(init=False, repr=False, compare=False)
@@ -209,6 +264,7 @@ class Thresholds:
             "overdue_seconds": self.overdue_seconds,
             "overdue_level": self.overdue_level,
             "rollup_max_reasons": self.rollup_max_reasons,
+            "neighbourhood": _neighbourhood_mapping(self.neighbourhood),
         }
 
 
@@ -394,6 +450,8 @@ def _parse(mapping: Mapping[str, Any]) -> Thresholds:
         values["open_incident_severity_levels"] = _parse_severity_levels(
             mapping["open_incident_severity_levels"]
         )
+    if "neighbourhood" in mapping:
+        values["neighbourhood"] = _parse_neighbourhood(mapping["neighbourhood"])
     return Thresholds(**values)
 
 

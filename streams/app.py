@@ -29,6 +29,7 @@ from core.rejections import Rejection
 from processors.enrich import EnrichmentRules, data_quality
 from processors.records import enrich_record
 from streams.context import Record, WorkerContext
+from streams.neighbourhood_agent import NeighbourhoodAgents
 from streams.runtime import fast_delivery, offsets, poison
 from streams.settings import WorkerSettings
 from streams.ward_aggregator import WardAggregator
@@ -68,6 +69,8 @@ class Pipeline:
             for kind in poison.KINDS:
                 self.metrics.unparseable.labels(name, kind)
         self.wards = WardAggregator(context)
+        # RT reports (issue 13) follow the ward aggregator's thresholds file and its reloads.
+        self.neighbourhoods = NeighbourhoodAgents(context, lambda: self.wards.thresholds)
         self._wire()
 
     # -- enrichment ---------------------------------------------------------------------------
@@ -135,6 +138,7 @@ class Pipeline:
             for spec in event_type.inputs:
                 self._enrich_agent(event_type, spec)
         self.wards.wire()
+        self.neighbourhoods.wire()
         self.app.task(self.references.follow)
         self.app.timer(5.0)(self.wards.reload_thresholds)
         register_web(self.context)

@@ -105,6 +105,28 @@ class WorkerMetrics:
         self.thresholds_reloads = Counter(
             "cityops_thresholds_reloads_total", "Thresholds file reloads, by outcome.",
             ["outcome"], registry=r)
+        self.rt_reports = Counter(
+            "cityops_rt_reports_total",
+            "RT reports judged, by kecamatan and verdict (VALID, NEEDS_REVIEW, REJECTED) or "
+            "outcome (duplicate, superseded: changed nothing).", ["kecamatan", "verdict"],
+            registry=r)
+        self.rt_review_reasons = Counter(
+            "cityops_rt_review_reasons_total",
+            "Reasons RT reports need review (processors.neighbourhood.REVIEW_CODES).",
+            ["kecamatan", "reason"], registry=r)
+        self.neighbourhood_unemployment_rate = Gauge(
+            "cityops_neighbourhood_unemployment_rate",
+            "Open unemployment rate from VALID RT reports of the latest month indicated, per "
+            "kelurahan (ratio 0..1; SYNTHETIC while the registry is).",
+            ["kelurahan_code", "kecamatan"], registry=r)
+        self.neighbourhood_completeness = Gauge(
+            "cityops_neighbourhood_report_completeness",
+            "Share of the kelurahan's RTs that reported for the latest month indicated.",
+            ["kelurahan_code", "kecamatan"], registry=r)
+        self.neighbourhood_review_share = Gauge(
+            "cityops_neighbourhood_review_share",
+            "Share of the kelurahan's reports of the latest month indicated that need review.",
+            ["kelurahan_code", "kecamatan"], registry=r)
         self.ready = Gauge(
             "cityops_worker_ready",
             "1 once the worker's agents run with the reference data read to the end.",

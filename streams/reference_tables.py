@@ -40,6 +40,10 @@ class ReferenceTables:
         self.metrics = metrics
         self.wards = self._view(catalog.WARDS, "ward")
         self.assets = self._view(catalog.ASSETS, "asset")
+        #: The RT registry (issue 13): RT code -> org.cityops.Neighbourhood.
+        self.neighbourhoods = self._view(catalog.NEIGHBOURHOODS, "neighbourhood")
+        #: Latest indicator per "<scope>|<period>": the leader rolls kelurahan up from here.
+        self.indicators = self._view(catalog.NEIGHBOURHOOD_INDICATORS, "indicator")
         #: Called with (scope_code, situation or None) for every situation record read, in
         #: topic order, on the worker's loop: the board's live feed hangs here.
         self.situation_listeners: list[OnChange] = []
@@ -71,7 +75,8 @@ class ReferenceTables:
                                   on_change=on_change)
 
     async def follow(self) -> None:
-        await follow(self.settings.bootstrap, [self.wards, self.assets, self.situations],
+        await follow(self.settings.bootstrap, [self.wards, self.assets, self.situations,
+                                               self.neighbourhoods, self.indicators],
                      client_id=f"{self.settings.app_id}-reference")
 
     async def wait_ready(self) -> None:

@@ -167,10 +167,43 @@ DEAD_LETTERS = TopicSpec(
     {"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)},
 )
 
+NEIGHBOURHOODS = TopicSpec(
+    "city.reference.neighbourhoods.v1", Role.REFERENCE, "RT code", "org.cityops.Neighbourhood",
+    1, "Every RT and RW of the 43 kelurahan (RT code -> kelurahan, RW, RT); SYNTHETIC "
+    "until a real register is loaded.", _COMPACT, key_field="rt_code",
+)
+RT_REPORTS = TopicSpec(
+    "city.neighbourhood.reports.v1", Role.INPUT, "rt_code", "org.cityops.RtReport", WARD_PARTITIONS,
+    "Monthly reports of the RT heads (households, residents, labour force, unemployed, ...).",
+    _DELETE_7D, key_field="rt_code",
+)
+RT_REPORTS_BY_KELURAHAN = TopicSpec(
+    "city.neighbourhood.reports.enriched.v1", Role.ENRICHED, "kelurahan code",
+    "org.cityops.RtReport", WARD_PARTITIONS,
+    "RT reports that passed the stateless checks, as sent, repartitioned by kelurahan so one "
+    "worker holds every RT of a kelurahan (continuity, duplicates, outliers).", _DELETE_7D,
+)
+RT_VALIDATIONS = TopicSpec(
+    "city.neighbourhood.validations.v1", Role.OUTPUT, "RT code", "org.cityops.RtValidation",
+    WARD_PARTITIONS,
+    "The verdict on every RT report (VALID, NEEDS_REVIEW with its reasons, REJECTED) for the "
+    "kelurahan officer.", {"cleanup.policy": "delete", "retention.ms": str(90 * DAY_MS)},
+)
+NEIGHBOURHOOD_INDICATORS = TopicSpec(
+    "city.neighbourhood.indicators.v1", Role.OUTPUT, "<scope code>|<YYYY-MM>",
+    "org.cityops.NeighbourhoodIndicator", 3,
+    "Monthly indicators per RW, kelurahan, kecamatan and city from VALID RT reports.", _COMPACT,
+)
+#: The smart-village topics (issue 13), listed in `CATALOG`.
+NEIGHBOURHOOD_TOPICS: tuple[TopicSpec, ...] = (
+    NEIGHBOURHOODS, RT_REPORTS, RT_REPORTS_BY_KELURAHAN, RT_VALIDATIONS, NEIGHBOURHOOD_INDICATORS,
+)
+
 CATALOG: tuple[TopicSpec, ...] = (
     INCIDENTS, INCIDENTS_POLICE, INCIDENTS_112, INCIDENTS_CITIZEN, LIGHTING, WASTE,
     INCIDENTS_ENRICHED, LIGHTING_ENRICHED, WASTE_ENRICHED,
     WARDS, ASSETS, SITUATIONS, DEAD_LETTERS,
+    *NEIGHBOURHOOD_TOPICS,
 )
 
 

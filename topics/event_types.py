@@ -137,3 +137,14 @@ INPUT_TOPICS: tuple[TopicSpec, ...] = tuple(
 SHARED_INPUT_TOPICS: tuple[TopicSpec, ...] = tuple(
     event_type.shared_input for event_type in EVENT_TYPES)
 """One topic per event type, where the payload names its source (the benchmark's feed)."""
+
+RT_REPORT_KIND = "rt_report"
+"""`cityops produce --type rt_report`: the monthly RT report (issue 13). Not an `EventType`:
+it has no ward-state step; `streams/neighbourhood_agent.py` screens and judges it."""
+
+PARTNER_KINDS: tuple[tuple[str, TopicSpec], ...] = (
+    *((event_type.kind, event_type.shared_input) for event_type in EVENT_TYPES),
+    (RT_REPORT_KIND, catalog.RT_REPORTS),
+)
+"""Every `--type` a partner may send and its shared input topic: the event types and the RT
+report."""

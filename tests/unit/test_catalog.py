@@ -16,21 +16,22 @@ pytestmark = pytest.mark.unit
 
 def test_every_topic_name_is_versioned_and_unique() -> None:
     names = [spec.name for spec in CATALOG]
-    assert len(set(names)) == len(names) == 13
+    assert len(set(names)) == len(names) == 18
     assert all(re.fullmatch(r"city(\.[a-z0-9]+)+\.v[0-9]+", name) for name in names)
 
 
 def test_reference_and_situation_topics_are_compacted_and_others_delete() -> None:
     compacted = {spec.name for spec in CATALOG if spec.compacted}
     assert compacted == {"city.reference.wards.v1", "city.reference.assets.v1",
-                         "city.situations.v1"}
+                         "city.situations.v1", "city.reference.neighbourhoods.v1",
+                         "city.neighbourhood.indicators.v1"}
     assert all(spec.config["cleanup.policy"] == "delete" for spec in CATALOG
                if not spec.compacted)
 
 
 def test_ward_keyed_topics_share_the_partition_count_of_the_state_table() -> None:
     ward_keyed = [spec for spec in CATALOG if spec.role in (Role.INPUT, Role.ENRICHED)]
-    assert [spec.partitions for spec in ward_keyed] == [WARD_PARTITIONS] * 9
+    assert [spec.partitions for spec in ward_keyed] == [WARD_PARTITIONS] * 11
 
 
 def test_every_value_schema_is_a_shipped_record() -> None:

@@ -303,6 +303,31 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "container_capacity_l": None,
         "synthetic": True,
     },
+    "org.cityops.Neighbourhood": {
+        "rt_code": "36.72.01.1001.003.007", "kelurahan_code": "36.72.01.1001",
+        "kecamatan_code": "36.72.01", "rw": "003", "rt": "007", "synthetic": True,
+    },
+    "org.cityops.RtReport": {
+        "report_id": "RPT-1", "revision": 1, "period": "2025-02",
+        "rt_code": "36.72.01.1001.003.007", "reporter_id": "KRT-0007", "submitted_at": T0,
+        "households": 40, "residents": 150, "working_age": 110, "labour_force": 70,
+        "unemployed": 5, "births": 1, "deaths": 0, "moved_in": 2, "moved_out": 1,
+        "social_aid_households": 6, "note": "Jalan rusak di gang 3",
+    },
+    "org.cityops.RtValidation": {
+        "rt_code": "36.72.01.1001.003.007", "kelurahan_code": "36.72.01.1001", "rw": "003",
+        "period": "2025-02", "report_id": "RPT-1", "revision": 1, "verdict": "NEEDS_REVIEW",
+        "reason_codes": ["continuity"], "reasons": ["residents 150 do not follow"],
+        "residents": 150, "labour_force": 70, "unemployed": 5, "validated_at": T0,
+        "synthetic": True,
+    },
+    "org.cityops.NeighbourhoodIndicator": {
+        "scope_code": "36.72.01.1001", "scope_level": "KELURAHAN", "period": "2025-02",
+        "rt_registered": 80, "rt_reported": 70, "rt_valid": 65, "rt_needs_review": 5,
+        "residents": 10_000, "labour_force": 6_000, "unemployed": 450,
+        "unemployment_rate": 0.075, "completeness": 0.875, "review_share": 5 / 70,
+        "computed_at": T0, "synthetic": True,
+    },
 }
 
 INCIDENT_FP_V2 = "48f8de2db93d7da3"

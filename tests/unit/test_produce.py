@@ -307,7 +307,7 @@ def test_event_type_problems() -> None:
     )
     code, _, err, _, created = _produce(event_type="parking", json_args=["{}"])
     assert (code, err, created) == (
-        EXIT_INVALID, "--type: 'parking' is not one of incident, lighting, waste\n", []
+        EXIT_INVALID, "--type: 'parking' is not one of incident, lighting, waste, rt_report\n", []
     )
 
 

@@ -1,0 +1,445 @@
+"""RT reports judged as they arrive: VALID, NEEDS_REVIEW (with every reason) or REJECTED.
+
+The checks are split the way the worker is (docs/smart-village.md):
+
+* `screen_report` needs only the report, the RT registry and the clock. What it refuses cannot
+  be used at all and is dead-lettered (`Rejection`): personal data (a 16-digit NIK-like number)
+  in the note or the reporter id, a blank id, a negative count, a malformed or future period, a
+  period older than the accepted window, an unknown RT, counts that contradict each other.
+* `KelurahanReports.judge` needs what the other RTs of the kelurahan sent before: a duplicate
+  (same `report_id` and `revision`) or an older revision changes nothing; a higher revision or
+  a second report for the same RT and month replaces the current one (never added to it);
+  residents must follow from last month's report (continuity) and the RT must not stand far
+  from the other RTs of its RW, or else of its kelurahan (outlier). A failed check makes the
+  report NEEDS_REVIEW, with the reason in plain words; the report is kept (it is the RT's
+  latest word and the base of next month's continuity) but only VALID reports are counted.
+* `indicators` and `rollup` turn the current report of each RT into monthly figures.
+
+Everything here is pure: state goes in and comes out as plain JSON-able values, so the worker
+keeps it in a Faust table and the tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Final, Literal
+
+from core.rejections import Rejection
+from processors.thresholds import NeighbourhoodRules
+from schemas.codec import CodecError, decode
+
+Verdict = Literal["VALID", "NEEDS_REVIEW", "REJECTED"]
+Outcome = Literal["judged", "duplicate", "superseded"]
+
+WIB: Final = timezone(timedelta(hours=7), "WIB")
+"""Cilegon's time zone: a month starts and ends at midnight WIB, not UTC."""
+
+COUNT_FIELDS: Final[tuple[str, ...]] = (
+    "households", "residents", "working_age", "labour_force", "unemployed", "births", "deaths",
+    "moved_in", "moved_out", "social_aid_households",
+)
+PERIOD_PATTERN: Final = re.compile(r"(?P<year>[0-9]{4})-(?P<month>0[1-9]|1[0-2])")
+RT_CODE_PATTERN: Final = re.compile(r"[0-9]{2}\.[0-9]{2}\.[0-9]{2}\.[0-9]{4}\.[0-9]{3}\.[0-9]{3}")
+NIK_LIKE: Final = re.compile(r"(?<![0-9])[0-9](?:[ .\-]?[0-9]){15}(?![0-9])")
+"""Sixteen digits, optionally grouped by single spaces, dots or dashes ("3672 0101 0101 0001"),
+not part of a longer number: the shape of a NIK (Nomor Induk Kependudukan)."""
+MAD_SCALE: Final = 1.4826
+"""Makes the median absolute deviation estimate a standard deviation for normal data."""
+
+STORED_FIELDS: Final[tuple[str, ...]] = (
+    "report_id", "revision", "households", "residents", "working_age", "labour_force",
+    "unemployed", "births", "deaths", "moved_in", "moved_out",
+)
+
+
+# -- periods ------------------------------------------------------------------------------------
+
+
+def month_index(period: str) -> int:
+    """Months since year 0 of a YYYY-MM period (so periods subtract); ValueError if malformed."""
+    match = PERIOD_PATTERN.fullmatch(period)
+    if match is None:
+        raise ValueError(f"period {period!r} is not YYYY-MM")
+    return int(match["year"]) * 12 + int(match["month"]) - 1
+
+
+def period_of(index: int) -> str:
+    year, month = divmod(index, 12)
+    return f"{year:04d}-{month + 1:02d}"
+
+
+def current_month(now: datetime) -> int:
+    """The month index of `now` in Cilegon (WIB)."""
+    local = now.astimezone(WIB)
+    return local.year * 12 + local.month - 1
+
+
+def rw_code(rt_code: str) -> str:
+    """The RW of an RT code: `<kelurahan code>.<RW>`."""
+    return rt_code.rsplit(".", 1)[0]
+
+
+def contains_nik(text: str | None) -> bool:
+    return text is not None and NIK_LIKE.search(text) is not None
+
+
+# -- the stateless screen ----------------------------------------------------------------------
+
+
+def screen_report(report: Mapping[str, Any], registry: Mapping[str, Mapping[str, Any]],
+                  rules: NeighbourhoodRules, now: datetime) -> Mapping[str, Any]:
+    """The registry record of the report's RT; raises `Rejection` if the report is unusable.
+
+    Personal data is checked first and its message never quotes the note or the reporter id,
+    so neither can reach the dead letter's text (its original bytes are withheld too:
+    `processors.dead_letters.WITHHELD_REASONS`).
+    """
+    if contains_nik(report.get("note")):
+        raise Rejection("VALIDATE", "personal_data",
+                        "the note contains a 16-digit number shaped like a NIK; personal data "
+                        "must not enter the pipeline (note not copied)")
+    if contains_nik(report["reporter_id"]):
+        raise Rejection("VALIDATE", "personal_data",
+                        "reporter_id is shaped like a NIK; send the opaque reporter id")
+    for name in ("report_id", "reporter_id", "rt_code"):
+        if not str(report[name]).strip():
+            raise Rejection("VALIDATE", "blank_id", f"{name} is blank")
+    if report["revision"] < 1:
+        raise Rejection("VALIDATE", "out_of_range",
+                        f"revision is {report['revision']}; the first submission is 1")
+    negative = [name for name in COUNT_FIELDS if report[name] < 0]
+    if negative:
+        raise Rejection("VALIDATE", "out_of_range", f"negative count: {', '.join(negative)}")
+    period = report["period"]
+    try:
+        month = month_index(period)
+    except ValueError as error:
+        raise Rejection("VALIDATE", "out_of_range", str(error)) from None
+    this_month = current_month(now)
+    if month > this_month:
+        raise Rejection("VALIDATE", "future_period",
+                        f"period {period} is after the current month {period_of(this_month)}")
+    if this_month - month > rules.max_period_age_months:
+        raise Rejection("VALIDATE", "too_old",
+                        f"period {period} is more than {rules.max_period_age_months} months "
+                        f"before {period_of(this_month)}")
+    rt = registry.get(report["rt_code"])
+    if rt is None:
+        code = report["rt_code"]
+        shape = "" if RT_CODE_PATTERN.fullmatch(code) else " (expected kk.kk.kk.kkkk.RW.RT)"
+        raise Rejection("ENRICH", "unknown_rt", f"RT {code[:40]!r} is not in the registry{shape}")
+    problems = inconsistencies(report)
+    if problems:
+        raise Rejection("VALIDATE", "inconsistent_counts", "; ".join(problems))
+    return rt
+
+
+def inconsistencies(report: Mapping[str, Any]) -> list[str]:
+    """Every broken order among the counts: unemployed <= labour force <= working-age <=
+    residents, households <= residents, households on social aid <= households."""
+    chain = (("unemployed", "labour_force"), ("labour_force", "working_age"),
+             ("working_age", "residents"), ("households", "residents"),
+             ("social_aid_households", "households"))
+    return [f"{low} ({report[low]}) is more than {high} ({report[high]})"
+            for low, high in chain if report[low] > report[high]]
+
+
+# -- the stateful judgement ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What one report did to its kelurahan's reports."""
+
+    outcome: Outcome
+    verdict: Verdict | None = None
+    codes: tuple[str, ...] = ()
+    reasons: tuple[str, ...] = ()
+
+
+REVIEW_CODES: Final[tuple[str, ...]] = (
+    "continuity", "outlier_unemployment_rate", "outlier_household_size", "second_report",
+)
+"""Every reason a report needs review, in a fixed order (a bounded metric label)."""
+
+
+@dataclass
+class KelurahanReports:
+    """The current report of every RT of one kelurahan per month, and the (report_id,
+    revision) pairs seen; bounded by `prune` to the accepted window plus one month."""
+
+    #: rt_code -> period -> the stored report (STORED_FIELDS + "verdict").
+    rts: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    #: rt_code -> report_id -> [highest revision seen, month index of its period].
+    seen: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rts": self.rts, "seen": self.seen}
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any] | None) -> KelurahanReports:
+        if not value:
+            return cls()
+        return cls(rts={rt: dict(periods) for rt, periods in value["rts"].items()},
+                   seen={rt: {rid: list(pair) for rid, pair in ids.items()}
+                         for rt, ids in value["seen"].items()})
+
+    def current(self, rt_code: str, period: str) -> dict[str, Any] | None:
+        return self.rts.get(rt_code, {}).get(period)
+
+    def judge(self, report: Mapping[str, Any], rules: NeighbourhoodRules) -> Judgement:
+        """Judge a screened report and, unless it is a duplicate or an older revision, make it
+        the RT's current report for its month."""
+        rt_code, period = report["rt_code"], report["period"]
+        month = month_index(period)
+        report_id, revision = report["report_id"], report["revision"]
+        seen = self.seen.setdefault(rt_code, {})
+        earlier = seen.get(report_id)
+        if earlier is not None and revision == earlier[0]:
+            return Judgement("duplicate")
+        if earlier is not None and revision < earlier[0]:
+            return Judgement("superseded")
+        seen[report_id] = [revision, month]
+        codes: list[str] = []
+        reasons: list[str] = []
+        replaced = self.current(rt_code, period)
+        if replaced is not None and replaced["report_id"] != report_id:
+            codes.append("second_report")
+            reasons.append(f"a second report for this RT and {period} (report "
+                           f"{replaced['report_id']} came first); it replaces the first")
+        previous = self.current(rt_code, period_of(month - 1))
+        if previous is not None:
+            reason = continuity(previous, report, rules)
+            if reason is not None:
+                codes.append("continuity")
+                reasons.append(reason)
+        for code, reason in self._outliers(report, rules):
+            codes.append(code)
+            reasons.append(reason)
+        verdict: Verdict = "NEEDS_REVIEW" if codes else "VALID"
+        stored = {name: report[name] for name in STORED_FIELDS}
+        stored["verdict"] = verdict
+        self.rts.setdefault(rt_code, {})[period] = stored
+        return Judgement("judged", verdict, tuple(codes), tuple(reasons))
+
+    def _peers(self, report: Mapping[str, Any], min_peers: int
+               ) -> tuple[str, list[dict[str, Any]]]:
+        """The other RTs' VALID reports of the month: of the same RW if there are enough,
+        else of the kelurahan; ("", []) when neither has enough."""
+        rt_code, period = report["rt_code"], report["period"]
+        rw = rw_code(rt_code)
+        others = [(code, periods[period]) for code, periods in self.rts.items()
+                  if code != rt_code and period in periods
+                  and periods[period]["verdict"] == "VALID"]
+        same_rw = [stored for code, stored in others if rw_code(code) == rw]
+        if len(same_rw) >= min_peers:
+            return "RW", same_rw
+        if len(others) >= min_peers:
+            return "kelurahan", [stored for _, stored in others]
+        return "", []
+
+    def _outliers(self, report: Mapping[str, Any], rules: NeighbourhoodRules
+                  ) -> list[tuple[str, str]]:
+        scope, peers = self._peers(report, rules.outlier_min_peers)
+        if not peers:
+            return []
+        found = []
+        tests = (("outlier_unemployment_rate", "unemployment rate", unemployment_rate,
+                  rules.outlier_rate_floor, True),
+                 ("outlier_household_size", "residents per household", household_size,
+                  rules.outlier_household_size_floor, False))
+        for code, label, measure, floor, percent in tests:
+            value = measure(report)
+            values = [v for v in (measure(peer) for peer in peers) if v is not None]
+            if value is None or len(values) < rules.outlier_min_peers:
+                continue
+            score = robust_z(value, values, floor)
+            if abs(score) > rules.outlier_z:
+                middle = statistics.median(values)
+                shown = (f"{value:.1%}", f"{middle:.1%}") if percent else (
+                    f"{value:.2f}", f"{middle:.2f}")
+                found.append((code, f"{label} {shown[0]} is far from the other RTs of the "
+                              f"{scope} (median {shown[1]} over {len(values)} RTs, robust "
+                              f"z {score:+.1f}, limit {rules.outlier_z})"))
+        return found
+
+    def prune(self, this_month: int, rules: NeighbourhoodRules) -> None:
+        """Forget months no report may still name: older than the accepted window, keeping one
+        more month as the base of the oldest acceptable month's continuity check."""
+        oldest = this_month - rules.max_period_age_months - 1
+        for rt_code in list(self.rts):
+            periods = {p: r for p, r in self.rts[rt_code].items() if month_index(p) >= oldest}
+            if periods:
+                self.rts[rt_code] = periods
+            else:
+                del self.rts[rt_code]
+        for rt_code in list(self.seen):
+            ids = {rid: pair for rid, pair in self.seen[rt_code].items() if pair[1] >= oldest}
+            if ids:
+                self.seen[rt_code] = ids
+            else:
+                del self.seen[rt_code]
+
+
+def continuity(previous: Mapping[str, Any], report: Mapping[str, Any],
+               rules: NeighbourhoodRules) -> str | None:
+    """Why residents do not follow from last month's report, or None when they do.
+
+    Expected = last month's residents + births - deaths + moved in - moved out (this month's
+    flows); allowed difference = max(continuity_abs_tolerance, ceil(continuity_rel_tolerance x
+    expected)).
+    """
+    expected = (previous["residents"] + report["births"] - report["deaths"]
+                + report["moved_in"] - report["moved_out"])
+    allowed = max(rules.continuity_abs_tolerance,
+                  math.ceil(rules.continuity_rel_tolerance * max(expected, 0)))
+    if abs(report["residents"] - expected) <= allowed:
+        return None
+    return (f"residents {report['residents']} do not follow from last month: "
+            f"{previous['residents']} + {report['births']} births - {report['deaths']} deaths "
+            f"+ {report['moved_in']} moved in - {report['moved_out']} moved out = {expected} "
+            f"(allowed difference {allowed})")
+
+
+def unemployment_rate(report: Mapping[str, Any]) -> float | None:
+    labour_force: int = report["labour_force"]
+    return report["unemployed"] / labour_force if labour_force > 0 else None
+
+
+def household_size(report: Mapping[str, Any]) -> float | None:
+    households: int = report["households"]
+    return report["residents"] / households if households > 0 else None
+
+
+def robust_z(value: float, values: Sequence[float], floor: float) -> float:
+    """(value - median) / max(1.4826 x MAD, floor): the modified z-score with a floor."""
+    middle = statistics.median(values)
+    mad = statistics.median(abs(v - middle) for v in values)
+    return (value - middle) / max(MAD_SCALE * mad, floor)
+
+
+# -- indicators -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tally:
+    """The additive part of an indicator: sums over the current report of each RT."""
+
+    rt_registered: int = 0
+    rt_reported: int = 0
+    rt_valid: int = 0
+    rt_needs_review: int = 0
+    residents: int = 0
+    labour_force: int = 0
+    unemployed: int = 0
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(*(a + b for a, b in zip(vars(self).values(), vars(other).values(),
+                                              strict=True)))
+
+
+def tally(rt_codes: Iterable[str], reports: KelurahanReports, period: str) -> Tally:
+    """Sums over the registered `rt_codes` of one scope: each RT counts once, with its current
+    report (the latest revision), and only a VALID report adds people."""
+    total = Tally()
+    for rt_code in rt_codes:
+        stored = reports.current(rt_code, period)
+        one = Tally(rt_registered=1)
+        if stored is not None and stored["verdict"] == "VALID":
+            one = Tally(1, 1, 1, 0, stored["residents"], stored["labour_force"],
+                        stored["unemployed"])
+        elif stored is not None:
+            one = Tally(1, 1, 0, 1)
+        total = total + one
+    return total
+
+
+def indicator(scope_code: str, level: str, period: str, counts: Tally, now: datetime,
+              synthetic: bool) -> dict[str, Any]:
+    """An `org.cityops.NeighbourhoodIndicator` from a scope's tally."""
+    return {
+        "scope_code": scope_code, "scope_level": level, "period": period,
+        **vars(counts),
+        "unemployment_rate": (counts.unemployed / counts.labour_force
+                              if counts.labour_force else None),
+        "completeness": (counts.rt_reported / counts.rt_registered
+                         if counts.rt_registered else 0.0),
+        "review_share": (counts.rt_needs_review / counts.rt_reported
+                         if counts.rt_reported else None),
+        "computed_at": now, "synthetic": synthetic,
+    }
+
+
+def kelurahan_indicators(kelurahan_code: str, registered: Sequence[Mapping[str, Any]],
+                         reports: KelurahanReports, period: str, now: datetime
+                         ) -> list[dict[str, Any]]:
+    """The indicators of every RW of the kelurahan, then of the kelurahan, for `period`;
+    `registered` is the kelurahan's RT records from the registry."""
+    by_rw: dict[str, list[str]] = {}
+    for rt in registered:
+        by_rw.setdefault(rw_code(rt["rt_code"]), []).append(rt["rt_code"])
+    synthetic = any(rt["synthetic"] for rt in registered)
+    out = []
+    whole = Tally()
+    for rw in sorted(by_rw):
+        counts = tally(by_rw[rw], reports, period)
+        whole = whole + counts
+        out.append(indicator(rw, "RW", period, counts, now, synthetic))
+    out.append(indicator(kelurahan_code, "KELURAHAN", period, whole, now, synthetic))
+    return out
+
+
+def tally_of(record: Mapping[str, Any]) -> Tally:
+    """The tally inside a published indicator (to roll kelurahan up to kecamatan and city)."""
+    return Tally(*(int(record[name]) for name in vars(Tally())))
+
+
+def rollup(scope_code: str, level: str, period: str, parts: Iterable[Mapping[str, Any]],
+           now: datetime, unindicated_rts: int = 0) -> dict[str, Any]:
+    """A kecamatan or city indicator from its kelurahan indicators: counts are summed and the
+    rates recomputed from the sums (never averaged). `unindicated_rts` are the registered RTs
+    of its kelurahan that have no indicator for the month (none reported): they count in the
+    completeness denominator."""
+    records = list(parts)
+    total = sum((tally_of(part) for part in records), Tally(rt_registered=unindicated_rts))
+    return indicator(scope_code, level, period, total, now,
+                     any(part["synthetic"] for part in records))
+
+
+# -- one record through each hop (shared by the worker and the tests) ---------------------------
+
+
+def read_report(value: bytes | None, topic: str, schema: str) -> dict[str, Any]:
+    """A partner's RT report decoded (a `CodecError`, stage DECODE, when it cannot be)."""
+    if value is None:
+        raise CodecError("undecodable", f"{topic}: record has no value (tombstone)")
+    return decode(value, expected=schema).record
+
+
+def validation(report: Mapping[str, Any], rt: Mapping[str, Any] | None, verdict: Verdict,
+               codes: Sequence[str], reasons: Sequence[str], now: datetime) -> dict[str, Any]:
+    """An `org.cityops.RtValidation`: never the note; no counts for a REJECTED report."""
+    counted = verdict != "REJECTED"
+    return {
+        "rt_code": str(report["rt_code"])[:64],
+        "kelurahan_code": None if rt is None else rt["kelurahan_code"],
+        "rw": None if rt is None else rt["rw"],
+        "period": str(report["period"])[:16], "report_id": str(report["report_id"])[:64],
+        "revision": report["revision"], "verdict": verdict,
+        "reason_codes": list(codes), "reasons": list(reasons),
+        **{name: report[name] if counted else None
+           for name in ("residents", "labour_force", "unemployed")},
+        "validated_at": now, "synthetic": bool(rt is not None and rt["synthetic"]),
+    }
+
+
+def rejected_validation(report: Mapping[str, Any], rt: Mapping[str, Any] | None,
+                        error: Rejection, now: datetime) -> dict[str, Any]:
+    """The REJECTED verdict of a screened-out report, for the officer: the rule as its code and
+    the rejection's message (which never quotes the note) as its reason."""
+    return validation(report, rt, "REJECTED", [error.reason], [error.message], now)
