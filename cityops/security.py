@@ -38,7 +38,7 @@ from core.connection import (
 from core.paths import var_dir
 from topics import catalog
 from topics.catalog import TopicCatalog
-from topics.event_types import EVENT_TYPES, INCIDENT, LIGHTING, WASTE
+from topics.event_types import INCIDENT, LIGHTING, WASTE
 
 #: The broker's own principal and the only super user: it formats storage, authenticates the
 #: broker to its controller and is the operator's identity for topic and ACL administration.
@@ -63,6 +63,8 @@ PARTNER_TOPICS: dict[str, catalog.TopicSpec] = {
        for principal, source in PARTNER_SOURCES.items()},
     "partner-lighting": LIGHTING.shared_input,
     "partner-waste": WASTE.shared_input,
+    #: The RT heads' reporting app (issue 13, docs/smart-village.md).
+    "partner-rt-reports": catalog.RT_REPORTS,
 }
 
 PRINCIPALS: tuple[str, ...] = (
@@ -220,20 +222,22 @@ def acl_plan(app_id: str, command_center_group_prefix: str = COMMAND_CENTER_GROU
     grants: list[Grant] = []
     for principal, spec in PARTNER_TOPICS.items():
         grants.append(_topic(principal, spec, "WRITE", "DESCRIBE"))
-    for spec in (catalog.WARDS, catalog.ASSETS):
-        grants.append(_topic(REFERENCE_PUBLISHER, spec, "WRITE", "DESCRIBE"))
-
-    # The worker reads partner input, its own enriched topics (the repartition step) and every
-    # reference view (wards, assets, situations); it writes enriched, situations and dead letters.
-    enriched = {event_type.enriched.name for event_type in EVENT_TYPES}
-    written = {*enriched, catalog.SITUATIONS.name, catalog.DEAD_LETTERS.name}
-    # Every input, the shared incident topic included: the worker subscribes to it, and no
-    # partner may write it on a secured broker.
-    read = {*(spec.name for event_type in EVENT_TYPES for spec in event_type.inputs), *enriched,
-            catalog.WARDS.name, catalog.ASSETS.name, catalog.SITUATIONS.name}
     for spec in catalog.CATALOG:
-        operations = tuple(op for op, wanted in (("READ", spec.name in read),
-                                                 ("WRITE", spec.name in written)) if wanted)
+        if spec.role == catalog.Role.REFERENCE:
+            grants.append(_topic(REFERENCE_PUBLISHER, spec, "WRITE", "DESCRIBE"))
+
+    # The worker reads every partner input (the shared incident topic included: it subscribes
+    # to it, and no partner may write it on a secured broker), its own enriched topics (the
+    # repartition step), every reference view and its outputs (situations are read back as a
+    # view); it writes enriched topics, outputs and dead letters. By role, so a topic added to
+    # the catalog gets its grants without a line here.
+    read_roles = {catalog.Role.INPUT, catalog.Role.ENRICHED, catalog.Role.REFERENCE,
+                  catalog.Role.OUTPUT}
+    written_roles = {catalog.Role.ENRICHED, catalog.Role.OUTPUT, catalog.Role.DEAD_LETTER}
+    for spec in catalog.CATALOG:
+        operations = tuple(op for op, wanted in (("READ", spec.role in read_roles),
+                                                 ("WRITE", spec.role in written_roles))
+                           if wanted)
         if operations:
             grants.append(_topic(WORKER, spec, *operations))
     # Faust's own topics (table changelogs, the leader-assignor topic) are named

@@ -403,5 +403,6 @@ def test_acls_name_the_catalogs_prefixed_topics() -> None:
         ("partner-citizen-app", CITIZEN_INCIDENTS.name, ("WRITE", "DESCRIBE")),
         ("partner-lighting", LIGHTING.name, ("WRITE", "DESCRIBE")),
         ("partner-waste", WASTE.name, ("WRITE", "DESCRIBE")),
+        ("partner-rt-reports", _TOPICS.name(catalog.RT_REPORTS), ("WRITE", "DESCRIBE")),
     }
     assert INCIDENTS.name.startswith(os.environ["CITYOPS_TOPIC_PREFIX"])

@@ -26,6 +26,8 @@ def test_each_partner_writes_and_describes_its_own_topic_only() -> None:
         ("partner-lighting", "TOPIC", "t.city.lighting.v1", "LITERAL", ("WRITE", "DESCRIBE")),
         ("partner-police", "TOPIC", "t.city.incidents.police.v1", "LITERAL",
          ("WRITE", "DESCRIBE")),
+        ("partner-rt-reports", "TOPIC", "t.city.neighbourhood.reports.v1", "LITERAL",
+         ("WRITE", "DESCRIBE")),
         ("partner-waste", "TOPIC", "t.city.waste.v1", "LITERAL", ("WRITE", "DESCRIBE")),
     ]
 
@@ -49,4 +51,25 @@ def test_the_worker_reads_every_incident_input_and_writes_none() -> None:
         "t.city.incidents.112.v1": ("READ",),
         "t.city.incidents.citizen.v1": ("READ",),
         "t.city.incidents.enriched.v1": ("READ", "WRITE"),
+    }
+
+
+def test_the_worker_reads_and_writes_every_catalog_topic_by_its_role() -> None:
+    worker = {g.resource_name: g.operations for g in acl_plan("app", topics=DEPLOYED)
+              if g.principal == "cityops-worker" and g.resource_type == "TOPIC"
+              and g.pattern == "LITERAL"}
+    assert worker == {
+        "t.city.incidents.v1": ("READ",), "t.city.incidents.police.v1": ("READ",),
+        "t.city.incidents.112.v1": ("READ",), "t.city.incidents.citizen.v1": ("READ",),
+        "t.city.lighting.v1": ("READ",), "t.city.waste.v1": ("READ",),
+        "t.city.incidents.enriched.v1": ("READ", "WRITE"),
+        "t.city.lighting.enriched.v1": ("READ", "WRITE"),
+        "t.city.waste.enriched.v1": ("READ", "WRITE"),
+        "t.city.reference.wards.v1": ("READ",), "t.city.reference.assets.v1": ("READ",),
+        "t.city.situations.v1": ("READ", "WRITE"), "t.city.deadletter.v1": ("WRITE",),
+        "t.city.reference.neighbourhoods.v1": ("READ",),
+        "t.city.neighbourhood.reports.v1": ("READ",),
+        "t.city.neighbourhood.reports.enriched.v1": ("READ", "WRITE"),
+        "t.city.neighbourhood.validations.v1": ("READ", "WRITE"),
+        "t.city.neighbourhood.indicators.v1": ("READ", "WRITE"),
     }
