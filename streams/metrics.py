@@ -37,6 +37,11 @@ class WorkerMetrics:
             "Record batches the Kafka client could not parse (crc_mismatch, unsupported_codec, "
             "invalid_utf8 header name, malformed): each dead-lettered whole and skipped.",
             ["topic", "kind"], registry=r)
+        self.catch_up_timeouts = Counter(
+            "cityops_situations_catch_up_timeouts_total",
+            "Batches that went on before this worker's copy of the situations topic was read to "
+            "its end (5 s bound): a ward taken over then may repeat a sequence number.",
+            registry=r)
         self.corrected = Counter(
             "cityops_events_corrected_total",
             "Accepted events with a data-quality problem the worker corrected, by reason "

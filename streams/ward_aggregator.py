@@ -52,6 +52,11 @@ from topics.event_types import EVENT_TYPES, EventType
 
 log = logging.getLogger(__name__)
 
+#: Longest a batch waits for this worker's copy of the situations topic to catch up after an
+#: assignment (issue 12, hole 7): long enough for a normal catch-up (well under a second), short
+#: enough that a stuck reader delays situations instead of stopping them.
+CATCH_UP_TIMEOUT_S = 5.0
+
 #: A ward's serialised state is kept under this; above it the oldest dedupe ids are evicted.
 STATE_TARGET_BYTES = 6 * 1024 * 1024
 #: Rough JSON bytes per remembered event id ("<uuid>", ) and per other record, to decide
@@ -165,8 +170,18 @@ class WardAggregator:
         if self._stale:
             self._stale = False
             self._catch_up = asyncio.ensure_future(self.references.situations.caught_up())
-        if self._catch_up is not None:
-            await asyncio.shield(self._catch_up)
+        if self._catch_up is None or self._catch_up.done():
+            return
+        # Bounded: a reader that cannot catch up (a broker restart, a stuck fetch) must not stop
+        # the wards. Past the bound the worker goes on from what it has read, as before hole 7
+        # was closed, and says so; the catch-up keeps running for the next batch.
+        try:
+            await asyncio.wait_for(asyncio.shield(self._catch_up), CATCH_UP_TIMEOUT_S)
+        except TimeoutError:
+            self.metrics.catch_up_timeouts.inc()
+            log.warning("situations topic not read to its end in %.0f s; a ward taken over now "
+                        "may repeat sequence numbers its previous owner published",
+                        CATCH_UP_TIMEOUT_S)
 
     def _resumed(self, code: str, entry: OwnedWard) -> OwnedWard:
         ward_step.resume(entry, self.references.published_sequences.get(code, 0),
