@@ -59,7 +59,13 @@ from typing import Any  # noqa: E402
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition  # noqa: E402
 from kafka.errors import KafkaError  # noqa: E402
 
-from bench.harness import Namespace, Worker, end_offsets, read_records  # noqa: E402
+from bench.harness import (  # noqa: E402
+    Namespace,
+    Worker,
+    committed_by_app,
+    end_offsets,
+    read_records,
+)
 from cityops.producer import PartnerProducer  # noqa: E402
 from schemas.codec import decode, encode  # noqa: E402
 from topics import catalog  # noqa: E402
@@ -97,7 +103,7 @@ def group_lag(bootstrap: str, group: str, topics: Sequence[str]) -> int:
     ends = end_offsets(bootstrap, topics)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="cityops-chaos")
     try:
-        committed = admin.list_group_offsets({group: None}).get(group, {})
+        committed = committed_by_app(admin, group)
     finally:
         admin.close()
     gaps: dict[TopicPartition, tuple[int, int]] = {}
@@ -157,7 +163,7 @@ def lag_by_partition(bootstrap: str, group: str, topics: Sequence[str]) -> dict[
     ends = end_offsets(bootstrap, topics)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="cityops-chaos")
     try:
-        committed = admin.list_group_offsets({group: None}).get(group, {})
+        committed = committed_by_app(admin, group)
     finally:
         admin.close()
     out = {}

@@ -37,6 +37,13 @@ PRODUCER_MAX_BATCH_BYTES = 256 * 1024
 #: 20,000 events per ward per dedupe horizon (2.8 events/s in one kelurahan over 2 h).
 STATE_RECORD_MAX_BYTES = 8 * 1024 * 1024
 PRODUCER_MAX_REQUEST_BYTES = STATE_RECORD_MAX_BYTES + 1024 * 1024
+#: Bytes fetched per partition per request (Faust's default is 1 MiB). The client hands out
+#: fetched partitions in the order they arrived and Faust's one delivery loop waits on a full
+#: agent queue, so with a backlog every input partition's whole fetch (about 7,000 events at
+#: 1 MiB) went through enrichment before the ward agent saw its first enriched record: after
+#: an outage, situations waited for nearly the whole backlog. A batch larger than this is
+#: still returned whole (Kafka returns at least one batch per fetch).
+CONSUMER_MAX_FETCH_BYTES = 128 * 1024
 
 Record = tuple[int, bytes, bytes]
 """(partition, key, value) of one record to send."""
@@ -93,6 +100,7 @@ class WorkerContext:
             producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
             # A busy ward's state record may be up to STATE_RECORD_MAX_BYTES.
             producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
+            consumer_max_fetch_size=CONSUMER_MAX_FETCH_BYTES,
             broker_session_timeout=settings.session_timeout_s,
             broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         )
@@ -119,8 +127,13 @@ class WorkerContext:
     async def send_dead_letter(self, event: faust.EventT[bytes], stage: str, reason: str,
                                error: BaseException) -> None:
         message = event.message
+        await self.send_message_letter(message, message.timestamp, stage, reason, error)
+
+    async def send_message_letter(self, message: Any, timestamp_s: float | None, stage: str,
+                                  reason: str, error: BaseException) -> None:
+        """The dead letter of a consumed record (Faust's message or aiokafka's record)."""
         await self.send_letter(source_record(
-            message.topic, message.partition, message.offset, message.timestamp,
+            message.topic, message.partition, message.offset, timestamp_s,
             message.key, message.value, _headers(message.headers),
         ), stage, reason, error)
 
