@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
-from prometheus_client import Histogram, start_http_server
+from prometheus_client import Counter, Histogram, start_http_server
 
 from core.connection import aiokafka_security
 from core.rejections import Rejection
@@ -33,7 +33,7 @@ from processors.enrich import EnrichmentRules, data_quality
 from processors.records import enrich_record
 from streams.context import Record, WorkerContext
 from streams.neighbourhood_agent import NeighbourhoodAgents
-from streams.runtime import fast_delivery, offsets, poison
+from streams.runtime import fast_delivery, offsets, poison, taskdump
 from streams.runtime.batch_hop import BatchHop
 from streams.settings import WorkerSettings
 from streams.ward_aggregator import WardAggregator
@@ -69,6 +69,7 @@ class Pipeline:
         # Event age children are made on a topic's first event: a histogram never observed
         # gives only NaN quantiles (a dashboard's p95 of the unused transition topic).
         self._event_age: dict[str, Histogram] = {}
+        self._enriched: dict[tuple[str, str], Counter] = {}
         for name in inputs:  # at 0: the first unparseable batch is an increase
             for kind in poison.KINDS:
                 self.metrics.unparseable.labels(name, kind)
@@ -113,7 +114,12 @@ class Pipeline:
                                                    "processing_error", error)
             return None
         ward_code: str = enriched["ward_code"]
-        self.metrics.enriched.labels(message.topic, enriched["ward_resolution"]).inc()
+        resolution = (message.topic, enriched["ward_resolution"])
+        enriched_counter = self._enriched.get(resolution)
+        if enriched_counter is None:  # bounded: input topics x resolutions
+            enriched_counter = self._enriched[resolution] = self.metrics.enriched.labels(
+                *resolution)
+        enriched_counter.inc()
         for reason in data_quality(enriched):
             self.metrics.corrected.labels(message.topic, reason).inc()
         occurred: datetime = enriched["event"]["occurred_at"]
@@ -221,8 +227,7 @@ def run_worker(settings: WorkerSettings, loglevel: str = "info") -> None:
     # above, so every aiokafka debug call built a log record (8 % of a worker's CPU).
     worker.spinner = None
     started = time.monotonic()
-    from streams.runtime import taskdump
-    taskdump.install(pipeline.app.loop, pipeline.app)
+    taskdump.install(pipeline.app.loop)
     try:
         worker.execute_from_commandline()
     finally:

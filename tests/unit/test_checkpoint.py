@@ -58,7 +58,7 @@ def checkpoint(consumer: RecordingConsumer, unsent: set[tuple[str, int]] | None 
         consumer.calls.append(("settle", None))
         return set(unsent or ())
 
-    return Checkpoint(consumer, flush, settle)  # type: ignore[arg-type]
+    return Checkpoint(consumer, flush, settle)
 
 
 def run(coro: Any) -> Any:
