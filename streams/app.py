@@ -31,10 +31,11 @@ from core.connection import aiokafka_security
 from core.rejections import Rejection
 from processors.enrich import EnrichmentRules, data_quality
 from processors.records import enrich_record
-from streams.context import Record, WorkerContext
+from streams.context import Deliveries, Record, WorkerContext
 from streams.neighbourhood_agent import NeighbourhoodAgents
 from streams.runtime import fast_delivery, offsets, poison, taskdump
 from streams.runtime.batch_hop import BatchHop
+from streams.runtime.checkpoint import DeliveryFailedError
 from streams.settings import WorkerSettings
 from streams.ward_aggregator import WardAggregator
 from streams.web import register_web
@@ -75,6 +76,7 @@ class Pipeline:
                 self.metrics.unparseable.labels(name, kind)
         self._inputs: dict[str, tuple[EventType, tuple[str, str] | None, str]] = {}
         self.hop: BatchHop | None = None
+        self._deliveries: Deliveries = []
         self.wards = WardAggregator(context)
         # RT reports (issue 13) follow the ward aggregator's thresholds file and its reloads.
         self.neighbourhoods = NeighbourhoodAgents(context, lambda: self.wards.thresholds)
@@ -89,8 +91,8 @@ class Pipeline:
         return await self.enrich_message(message, message.timestamp, event_type, source)
 
     async def enrich_message(self, message: Any, timestamp_s: float | None,
-                             event_type: EventType, source: tuple[str, str] | None = None
-                             ) -> Record | None:
+                             event_type: EventType, source: tuple[str, str] | None = None,
+                             deliveries: Deliveries | None = None) -> Record | None:
         """Decode, validate and place one partner record; never raises.
 
         `message` is a consumed record (Faust's or aiokafka's: topic, partition, offset, key,
@@ -106,12 +108,12 @@ class Pipeline:
                 event_type.enricher, self.references.data(), self.rules, now, source)
         except Rejection as error:  # CodecError included: stage DECODE
             await self.context.send_message_letter(message, timestamp_s, error.stage,
-                                                   error.reason, error)
+                                                   error.reason, error, deliveries)
             return None
         except Exception as error:
             log.exception("enrichment failed on %s@%d", message.topic, message.offset)
             await self.context.send_message_letter(message, timestamp_s, "PROCESS",
-                                                   "processing_error", error)
+                                                   "processing_error", error, deliveries)
             return None
         ward_code: str = enriched["ward_code"]
         resolution = (message.topic, enriched["ward_resolution"])
@@ -136,11 +138,12 @@ class Pipeline:
         for message in records:
             event_type, source, enriched_topic = self._inputs[message.topic]
             timestamp_s = None if message.timestamp is None else message.timestamp / 1000
-            record = await self.enrich_message(message, timestamp_s, event_type, source)
+            record = await self.enrich_message(message, timestamp_s, event_type, source,
+                                               self._deliveries)
             if record is not None:
                 outputs[enriched_topic].append(record)
         for topic, batch in outputs.items():
-            await self.context.send_batch(topic, batch)
+            await self.context.send_batch(topic, batch, self._deliveries)
 
     def _wire_batch_hop(self) -> None:
         """Partner topics through the batch hop (streams/runtime/batch_hop.py)."""
@@ -152,13 +155,21 @@ class Pipeline:
         self.fence.hop_topics = frozenset(self._inputs)
 
         async def flush() -> None:
+            """Every record the batches since the last checkpoint sent is acknowledged."""
             await self.app.producer.flush()
+            deliveries, self._deliveries = self._deliveries, []
+            for sent in deliveries:  # done after the flush: a failed one raises here
+                try:
+                    await sent
+                except Exception as error:
+                    raise DeliveryFailedError(f"a record was not delivered: {error!r}") from error
 
         self.hop = BatchHop(
             bootstrap=self.settings.bootstrap, app_id=self.settings.app_id,
             topics=sorted(self._inputs), handler=self.enrich_batch, flush=flush,
             settle=self.fence.settle, security=aiokafka_security(),
             ready=self.references.wait_ready, client_id=f"{self.settings.app_id}-enrich",
+            session_timeout_s=self.settings.session_timeout_s,
             loop=self.app.loop, beacon=self.app.beacon)
         hop = self.hop
 

@@ -9,7 +9,7 @@ module only assembles them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +44,9 @@ PRODUCER_MAX_REQUEST_BYTES = STATE_RECORD_MAX_BYTES + 1024 * 1024
 #: an outage, situations waited for nearly the whole backlog. A batch larger than this is
 #: still returned whole (Kafka returns at least one batch per fetch).
 CONSUMER_MAX_FETCH_BYTES = 128 * 1024
+
+Deliveries = list["Awaitable[Any]"]
+"""The delivery futures of what a batch sent, for a checkpoint to check after the flush."""
 
 Record = tuple[int, bytes, bytes]
 """(partition, key, value) of one record to send."""
@@ -130,21 +133,24 @@ class WorkerContext:
         await self.send_message_letter(message, message.timestamp, stage, reason, error)
 
     async def send_message_letter(self, message: Any, timestamp_s: float | None, stage: str,
-                                  reason: str, error: BaseException) -> None:
+                                  reason: str, error: BaseException,
+                                  deliveries: Deliveries | None = None) -> None:
         """The dead letter of a consumed record (Faust's message or aiokafka's record)."""
         await self.send_letter(source_record(
             message.topic, message.partition, message.offset, timestamp_s,
             message.key, message.value, _headers(message.headers),
-        ), stage, reason, error)
+        ), stage, reason, error, deliveries)
 
     async def send_letter(self, source: SourceRecord, stage: str, reason: str,
-                          error: BaseException) -> None:
+                          error: BaseException, deliveries: Deliveries | None = None) -> None:
         """The dead letter of `source` (a consumed record, or `dead_letters.ward_source`)."""
         record = letter_for(source, error, stage=stage, reason=reason,
                             worker_id=self.settings.worker_id, now=datetime.now(UTC))
-        await self.raw_topic(catalog.DEAD_LETTERS).send(
+        sent = await self.raw_topic(catalog.DEAD_LETTERS).send(
             key=record["original_key"], value=encode(catalog.DEAD_LETTERS.value_schema, record),
         )
+        if deliveries is not None:
+            deliveries.append(sent)
         self.metrics.rejected.labels(source.topic, stage, reason).inc()
         log.info("dead-lettered %s[%d]@%d: %s/%s: %s", source.topic, source.partition,
                  source.offset, stage, reason, record["error_message"])
@@ -166,7 +172,8 @@ class WorkerContext:
 
     # -- sending ------------------------------------------------------------------------------
 
-    async def send_batch(self, topic: str, records: list[Record]) -> None:
+    async def send_batch(self, topic: str, records: list[Record],
+                         deliveries: Deliveries | None = None) -> None:
         """Hand a batch's records to the producer with one record batch per partition.
 
         aiokafka's batch API costs a few microseconds per record where `send()` costs tens
@@ -181,7 +188,7 @@ class WorkerContext:
         client = getattr(producer, "_producer", None)
         if client is None or self.app.in_transaction or len(records) < 2:
             for partition, key, value in records:
-                await self.send_fast(topic, key, value, partition)
+                await self.send_fast(topic, key, value, partition, deliveries)
             return
         builders: dict[int, Any] = {}
         for partition, key, value in records:
@@ -189,21 +196,28 @@ class WorkerContext:
             if builder is None:
                 builder = builders[partition] = client.create_batch()
             if builder.append(key=key, value=value, timestamp=None) is None:
-                await client.send_batch(builder, topic, partition=partition)
+                sent = await client.send_batch(builder, topic, partition=partition)
+                if deliveries is not None:
+                    deliveries.append(sent)
                 builder = builders[partition] = client.create_batch()
                 builder.append(key=key, value=value, timestamp=None)
         for partition, builder in builders.items():
             if builder.record_count():
-                await client.send_batch(builder, topic, partition=partition)
+                sent = await client.send_batch(builder, topic, partition=partition)
+                if deliveries is not None:
+                    deliveries.append(sent)
 
-    async def send_fast(self, topic: str, key: bytes, value: bytes, partition: int) -> None:
+    async def send_fast(self, topic: str, key: bytes, value: bytes, partition: int,
+                        deliveries: Deliveries | None = None) -> None:
         """Send through the app's producer, as `Topic.send` ends up doing, minus Faust's
         per-message wrapping (future message, sensors), which took ~18 % of a worker's CPU.
         Offsets are still committed only after this producer was flushed."""
         producer = self._producer
         if producer is None:
             producer = self._producer = await self.app.maybe_start_producer()
-        await producer.send(topic, key, value, partition, None, None)
+        sent = await producer.send(topic, key, value, partition, None, None)
+        if deliveries is not None:
+            deliveries.append(sent)
 
 
 def _headers(headers: Any) -> list[tuple[str, bytes | None]]:

@@ -28,6 +28,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from mode import Service
 
@@ -71,7 +72,7 @@ class BatchHop(Service):
     def __init__(self, *, bootstrap: str, app_id: str, topics: Sequence[str], handler: Handler,
                  flush: Flush, settle: Settle, security: dict[str, Any],
                  ready: Callable[[], Awaitable[None]], client_id: str,
-                 **kwargs: Any) -> None:
+                 session_timeout_s: float = 10.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.bootstrap = bootstrap
         self.app_id = app_id
@@ -83,6 +84,7 @@ class BatchHop(Service):
         self.security = security
         self.ready = ready
         self.client_id = client_id
+        self.session_timeout_s = session_timeout_s
         self.lock = asyncio.Lock()
         self.consumer: AIOKafkaConsumer | None = None
         self.checkpoint: Checkpoint | None = None
@@ -99,6 +101,9 @@ class BatchHop(Service):
             enable_auto_commit=False, auto_offset_reset="earliest",
             isolation_level="read_committed",  # a partner's aborted transaction is not an event
             max_partition_fetch_bytes=FETCH_BYTES_PER_PARTITION,
+            # as the Faust group's: a killed worker's partitions move after this long
+            session_timeout_ms=int(self.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(min(3.0, self.session_timeout_s / 3) * 1000),
             **self.security,
         )
         self.consumer.subscribe(self.topics, listener=_CommitOnRevoke(self))
@@ -126,11 +131,26 @@ class BatchHop(Service):
         assert consumer is not None and self.checkpoint is not None
         last_commit = time.monotonic()
         while not self.should_stop:
-            batch = await consumer.getmany(timeout_ms=BATCH_WAIT_MS, max_records=BATCH_RECORDS)
+            try:
+                batch = await consumer.getmany(timeout_ms=BATCH_WAIT_MS,
+                                               max_records=BATCH_RECORDS)
+            except KafkaError as error:  # the client retries by itself; say so and go on
+                log.warning("fetch failed (%r); retrying", error)
+                await asyncio.sleep(1.0)
+                continue
             async with self.lock:
                 if batch:
                     records = [record for records in batch.values() for record in records]
-                    await self.handler(records)
+                    try:
+                        await self.handler(records)
+                    except Exception:
+                        # The handler dead-letters every bad record itself: what raises here is
+                        # the way out (the producer). Read the batch again in a second.
+                        log.exception("a batch of %d records failed; read again", len(records))
+                        for tp, part in batch.items():
+                            consumer.seek(tp, part[0].offset)
+                        await asyncio.sleep(1.0)
+                        continue
                     await self.checkpoint.processed(batch)
                     self.batches += 1
                     self.records += len(records)

@@ -24,6 +24,12 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 log = logging.getLogger(__name__)
 
 Flush = Callable[[], Awaitable[None]]
+"""Flush the producer; raise when a record sent since the last checkpoint was not delivered."""
+
+
+class DeliveryFailedError(Exception):
+    """A record the batches produced was not acknowledged by the broker."""
+
 #: Waits for the fence's dead letters; returns the partitions whose dead letter failed.
 Settle = Callable[[], Awaitable[set[tuple[str, int]]]]
 
@@ -69,7 +75,17 @@ class Checkpoint:
         if not self._processed:
             return True
         failed = await self._settle()
-        await self._flush()
+        try:
+            await self._flush()
+        except Exception as error:  # a record is not on the broker: replay from the last commit
+            self.failed_commits += 1
+            log.warning("not committed: %s; every partition is read again from its committed "
+                        "offset", error)
+            for tp in list(self._processed):
+                self._processed.pop(tp, None)
+                self._committed.pop(tp, None)
+                await self._rewind(tp)
+            return False
         offsets = {tp: offset for tp, offset in self._processed.items()
                    if (tp.topic, tp.partition) not in failed}
         for topic, partition in failed:
@@ -108,6 +124,5 @@ class Checkpoint:
             await self._consumer.seek_to_beginning(tp)
         else:
             self._consumer.seek(tp, committed)
-        log.warning("dead letter for an unparseable batch of %s[%d] was not sent: the "
-                    "partition is read again from offset %s", tp.topic, tp.partition,
+        log.warning("%s[%d] is read again from offset %s", tp.topic, tp.partition,
                     committed if committed is not None else "0")
