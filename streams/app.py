@@ -134,6 +134,7 @@ class Pipeline:
     async def enrich_batch(self, records: Sequence[Any]) -> None:
         """The batch hop's handler: every record of a `getmany`, enriched records sent in one
         record batch per enriched topic and partition."""
+        await self.context.backlog.room()
         outputs: dict[str, list[Record]] = defaultdict(list)
         for message in records:
             event_type, source, enriched_topic = self._inputs[message.topic]
@@ -143,6 +144,7 @@ class Pipeline:
             if record is not None:
                 outputs[enriched_topic].append(record)
         for topic, batch in outputs.items():
+            self.context.backlog.sending(topic, batch)
             await self.context.send_batch(topic, batch, self._deliveries)
 
     def _wire_batch_hop(self) -> None:

@@ -8,6 +8,7 @@ module only assembles them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
@@ -69,6 +70,55 @@ class KeyPartitions:
         return partition
 
 
+class LocalBacklog:
+    """Enriched records this worker's batch hop sent to the partitions its own ward agent owns,
+    not yet applied by that agent; the hop waits while there are more than `limit`.
+
+    Both run on one event loop, and the hop handles thousands of records per turn where Faust
+    delivers the ward agent's records a few per turn: unchecked, enrichment ran far ahead and
+    situations waited for it (docs/runtime.md). Counting restarts at every assignment; records
+    for partitions other workers own are not counted (their agents pace themselves). The wait
+    is bounded (`wait_s` per batch), so a stopped ward agent cannot stop enrichment.
+    """
+
+    def __init__(self, limit: int = 20_000, wait_s: float = 1.0) -> None:
+        self.limit = limit
+        self.wait_s = wait_s
+        self.owned: frozenset[tuple[str, int]] = frozenset()
+        self.sent = 0
+        self.applied = 0
+        self._progress = asyncio.Event()
+
+    @property
+    def lead(self) -> int:
+        return self.sent - self.applied
+
+    def assigned(self, partitions: Any) -> None:
+        self.owned = frozenset((tp.topic, tp.partition) for tp in partitions)
+        self.sent = self.applied = 0
+        self._progress.set()
+
+    def sending(self, topic: str, records: list[Record]) -> None:
+        owned = self.owned
+        self.sent += sum(1 for partition, _, _ in records if (topic, partition) in owned)
+
+    def applied_events(self, count: int) -> None:
+        self.applied += count
+        self._progress.set()
+
+    async def room(self) -> None:
+        deadline = asyncio.get_running_loop().time() + self.wait_s
+        while self.lead > self.limit:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return
+            self._progress.clear()
+            try:
+                await asyncio.wait_for(self._progress.wait(), remaining)
+            except TimeoutError:
+                return
+
+
 class WorkerContext:
     """The app and everything its agents share."""
 
@@ -114,6 +164,7 @@ class WorkerContext:
         self.ward_partition = KeyPartitions(self.topics.ward_partitions)
         self.situation_partition = KeyPartitions(catalog.SITUATIONS.partitions)
         self._producer: Any = None
+        self.backlog = LocalBacklog()
 
     def _raw_topic(self, spec: TopicSpec) -> faust.TopicT:
         return self.app.topic(

@@ -147,6 +147,9 @@ class WardAggregator:
         @self.app.on_partitions_assigned.connect
         async def _catch_up(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
             self._stale = True
+            assigned = args[0] if args else kwargs.get("assigned", ())
+            self.context.backlog.assigned(
+                tp for tp in assigned if tp.topic in self.types_by_topic)
 
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
         await self.references.wait_ready()
@@ -161,6 +164,7 @@ class WardAggregator:
             for event in events:
                 await self.process(event, touched)
             await self.publish_changes(touched)
+            self.context.backlog.applied_events(len(events))
 
     async def _caught_up(self) -> None:
         """After a start or an assignment, wait until this worker's copy of the situations

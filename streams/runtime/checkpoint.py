@@ -15,6 +15,7 @@ could not be sent is not committed: it is read again from its committed offset.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -22,6 +23,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 log = logging.getLogger(__name__)
+
+#: Longest wait for a partition's position (see `processed`).
+POSITION_WAIT_S = 0.05
 
 Flush = Callable[[], Awaitable[None]]
 """Flush the producer; raise when a record sent since the last checkpoint was not delivered."""
@@ -57,10 +61,17 @@ class Checkpoint:
         The position, not the last record's offset + 1: it also moves past transaction markers,
         aborted transactions and batches the fence skipped, which hold nothing to process."""
         for tp in partitions:
-            if tp in self._consumer.assignment():
-                position = await self._consumer.position(tp)
-                if self._committed.get(tp) != position:
-                    self._processed[tp] = position
+            if tp not in self._consumer.assignment():
+                continue
+            try:
+                # A partition just assigned has no position until the group's offsets are
+                # fetched, which waits for the rebalance, which waits for the revoke callback,
+                # which waits for this: never wait long for a position.
+                position = await asyncio.wait_for(self._consumer.position(tp), POSITION_WAIT_S)
+            except (TimeoutError, IllegalStateError):
+                continue
+            if self._committed.get(tp) != position:
+                self._processed[tp] = position
 
     def forget(self, partitions: Iterable[TopicPartition]) -> None:
         """Partitions this worker no longer owns: their next owner reads from the broker's

@@ -31,6 +31,8 @@ class RecordingConsumer:
         return set(self.positions)
 
     async def position(self, tp: TopicPartition) -> int:
+        if self.positions[tp] < 0:  # just assigned: no position until the rebalance ends
+            await asyncio.Event().wait()
         return self.positions[tp]
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
@@ -150,3 +152,15 @@ def test_revoked_partitions_are_never_committed_from_here() -> None:
 
     run(scenario())
     assert consumer.calls[-1] == ("commit", {A1: 8})
+
+
+def test_a_partition_without_a_position_yet_is_skipped_not_waited_for() -> None:
+    consumer = RecordingConsumer({A0: 50, A1: -1})
+    cp = checkpoint(consumer)
+
+    async def scenario() -> None:
+        await cp.processed([A0, A1])
+        await cp.commit()
+
+    run(scenario())
+    assert consumer.calls[-1] == ("commit", {A0: 50})
