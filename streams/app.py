@@ -32,6 +32,7 @@ from core.rejections import Rejection
 from processors.enrich import EnrichmentRules, data_quality
 from processors.records import enrich_record
 from streams.context import Deliveries, Record, WorkerContext
+from streams.liveness import EXIT_STALLED
 from streams.neighbourhood_agent import NeighbourhoodAgents
 from streams.runtime import fast_delivery, offsets, poison, taskdump
 from streams.runtime.batch_hop import BatchHop
@@ -243,6 +244,10 @@ def run_worker(settings: WorkerSettings, loglevel: str = "info") -> None:
     taskdump.install(pipeline.app.loop)
     try:
         worker.execute_from_commandline()
+    except SystemExit:
+        if pipeline.wards.liveness.fired:  # stopped itself: the supervisor must restart it
+            raise SystemExit(EXIT_STALLED) from None
+        raise
     finally:
         log.info("worker ran %.1fs", time.monotonic() - started)
 
