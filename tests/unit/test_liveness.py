@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
 
-from streams import liveness
 from streams.liveness import WardLiveness
 from streams.runtime import taskdump
 
@@ -35,8 +35,8 @@ def watch(monkeypatch: pytest.MonkeyPatch, end: int, committed: int, applied: li
     app = SimpleNamespace(consumer=consumer, rebalancing=rebalancing)
     context = SimpleNamespace(app=app, metrics=metrics)
     killed: list[int] = []
-    monkeypatch.setattr(liveness.time, "monotonic", lambda: Clock.now)
-    monkeypatch.setattr(liveness.os, "kill", lambda pid, sig: killed.append(sig))
+    monkeypatch.setattr(time, "monotonic", lambda: Clock.now)
+    monkeypatch.setattr(os, "kill", lambda pid, sig: killed.append(sig))
     monkeypatch.setattr(taskdump, "dump", lambda: None)
     w = WardLiveness(context, lambda: applied[0], [TP.topic],  # type: ignore[arg-type]
                      stall_s=90.0)
