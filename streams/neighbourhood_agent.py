@@ -163,7 +163,13 @@ class NeighbourhoodAgents:
             reports = KelurahanReports.from_json(self.table.get(code))
             judgement: Judgement = reports.judge(report, rules)
             reports.prune(current_month(now), rules)
-            self.table[code] = reports.to_json()
+            # What `table[code] = value` does, with the report's own partition (the enriched
+            # topic is co-partitioned with the table by kelurahan): Faust would take it from
+            # the current event, and inside a `take_events` batch there is none, so the
+            # assignment raised "Cannot modify table key from outside of stream iteration".
+            value = reports.to_json()
+            self.table.data[code] = value
+            self.table.send_changelog(message.partition, code, value)
         except Rejection as error:
             await self.context.send_dead_letter(event, error.stage, error.reason, error)
             return None
