@@ -10,6 +10,7 @@ import json
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,11 +25,15 @@ from cityops.rt_simulator import (
     previous_month,
     simulate_month,
 )
+from cityops.simulate import run_simulate_rt_month
 from core.reference_data import load_ward_records
 from core.vocabulary import CITY_CODE
 from processors.neighbourhood import NIK_LIKE
 from schemas.codec import encode
 from streams.test_driver import TopologyTestDriver
+from tests.unit.test_produce import FakeSender
+from topics import catalog
+from topics.catalog import TopicCatalog
 
 pytestmark = pytest.mark.unit
 
@@ -234,3 +239,33 @@ def test_reports_are_for_last_month_and_valid_partner_json() -> None:
     lines = "\n".join(json.dumps(line) for line in month.json_lines())
     prepared = prepare(read_inputs(["-"], [], io.StringIO(lines)), "rt_report")
     assert (len(prepared.records), prepared.errors) == (len(month.reports), [])
+
+
+def test_cityops_simulate_rt_month_sends_the_month_and_prints_the_expected_verdicts() -> None:
+    sender = FakeSender()
+    out, err = io.StringIO(), io.StringIO()
+    code = run_simulate_rt_month("unused:9092", SEED, None, KELURAHAN[:1],
+                                 sender_factory=lambda bootstrap: sender, out=out, err=err,
+                                 wall_clock=lambda: NOW)
+    month = simulate_month(REGISTRY, PERIOD, seed=SEED, kelurahan=KELURAHAN[:1])
+    assert (code, err.getvalue(), sender.closed) == (0, "", True)
+    assert sender.sent == [("org.cityops.RtReport", r.record) for r in month.reports]
+    assert set(sender.offsets) == {TopicCatalog.from_env().name(catalog.RT_REPORTS)}
+    counts = month.verdict_counts()
+    assert out.getvalue().splitlines()[-1] == (
+        f"  expected verdicts {PERIOD}: VALID {counts['VALID']}, NEEDS_REVIEW "
+        f"{counts['NEEDS_REVIEW']}, REJECTED {counts['REJECTED']}")
+
+
+def test_cityops_simulate_rt_month_writes_json_for_produce_and_refuses_a_bad_month(
+        tmp_path: Path) -> None:
+    target = tmp_path / "month.jsonl"
+    code = run_simulate_rt_month("unused:9092", SEED, PERIOD, KELURAHAN[:1],
+                                 json_out=str(target), out=io.StringIO(), err=io.StringIO())
+    month = simulate_month(REGISTRY, PERIOD, seed=SEED, kelurahan=KELURAHAN[:1])
+    assert (code, target.read_text().splitlines()) == (
+        0, [json.dumps(line) for line in month.json_lines()])
+    err = io.StringIO()
+    assert run_simulate_rt_month("unused:9092", SEED, "2026-13", (), out=io.StringIO(),
+                                 err=err) == 2
+    assert err.getvalue() == "--rt-month must be YYYY-MM, got '2026-13'\n"
