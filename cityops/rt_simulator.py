@@ -191,11 +191,14 @@ def previous_month(now: datetime) -> str:
 def simulate_month(registry: Sequence[Mapping[str, Any]], period: str, *, seed: int,
                    kelurahan: Iterable[str] | None = None,
                    rates: Mapping[str, float] = MISTAKE_RATES,
-                   rules: NeighbourhoodRules | None = None) -> SimulatedMonth:
+                   rules: NeighbourhoodRules | None = None,
+                   submitted_by: datetime | None = None) -> SimulatedMonth:
     """A clean base month (`period` - 1) and `period` with mistakes, for the registry's RTs
     (only those of `kelurahan` when given); deterministic for the arguments.
 
-    `rules` are the thresholds the jump must clear (the continuity tolerance).
+    `rules` are the thresholds the jump must clear (the continuity tolerance). Reports are
+    submitted in the days after their month ends (a late correction nine days after the
+    first); `submitted_by` (the wall clock) squeezes those times so none lies after it.
     """
     rules = rules or NeighbourhoodRules()
     rng = random.Random(f"{seed}:rt-reports:{period}")
@@ -259,8 +262,12 @@ def simulate_month(registry: Sequence[Mapping[str, Any]], period: str, *, seed: 
                                          + timedelta(days=9)},
                                         Expected(kind, "VALID", counted=True)))
     _shuffle_keeping_duplicates(month, rng)
+    reports = base + month + late
+    if submitted_by is not None:
+        reports = [SimulatedReport(_squeezed(r.record, submitted_by), r.expected)
+                   for r in reports]
     return SimulatedMonth(
-        base_period, period, tuple(base + month + late), tuple(rt.code for rt in rts),
+        base_period, period, tuple(reports), tuple(rt.code for rt in rts),
         {kind: tuple(sorted(codes)) for kind, codes in victims.items()}, nik)
 
 
@@ -347,11 +354,30 @@ def _jump(rt: _Rt, period: str, reporter_id: str, rng: random.Random,
     return _record(rt, period, reporter_id, rng, flows)
 
 
+SUBMISSION_SPAN: Final = timedelta(days=14)
+"""SYNTHETIC: first submissions in the 4 days after the month, corrections up to 9 days later."""
+
+
+def _month_end(period: str) -> datetime:
+    """1 am UTC (8 am WIB) on the first day after `period`."""
+    year, month = (int(part) for part in period.split("-"))
+    return datetime(year + month // 12, month % 12 + 1, 1, 1, tzinfo=UTC)
+
+
+def _squeezed(record: Mapping[str, Any], submitted_by: datetime) -> dict[str, Any]:
+    """`record` with its submission time mapped from the month's SUBMISSION_SPAN into the time
+    before `submitted_by` (order kept), when the span reaches past it."""
+    start = _month_end(record["period"])
+    end = min(start + SUBMISSION_SPAN, submitted_by - timedelta(minutes=1))
+    if end >= start + SUBMISSION_SPAN or end <= start:
+        return dict(record)
+    offset = max(record["submitted_at"] - start, timedelta(0))
+    return {**record, "submitted_at": start + offset * ((end - start) / SUBMISSION_SPAN)}
+
+
 def _record(rt: _Rt, period: str, reporter_id: str, rng: random.Random,
             flows: Mapping[str, int]) -> dict[str, Any]:
-    year, month = (int(part) for part in period.split("-"))
-    following = datetime(year + month // 12, month % 12 + 1, 1, 1, tzinfo=UTC)
-    submitted = following + timedelta(minutes=rng.randrange(4 * 24 * 60))
+    submitted = _month_end(period) + timedelta(minutes=rng.randrange(4 * 24 * 60))
     note = rng.choice(BENIGN_NOTES) if rng.random() < NOTE_SHARE else None
     return {
         "report_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),

@@ -402,7 +402,8 @@ def run_simulate_rt_month(
                                  NEIGHBOURHOOD_REGISTRY_SEED if registry_seed is None
                                  else registry_seed)
     try:
-        month = simulate_month(registry, period, seed=seed, kelurahan=kelurahan or None)
+        month = simulate_month(registry, period, seed=seed, kelurahan=kelurahan or None,
+                               submitted_by=wall_clock())
     except ValueError as error:
         print(f"cityops simulate: {error}", file=err)
         return EXIT_INVALID

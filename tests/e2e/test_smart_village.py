@@ -62,17 +62,22 @@ def namespace(broker: str) -> Iterator[Namespace]:
 @pytest.fixture(scope="module")
 def worker(namespace: Namespace, tmp_path_factory: pytest.TempPathFactory,
            artifacts_dir: Path) -> Iterator[Worker]:
-    with namespace.worker(f"village-{uuid.uuid4().hex[:8]}", artifacts_dir / "village-worker.log",
-                          tmp_path_factory.mktemp("village-worker")) as process:
-        wait_until(lambda: get_json(process.web_port, "/api/neighbourhoods")[0] == 200)
-        yield process
+    app_id = f"village-{uuid.uuid4().hex[:8]}"
+    try:
+        with namespace.worker(app_id, artifacts_dir / "village-worker.log",
+                              tmp_path_factory.mktemp("village-worker")) as process:
+            wait_until(lambda: get_json(process.web_port, "/api/neighbourhoods")[0] == 200)
+            yield process
+    finally:  # the shared broker keeps nothing of this module (the NIK input included)
+        namespace.teardown([app_id])
 
 
 @pytest.fixture(scope="module")
 def month(namespace: Namespace, worker: Worker) -> SimulatedMonth:
     """The month, sent as the RT heads' app would send it."""
-    simulated = simulate_month(REGISTRY, previous_month(datetime.now(UTC)), seed=SEED,
-                               kelurahan=KELURAHAN)
+    now = datetime.now(UTC)
+    simulated = simulate_month(REGISTRY, previous_month(now), seed=SEED, kelurahan=KELURAHAN,
+                               submitted_by=now)
     namespace.send([("RtReport", report.record) for report in simulated.reports])
     return simulated
 

@@ -232,6 +232,25 @@ def test_indicators_equal_an_independent_recomputation_from_the_valid_reports() 
             city["rt_needs_review"]) == (3407, 147, 146, 1)
 
 
+def test_no_report_is_submitted_after_the_clock_and_a_correction_comes_after_its_first(
+) -> None:
+    month = simulate_month(REGISTRY, PERIOD, seed=SEED, kelurahan=KELURAHAN[:1],
+                           submitted_by=NOW)
+    unsqueezed = simulate_month(REGISTRY, PERIOD, seed=SEED, kelurahan=KELURAHAN[:1])
+    times = [r.record["submitted_at"] for r in month.reports]
+    assert (min(times), max(times) < NOW) == (datetime(2026, 11, 1, 5, 8, tzinfo=UTC), True)
+    assert [r.record["submitted_at"] for r in unsqueezed.reports if r.record["period"] ==
+            "2026-10"] == [r.record["submitted_at"] for r in month.reports
+                           if r.record["period"] == "2026-10"]
+    (code,) = month.mistakes["late_correction"]
+    first, second = [r.record for r in month.reports
+                     if r.record["rt_code"] == code and r.record["period"] == PERIOD]
+    assert datetime(2026, 12, 1, 1, tzinfo=UTC) <= first["submitted_at"] < second[
+        "submitted_at"] < NOW
+    assert [{**r.record, "submitted_at": None} for r in month.reports] == [
+        {**r.record, "submitted_at": None} for r in unsqueezed.reports]
+
+
 def test_reports_are_for_last_month_and_valid_partner_json() -> None:
     assert previous_month(NOW) == PERIOD
     assert previous_month(datetime(2026, 11, 30, 17, 30, tzinfo=UTC)) == PERIOD  # 1 Dec WIB
@@ -247,7 +266,8 @@ def test_cityops_simulate_rt_month_sends_the_month_and_prints_the_expected_verdi
     code = run_simulate_rt_month("unused:9092", SEED, None, KELURAHAN[:1],
                                  sender_factory=lambda bootstrap: sender, out=out, err=err,
                                  wall_clock=lambda: NOW)
-    month = simulate_month(REGISTRY, PERIOD, seed=SEED, kelurahan=KELURAHAN[:1])
+    month = simulate_month(REGISTRY, PERIOD, seed=SEED, kelurahan=KELURAHAN[:1],
+                           submitted_by=NOW)
     assert (code, err.getvalue(), sender.closed) == (0, "", True)
     assert sender.sent == [("org.cityops.RtReport", r.record) for r in month.reports]
     assert set(sender.offsets) == {TopicCatalog.from_env().name(catalog.RT_REPORTS)}
@@ -261,8 +281,10 @@ def test_cityops_simulate_rt_month_writes_json_for_produce_and_refuses_a_bad_mon
         tmp_path: Path) -> None:
     target = tmp_path / "month.jsonl"
     code = run_simulate_rt_month("unused:9092", SEED, PERIOD, KELURAHAN[:1],
-                                 json_out=str(target), out=io.StringIO(), err=io.StringIO())
-    month = simulate_month(REGISTRY, PERIOD, seed=SEED, kelurahan=KELURAHAN[:1])
+                                 json_out=str(target), out=io.StringIO(), err=io.StringIO(),
+                                 wall_clock=lambda: NOW)
+    month = simulate_month(REGISTRY, PERIOD, seed=SEED, kelurahan=KELURAHAN[:1],
+                           submitted_by=NOW)
     assert (code, target.read_text().splitlines()) == (
         0, [json.dumps(line) for line in month.json_lines()])
     err = io.StringIO()
