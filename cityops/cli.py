@@ -191,8 +191,11 @@ def _produce(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from cityops.simulate import run_simulate
+    from cityops.simulate import run_simulate, run_simulate_rt_month
 
+    if args.rt_month is not None:
+        return run_simulate_rt_month(_bootstrap(args), args.seed, args.rt_month or None,
+                                     args.kelurahan or (), json_out=args.rt_json)
     return run_simulate(_bootstrap(args), args.seed, args.rate, args.duration, args.count,
                         args.scenario, args.realtime, sys.stderr.isatty() and not args.quiet,
                         registry_seed=args.registry_seed,
@@ -326,6 +329,15 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--registry-seed", type=int, default=ASSET_REGISTRY_SEED)
     simulate.add_argument("--incidents-per-hour", type=float, default=6.0)
     simulate.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    simulate.add_argument("--rt-month", nargs="?", const="", metavar="YYYY-MM",
+                          help="instead of the city feed: one SYNTHETIC month of RT reports "
+                          "(default: last month in WIB) after a clean base month, with human "
+                          "mistakes at known rates; prints the verdicts the worker must give")
+    simulate.add_argument("--kelurahan", action="append", metavar="CODE",
+                          help="with --rt-month: only the RTs of this kelurahan; repeatable")
+    simulate.add_argument("--rt-json", metavar="FILE",
+                          help="with --rt-month: write the reports as JSON Lines (for "
+                          "`cityops produce --type rt_report FILE`) instead of sending them")
 
     watch = command("watch", _watch, "Live view of ward and kecamatan situations.")
     _add_bootstrap(watch)

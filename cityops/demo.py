@@ -1,8 +1,11 @@
 """The main job in one command: the whole city on this machine.
 
-Starts (or reuses) the broker, creates topics, publishes wards and the synthetic asset registry,
-starts a worker and the simulated city feed as child processes, and shows the live situation
-board until Ctrl-C or `--seconds`. Child output goes to var/logs so the board stays readable.
+Starts (or reuses) the broker, creates topics, publishes wards, the synthetic asset registry and
+the SYNTHETIC RW/RT registry, starts a worker and the simulated city feed as child processes,
+sends one simulated month of RT reports (issue 13: a clean base month, then last month with
+human mistakes; the worker judges them beside the live situations and the board's
+"Unemployment" layer shows the result), and shows the live situation board until Ctrl-C or
+`--seconds`. Child output goes to var/logs so the board stays readable.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import time
 from pathlib import Path
 
 from cityops import broker
-from cityops.publish_reference import publish_assets, publish_wards
+from cityops.publish_reference import publish_assets, publish_neighbourhoods, publish_wards
+from cityops.simulate import run_simulate_rt_month
 from cityops.watch import watch
 from core.paths import var_dir
 from topics.admin import admin_client, create_topics
@@ -27,35 +31,46 @@ def _spawn(name: str, args: list[str], logs: Path) -> subprocess.Popen[bytes]:
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
+DEMO_RT_SEED = 13
+"""Seed of the demo's month of RT reports: its verdict counts are in docs/smart-village.md."""
+
+
 def run_demo(bootstrap: str, seconds: float = 0.0, rate_per_s: float = 20.0,
              scenario: str = "flood") -> int:
     step = "broker"
     try:
-        print(f"[1/5] broker: {broker.start(broker.BrokerConfig.from_env())}")
+        print(f"[1/6] broker: {broker.start(broker.BrokerConfig.from_env())}")
         step = "topics"
         admin = admin_client(bootstrap)
         created = create_topics(admin)
         admin.close()
-        print(f"[2/5] topics: {sum(1 for _, o in created if o == 'created')} created, "
+        print(f"[2/6] topics: {sum(1 for _, o in created if o == 'created')} created, "
               f"{sum(1 for _, o in created if o == 'exists')} already there")
         step = "reference data"
         wards = publish_wards(bootstrap)
         assets = publish_assets(bootstrap)
-        print(f"[3/5] reference data: {wards} kelurahan, synthetic registry "
-              + ", ".join(f"{n} {k}" for k, n in sorted(assets.items())))
+        rts, rws, _ = publish_neighbourhoods(bootstrap)
+        print(f"[3/6] reference data: {wards} kelurahan, synthetic registry "
+              + ", ".join(f"{n} {k}" for k, n in sorted(assets.items()))
+              + f", SYNTHETIC neighbourhood registry {rts} RT in {rws} RW")
     except (broker.BrokerError, OSError, RuntimeError) as error:
         print(f"cityops demo: {step} failed: {error}", file=sys.stderr)
         return 2
     logs = var_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     worker = _spawn("worker", ["worker", "--bootstrap", bootstrap], logs)
-    print(f"[4/5] worker started (pid {worker.pid}); metrics http://127.0.0.1:9108/metrics; "
+    print(f"[4/6] worker started (pid {worker.pid}); metrics http://127.0.0.1:9108/metrics; "
           f"log {logs / 'worker.log'}")
     time.sleep(3.0)
     feed = _spawn("feed", ["simulate", "--bootstrap", bootstrap, "--rate", str(rate_per_s),
                            "--realtime", "--scenario", scenario, "--quiet"], logs)
-    print(f"[5/5] simulated city feed at {rate_per_s:g} events/s with the '{scenario}' "
+    print(f"[5/6] simulated city feed at {rate_per_s:g} events/s with the '{scenario}' "
           f"scenario after 10 s (pid {feed.pid}); log {logs / 'feed.log'}")
+    rt_month = run_simulate_rt_month(bootstrap, DEMO_RT_SEED, None, out=sys.stdout)
+    board = "http://127.0.0.1:6066/board/"
+    print(f"[6/6] one month of RT reports {'sent' if rt_month == 0 else 'NOT sent'}: the "
+          f"board's 'Unemployment (RT reports)' layer at {board} (verdicts: "
+          "`city.neighbourhood.validations.v1`)")
     print("live situations follow (Ctrl-C to stop; the broker keeps running: "
           "`cityops broker stop`)\n")
     time.sleep(2.0)

@@ -361,3 +361,86 @@ def _summary(
             f"  scenario {scenario.name}: {stats.scenario_events} events; expected: {expected}",
             file=out,
         )
+
+
+def run_simulate_rt_month(
+    bootstrap: str,
+    seed: int | None,
+    period: str | None,
+    kelurahan: Sequence[str] = (),
+    *,
+    registry_seed: int | None = None,
+    json_out: str | None = None,
+    sender_factory: SenderFactory | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    wall_clock: Callable[[], datetime] = _utc_now,
+) -> int:
+    """``cityops simulate --rt-month``: one SYNTHETIC month of RT reports (and its clean base
+    month) for the synthetic registry, with the mistakes of :mod:`cityops.rt_simulator`; sent,
+    or with ``json_out`` written as JSON Lines for ``cityops produce --type rt_report``.
+
+    Prints the verdict counts the worker must give, so an operator can compare them with the
+    validations topic. Exit codes as ``cityops simulate``.
+    """
+    import json
+
+    from cityops.neighbourhoods import NEIGHBOURHOOD_REGISTRY_SEED, generate_registry
+    from cityops.rt_simulator import RT_REPORT_SCHEMA, previous_month, simulate_month
+    from core.reference_data import load_ward_records
+    from processors.neighbourhood import PERIOD_PATTERN
+
+    out = out if out is not None else sys.stdout
+    err = err if err is not None else sys.stderr
+    if period is not None and PERIOD_PATTERN.fullmatch(period) is None:
+        print(f"--rt-month must be YYYY-MM, got {period!r}", file=err)
+        return EXIT_INVALID
+    period = period or previous_month(wall_clock())
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**31)
+    registry = generate_registry(load_ward_records(),
+                                 NEIGHBOURHOOD_REGISTRY_SEED if registry_seed is None
+                                 else registry_seed)
+    try:
+        month = simulate_month(registry, period, seed=seed, kelurahan=kelurahan or None,
+                               submitted_by=wall_clock())
+    except ValueError as error:
+        print(f"cityops simulate: {error}", file=err)
+        return EXIT_INVALID
+    if json_out is not None:
+        with open(json_out, "w", encoding="utf-8") as handle:
+            for line in month.json_lines():
+                handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+    else:
+        sender = open_sender(bootstrap, "cityops-rt-simulator", sender_factory, err)
+        if sender is None:
+            return EXIT_DELIVERY
+        stats = FeedStats()
+        try:
+            for report in month.reports:
+                future = sender.send(RT_REPORT_SCHEMA, report.record)
+                future.add_errback(stats.failed)
+                stats.by_type["RtReport"] += 1
+        except broker_errors() as error:
+            stats.failed(error)
+        finally:
+            try:
+                sender.flush()
+                sender.close()
+            except broker_errors() as error:
+                stats.failed(error)
+        if stats.failures:
+            print(f"{stats.failures} RT reports not delivered; first error: "
+                  f"{stats.first_failure}", file=err)
+            return EXIT_DELIVERY
+    where = json_out if json_out is not None else "sent"
+    print(f"SYNTHETIC RT reports: {len(month.reports)} submissions for {len(month.rt_codes)} RT "
+          f"({month.base_period} clean, {month.period} with mistakes); seed {seed}; {where}",
+          file=out)
+    mistakes = ", ".join(f"{kind} {len(codes)}" for kind, codes in sorted(month.mistakes.items()))
+    print(f"  mistakes in {month.period}: {mistakes}", file=out)
+    for label in (month.base_period, month.period):
+        counts = month.verdict_counts(label)
+        print(f"  expected verdicts {label}: " + ", ".join(
+            f"{verdict} {count}" for verdict, count in counts.items()), file=out)
+    return EXIT_OK

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Final, Literal
 
 from core.rejections import Rejection
+from core.vocabulary import CITY_CODE
 from processors.thresholds import NeighbourhoodRules
 from schemas.codec import CodecError, decode
 
@@ -409,6 +410,32 @@ def rollup(scope_code: str, level: str, period: str, parts: Iterable[Mapping[str
     total = sum((tally_of(part) for part in records), Tally(rt_registered=unindicated_rts))
     return indicator(scope_code, level, period, total, now,
                      any(part["synthetic"] for part in records))
+
+
+def rollups(kelurahan_records: Iterable[Mapping[str, Any]], registered: Mapping[str, int],
+            kecamatan_of: Mapping[str, str], now: datetime) -> list[dict[str, Any]]:
+    """The city and kecamatan indicators of every period that has kelurahan indicators, from
+    the latest kelurahan ones. `registered` counts the registry's RTs per kelurahan and
+    `kecamatan_of` places each kelurahan: a kelurahan without an indicator for a period (no RT
+    reported) still counts its RTs as registered, so completeness is over the whole registry.
+    The worker's leader publishes the ones whose counts changed; the test driver all of them."""
+    by_period: dict[str, list[Mapping[str, Any]]] = {}
+    for record in kelurahan_records:
+        if record["scope_level"] == "KELURAHAN":
+            by_period.setdefault(record["period"], []).append(record)
+    out = []
+    for period, parts in sorted(by_period.items()):
+        indicated = {part["scope_code"] for part in parts}
+        scopes: dict[tuple[str, str], list[Mapping[str, Any]]] = {(CITY_CODE, "CITY"): parts}
+        for part in parts:
+            kecamatan = kecamatan_of.get(part["scope_code"], "")
+            scopes.setdefault((kecamatan, "KECAMATAN"), []).append(part)
+        for (scope, level), members in scopes.items():
+            missing = sum(count for code, count in registered.items()
+                          if code not in indicated
+                          and (level == "CITY" or kecamatan_of.get(code) == scope))
+            out.append(rollup(scope, level, period, members, now, missing))
+    return out
 
 
 # -- one record through each hop (shared by the worker and the tests) ---------------------------

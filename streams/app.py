@@ -34,6 +34,7 @@ from processors.records import enrich_record
 from streams.context import Deliveries, Record, WorkerContext
 from streams.liveness import EXIT_STALLED
 from streams.neighbourhood_agent import NeighbourhoodAgents
+from streams.neighbourhood_web import register_neighbourhood_web
 from streams.runtime import fast_delivery, offsets, poison, taskdump
 from streams.runtime.batch_hop import BatchHop
 from streams.runtime.checkpoint import DeliveryFailedError
@@ -219,6 +220,7 @@ class Pipeline:
         self.app.task(self.references.follow)
         self.app.timer(5.0)(self.wards.reload_thresholds)
         register_web(self.context)
+        register_neighbourhood_web(self.context)
 
         async def _start_metrics() -> None:
             start_http_server(self.settings.metrics_port, addr=self.settings.metrics_host,

@@ -27,7 +27,6 @@ from typing import Any, cast
 import faust
 
 from core.rejections import Rejection
-from core.vocabulary import CITY_CODE
 from processors.neighbourhood import (
     Judgement,
     KelurahanReports,
@@ -35,7 +34,7 @@ from processors.neighbourhood import (
     kelurahan_indicators,
     read_report,
     rejected_validation,
-    rollup,
+    rollups,
     screen_report,
     validation,
 )
@@ -164,7 +163,13 @@ class NeighbourhoodAgents:
             reports = KelurahanReports.from_json(self.table.get(code))
             judgement: Judgement = reports.judge(report, rules)
             reports.prune(current_month(now), rules)
-            self.table[code] = reports.to_json()
+            # What `table[code] = value` does, with the report's own partition (the enriched
+            # topic is co-partitioned with the table by kelurahan): Faust would take it from
+            # the current event, and inside a `take_events` batch there is none, so the
+            # assignment raised "Cannot modify table key from outside of stream iteration".
+            value = reports.to_json()
+            self.table.data[code] = value
+            self.table.send_changelog(message.partition, code, value)
         except Rejection as error:
             await self.context.send_dead_letter(event, error.stage, error.reason, error)
             return None
@@ -228,29 +233,14 @@ class NeighbourhoodAgents:
         if not self.app.is_leader() or not self.references.indicators.ready.is_set():
             return
         published = self.references.indicators.values
-        by_period: dict[str, list[Mapping[str, Any]]] = {}
-        for record in published.values():
-            if record["scope_level"] == "KELURAHAN":
-                by_period.setdefault(record["period"], []).append(record)
         self.registered("")  # re-index first if the registry changed
         registered = {code: len(rts) for code, rts in self._by_kelurahan.items()}
         kecamatan_of = {code: rts[0]["kecamatan_code"]
                         for code, rts in self._by_kelurahan.items() if rts}
-        now = datetime.now(UTC)
-        for period, parts in sorted(by_period.items()):
-            indicated = {part["scope_code"] for part in parts}
-            scopes: dict[tuple[str, str], list[Mapping[str, Any]]] = {(CITY_CODE, "CITY"): parts}
-            for part in parts:
-                kecamatan = kecamatan_of.get(part["scope_code"], "")
-                scopes.setdefault((kecamatan, "KECAMATAN"), []).append(part)
-            for (scope, level), members in scopes.items():
-                missing = sum(count for code, count in registered.items()
-                              if code not in indicated
-                              and (level == "CITY" or kecamatan_of.get(code) == scope))
-                record = rollup(scope, level, period, members, now, missing)
-                old = published.get(f"{scope}|{period}")
-                if old is None or _counts(old) != _counts(record):
-                    await self._send_indicator(record)
+        for record in rollups(published.values(), registered, kecamatan_of, datetime.now(UTC)):
+            old = published.get(f"{record['scope_code']}|{record['period']}")
+            if old is None or _counts(old) != _counts(record):
+                await self._send_indicator(record)
 
 
 def _counts(record: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -48,6 +48,9 @@ class ReferenceTables:
         #: topic order, on the worker's loop: the board's live feed hangs here.
         self.situation_listeners: list[OnChange] = []
         self.situations = self._view(catalog.SITUATIONS, "situation", self._situation_changed)
+        #: More topics to follow with the others (added before the worker starts): the board's
+        #: smart-village layer follows the RT verdicts (streams/neighbourhood_web.py).
+        self.extra_views: list[CompactedTopicView] = []
         #: The highest `sequence` read per scope code (never lowered, not even by a
         #: tombstone): where a ward or rollup that changes owner continues (issue 12, hole 7).
         self.published_sequences: dict[str, int] = {}
@@ -76,7 +79,8 @@ class ReferenceTables:
 
     async def follow(self) -> None:
         await follow(self.settings.bootstrap, [self.wards, self.assets, self.situations,
-                                               self.neighbourhoods, self.indicators],
+                                               self.neighbourhoods, self.indicators,
+                                               *self.extra_views],
                      client_id=f"{self.settings.app_id}-reference")
 
     async def wait_ready(self) -> None:

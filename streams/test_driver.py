@@ -8,10 +8,17 @@ Each piped record takes both hops the worker gives it: `processors.records.enric
 (`ward_step.tick`); with `batch=1` every pipe ends its batch, the per-event sequence. What is
 not here is what needs Kafka: partitions, offsets and commits, rebalances, the changelog and
 the leader's rollups; those stay with the tests on the real broker.
+
+RT reports (issue 13) take the neighbourhood agents' two hops (`pipe_rt_report`): the screen
+(`processors.neighbourhood.screen_report`: dead letter and REJECTED verdict) and the judgement
+of the kelurahan's reports (`KelurahanReports.judge`, its state round-tripped through JSON as
+the `neighbourhood_state` table stores it), then the kelurahan's and its RWs' indicators;
+`neighbourhood_rollups` is the leader's kecamatan and city rollup.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +28,16 @@ from core.rejections import Rejection, rejection_of
 from processors import ward_step
 from processors.dead_letters import letter_for, source_record, ward_source
 from processors.enrich import EnrichmentRules, ReferenceData
+from processors.neighbourhood import (
+    KelurahanReports,
+    current_month,
+    kelurahan_indicators,
+    read_report,
+    rejected_validation,
+    rollups,
+    screen_report,
+    validation,
+)
 from processors.records import enrich_record, read_enriched
 from processors.situation import WardAssetCounts, asset_counts_by_ward
 from processors.state import WardState
@@ -40,6 +57,8 @@ class Outputs:
     enriched: list[dict[str, Any]] = field(default_factory=list)
     situations: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    validations: list[dict[str, Any]] = field(default_factory=list)
+    indicators: list[dict[str, Any]] = field(default_factory=list)
 
 
 class TopologyTestDriver:
@@ -47,7 +66,7 @@ class TopologyTestDriver:
 
     def __init__(self, wards: Iterable[Mapping[str, Any]], assets: Iterable[Mapping[str, Any]],
                  thresholds: Thresholds | None = None, rules: EnrichmentRules | None = None,
-                 batch: int = 1) -> None:
+                 batch: int = 1, neighbourhoods: Iterable[Mapping[str, Any]] = ()) -> None:
         asset_list = list(assets)
         self.reference = ReferenceData.build(wards, asset_list)
         self.thresholds = thresholds or Thresholds()
@@ -58,6 +77,14 @@ class TopologyTestDriver:
         self._in_batch = 0
         self._offsets: dict[str, int] = {}
         self._counts = asset_counts_by_ward(asset_list)
+        self.neighbourhoods = {str(rt["rt_code"]): dict(rt) for rt in neighbourhoods}
+        self._registered: dict[str, list[dict[str, Any]]] = {}
+        for rt in self.neighbourhoods.values():
+            self._registered.setdefault(rt["kelurahan_code"], []).append(rt)
+        #: kelurahan code -> its KelurahanReports as JSON (what the worker's table holds).
+        self.neighbourhood_state: dict[str, Any] = {}
+        self._rt_touched: set[tuple[str, str]] = set()
+        self._rt_in_batch = 0
 
     def pipe(self, kind: str, value: bytes | None, *, now: datetime, key: bytes | None = None,
              headers: Iterable[tuple[str, bytes | None]] = (), source: str | None = None,
@@ -113,6 +140,70 @@ class TopologyTestDriver:
 
     def situations_of(self, code: str) -> list[dict[str, Any]]:
         return [s for s in self.outputs.situations if s["scope_code"] == code]
+
+    # -- RT reports (issue 13) ---------------------------------------------------------------
+
+    def pipe_rt_report(self, value: bytes | None, *, now: datetime, key: bytes | None = None,
+                       headers: Iterable[tuple[str, bytes | None]] = ()) -> None:
+        """One RT report on the RT report topic, through the screen and the judgement."""
+        spec = catalog.RT_REPORTS
+        offset = self._offsets.get(spec.name, 0)
+        self._offsets[spec.name] = offset + 1
+        origin = source_record(spec.name, 0, offset, now.timestamp(), key, value, headers)
+        rules = self.thresholds.neighbourhood
+        report: dict[str, Any] | None = None
+        try:
+            report = read_report(value, spec.name, spec.value_schema)
+            rt = screen_report(report, self.neighbourhoods, rules, now)
+        except Rejection as error:
+            self._dead(origin, error, error.stage, error.reason, now)
+            if report is not None:
+                known = self.neighbourhoods.get(report["rt_code"])
+                self.outputs.validations.append(rejected_validation(report, known, error, now))
+            return
+        except Exception as error:
+            self._dead(origin, error, "PROCESS", "processing_error", now)
+            return
+        code: str = rt["kelurahan_code"]
+        try:
+            reports = KelurahanReports.from_json(self.neighbourhood_state.get(code))
+            judgement = reports.judge(report, rules)
+            reports.prune(current_month(now), rules)
+            self.neighbourhood_state[code] = json.loads(json.dumps(reports.to_json()))
+        except Exception as error:  # as the judge agent: the report's dead letter
+            self._dead(origin, error, "PROCESS", "processing_error", now)
+            return
+        if judgement.verdict is None:
+            return
+        self.outputs.validations.append(validation(report, rt, judgement.verdict,
+                                                   judgement.codes, judgement.reasons, now))
+        self._rt_touched.add((code, report["period"]))
+        self._rt_in_batch += 1
+        if self._rt_in_batch >= self.batch:
+            self.end_rt_batch(now)
+
+    def end_rt_batch(self, now: datetime) -> None:
+        """What the judge agent does after a batch: the indicators of each (kelurahan, month)
+        it changed, its RWs first."""
+        self._rt_in_batch = 0
+        for code, period in sorted(self._rt_touched):
+            reports = KelurahanReports.from_json(self.neighbourhood_state[code])
+            self.outputs.indicators.extend(kelurahan_indicators(
+                code, self._registered[code], reports, period, now))
+        self._rt_touched.clear()
+
+    def neighbourhood_rollups(self, now: datetime) -> None:
+        """The leader's kecamatan and city indicators from the latest kelurahan ones (after
+        the open batch's)."""
+        self.end_rt_batch(now)
+        registered = {code: len(rts) for code, rts in self._registered.items()}
+        kecamatan_of = {code: rts[0]["kecamatan_code"] for code, rts in self._registered.items()}
+        self.outputs.indicators.extend(
+            rollups(self.latest_indicators().values(), registered, kecamatan_of, now))
+
+    def latest_indicators(self) -> dict[str, dict[str, Any]]:
+        """The compacted indicator topic as a reader sees it: the last one per key."""
+        return {f"{r['scope_code']}|{r['period']}": r for r in self.outputs.indicators}
 
     def _fold(self, event_type: EventType, enriched_bytes: bytes, now: datetime) -> None:
         topic = event_type.enriched.name

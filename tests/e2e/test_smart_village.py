@@ -1,0 +1,215 @@
+"""Smart village on the real broker (issue 13): the SYNTHETIC registry published, a real worker,
+a simulated month of RT reports with injected mistakes for two kelurahan, and then exactly
+the expected verdict of every report, the expected indicators per RW, kelurahan, kecamatan and
+city (recomputed here from the VALID reports), the expected dead letters, a NIK that appears in
+no byte of any topic downstream of the input, and the board's unemployment layer in headless
+Chromium showing all of it, partner text as text.
+
+The expected verdicts come from the simulator's record of what it injected
+(`cityops.rt_simulator`), not from the validator; the rule-by-rule checks without a broker are
+in tests/unit/test_rt_simulator.py (through streams/test_driver.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaAdminClient
+
+from bench.harness import Namespace, Worker, read_records, wait_until
+from cityops.neighbourhoods import generate_registry
+from cityops.rt_simulator import SimulatedMonth, previous_month, simulate_month
+from core.reference_data import load_ward_records
+from core.vocabulary import CITY_CODE
+from tests.e2e.test_board import CHROMIUM, UPDATE_TIMEOUT_MS, browser
+from tests.integration.test_web_api import get_json
+from tests.unit.test_rt_simulator import expected_indicators, published
+from topics import catalog
+
+pytestmark = pytest.mark.e2e
+
+__all__ = ["browser"]  # the Chromium fixture, shared with the situation layer's test
+
+SEED = 2025
+#: Cibeber (kecamatan Cibeber, 64 RT) and Jombang Wetan (kecamatan Jombang, 94 RT).
+KELURAHAN = ("36.72.01.1001", "36.72.05.1002")
+REGISTRY = generate_registry(load_ward_records())
+HOSTILE_ID = '<img src=x onerror="window.__pwned=1">'
+CLASSES = ((0.05, "1"), (0.075, "2"), (0.10, "3"), (0.125, "4"), (float("inf"), "5"))
+
+
+def rate_class(rate: float | None) -> str:
+    """The colour class village.js gives a rate (its CLASSES)."""
+    return "none" if rate is None else next(c for limit, c in CLASSES if rate < limit)
+
+
+def pct(ratio: float | None) -> str:
+    return "\u2013" if ratio is None else f"{round(ratio * 1000) / 10:.1f}%"
+
+
+@pytest.fixture(scope="module")
+def namespace(broker: str) -> Iterator[Namespace]:
+    namespace = Namespace.create(broker, "village")
+    namespace.cityops("neighbourhoods", "load")
+    yield namespace
+
+
+@pytest.fixture(scope="module")
+def worker(namespace: Namespace, tmp_path_factory: pytest.TempPathFactory,
+           artifacts_dir: Path) -> Iterator[Worker]:
+    app_id = f"village-{uuid.uuid4().hex[:8]}"
+    try:
+        with namespace.worker(app_id, artifacts_dir / "village-worker.log",
+                              tmp_path_factory.mktemp("village-worker")) as process:
+            wait_until(lambda: get_json(process.web_port, "/api/neighbourhoods")[0] == 200)
+            yield process
+    finally:  # the shared broker keeps nothing of this module (the NIK input included)
+        namespace.teardown([app_id])
+
+
+@pytest.fixture(scope="module")
+def month(namespace: Namespace, worker: Worker) -> SimulatedMonth:
+    """The month, sent as the RT heads' app would send it."""
+    now = datetime.now(UTC)
+    simulated = simulate_month(REGISTRY, previous_month(now), seed=SEED, kelurahan=KELURAHAN,
+                               submitted_by=now)
+    namespace.send([("RtReport", report.record) for report in simulated.reports])
+    return simulated
+
+
+def verdicts(namespace: Namespace) -> list[tuple[Any, ...]]:
+    return sorted((v["rt_code"], v["period"], v["report_id"], v["revision"], v["verdict"],
+                   tuple(v["reason_codes"])) for v in namespace.read(catalog.RT_VALIDATIONS))
+
+
+def test_a_simulated_month_gets_exactly_the_expected_verdicts_indicators_and_dead_letters(
+        namespace: Namespace, worker: Worker, month: SimulatedMonth) -> None:
+    want = sorted((r.record["rt_code"], r.record["period"], r.record["report_id"],
+                   r.record["revision"], r.expected.verdict, r.expected.reason_codes)
+                  for r in month.reports if r.expected.verdict is not None)
+    wait_until(lambda: len(namespace.read(catalog.RT_VALIDATIONS)) >= len(want), 240,
+               "every report judged")
+    assert verdicts(namespace) == want
+    assert month.verdict_counts() == {"VALID": 148, "NEEDS_REVIEW": 1, "REJECTED": 5}
+
+    letters = namespace.read(catalog.DEAD_LETTERS)
+    assert sorted((d["original_key"].decode(), d["stage"], d["reason"]) for d in letters) == sorted(
+        (r.record["rt_code"], *r.expected.dead_letter)
+        for r in month.reports if r.expected.dead_letter is not None)
+    (withheld,) = [d for d in letters if d["reason"] == "personal_data"]
+    assert (withheld["original_value"], withheld["original_headers"]) == (None, [])
+
+    expected = expected_indicators(month, REGISTRY)
+    wait_until(lambda: published(namespace.read(catalog.NEIGHBOURHOOD_INDICATORS)) == expected,
+               120, "indicators equal the recomputation")
+    city = expected[f"{CITY_CODE}|{month.period}"]
+    assert (city["rt_registered"], city["rt_reported"], city["rt_valid"],
+            city["rt_needs_review"]) == (3407, 147, 146, 1)
+
+    # the NIK: in the partner's input topic only, in no byte of anything downstream
+    nik = month.nik.encode()
+    admin = KafkaAdminClient(bootstrap_servers=namespace.bootstrap)
+    try:
+        topics = sorted(t for t in admin.list_topics()
+                        if t.startswith((namespace.prefix, f"{worker.app_id}-")))
+    finally:
+        admin.close()
+    source = namespace.name(catalog.RT_REPORTS)
+    assert source in topics and len(topics) > 10
+    carrying = {topic for topic in topics for record in read_records(namespace.bootstrap, topic)
+                if nik in (record.key or b"") + (record.value or b"")
+                + b"".join(k.encode() + (v or b"") for k, v in record.headers)}
+    assert carrying == {source}
+
+
+def test_the_board_shows_the_unemployment_layer_and_a_kelurahan_s_rws_and_reviews(
+        browser: Any, namespace: Namespace, worker: Worker, month: SimulatedMonth,
+        artifacts_dir: Path) -> None:
+    assert CHROMIUM.exists()
+    expected = expected_indicators(month, REGISTRY)
+    wait_until(lambda: published(namespace.read(catalog.NEIGHBOURHOOD_INDICATORS)) == expected,
+               240, "indicators published")
+    base_url = f"http://127.0.0.1:{worker.web_port}"
+    outside: list[str] = []
+    errors: list[str] = []
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page.on("request", lambda request: None if request.url.startswith(base_url)
+            else outside.append(request.url))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{base_url}/board/")
+    page.wait_for_selector("#connection[data-state='live']", timeout=UPDATE_TIMEOUT_MS)
+    page.click("#layers button[data-layer='unemployment']")
+    page.wait_for_selector(f"#village[data-period='{month.period}']", timeout=UPDATE_TIMEOUT_MS)
+
+    # the map: the two kelurahan coloured by their rate, the 41 others without a VALID report
+    for code in KELURAHAN:
+        indicator = expected[f"{code}|{month.period}"]
+        path = page.locator(f"path.ward[data-code='{code}']")
+        assert (path.get_attribute("data-unemployment"), path.get_attribute("data-rate"),
+                path.get_attribute("data-completeness")) == (
+            rate_class(indicator["unemployment_rate"]), pct(indicator["unemployment_rate"]),
+            pct(indicator["completeness"]))
+        item = page.locator(f"#village-list li[data-code='{code}'] .figs span")
+        assert item.all_inner_texts() == [
+            f"{pct(indicator['unemployment_rate'])} unemployed",
+            f"{pct(indicator['completeness'])} ({indicator['rt_reported']}/"
+            f"{indicator['rt_registered']} RT) reported",
+            f"{indicator['rt_needs_review']} need review"]
+    assert page.locator("path.ward[data-unemployment='none']").count() == 41
+    city = expected[f"{CITY_CODE}|{month.period}"]
+    assert page.locator("#village-city .figs span b").all_inner_texts() == [
+        pct(city["unemployment_rate"]), f"{pct(city['completeness'])} (147/3407 RT)", "1"]
+    assert page.locator("#village .synthetic").inner_text() == "SYNTHETIC"
+
+    # click-through: the kelurahan of the RT whose residents jumped
+    (jumped,) = month.mistakes["residents_jump"]
+    code = jumped.rsplit(".", 2)[0]
+    page.locator(f"path.ward[data-code='{code}']").click()
+    page.wait_for_selector(f"#village-detail[data-code='{code}'] li[data-rt='{jumped}']",
+                           timeout=UPDATE_TIMEOUT_MS)
+    assert page.locator("#detail").is_hidden()  # the situation detail stays closed
+    rows = page.locator("#village-detail table.rws tr[data-rw]")
+    rws = sorted(key.split("|")[0] for key, value in expected.items()
+                 if value["scope_level"] == "RW" and key.startswith(f"{code}.")
+                 and key.endswith(month.period))
+    assert [row.get_attribute("data-rw") for row in rows.all()] == [
+        rw.rsplit(".", 1)[1] for rw in rws]
+    for rw, row in zip(rws, rows.all(), strict=True):
+        value = expected[f"{rw}|{month.period}"]
+        assert row.locator("td").all_inner_texts() == [
+            rw.rsplit(".", 1)[1], pct(value["unemployment_rate"]), pct(value["completeness"]),
+            f"{value['rt_reported']}/{value['rt_registered']}", str(value["rt_needs_review"])]
+    (reason,) = page.locator(f"#village-detail li[data-rt='{jumped}'] .reasons li"
+                             ).all_inner_texts()
+    assert reason.startswith("residents ") and "do not follow from last month" in reason
+    page.mouse.move(5, 5)
+    page.screenshot(path=str(artifacts_dir / "board-unemployment-layer.png"))
+
+    # the base month from the month picker: every RT of the two kelurahan reported
+    page.select_option("#village-period", month.base_period)
+    page.wait_for_selector(f"#village[data-period='{month.base_period}']",
+                           timeout=UPDATE_TIMEOUT_MS)
+    assert [page.locator(f"path.ward[data-code='{c}']").get_attribute("data-completeness")
+            for c in KELURAHAN] == ["100.0%", "100.0%"]
+
+    # partner text is text: a report id with markup, quoted by the reason of a second report
+    page.select_option("#village-period", month.period)
+    silent = next(rt for rt in month.mistakes["not_reported"] if rt.startswith(code))
+    (last,) = [r.record for r in month.reports
+               if r.record["rt_code"] == silent and r.record["period"] == month.base_period]
+    first = {**last, "period": month.period, "report_id": HOSTILE_ID, "births": 0,
+             "deaths": 0, "moved_in": 0, "moved_out": 0, "note": None}
+    namespace.send([("RtReport", first), ("RtReport", {**first, "report_id": "R-2"})])
+    page.wait_for_selector(f"#village-detail li[data-rt='{silent}'] .reasons li",
+                           timeout=UPDATE_TIMEOUT_MS)
+    assert page.locator(f"#village-detail li[data-rt='{silent}'] .reasons li").all_inner_texts(
+    ) == [f"a second report for this RT and {month.period} (report {HOSTILE_ID} came first); "
+          "it replaces the first"]
+    assert (page.locator("#village img").count(), page.evaluate("window.__pwned")) == (0, None)
+    page.close()
+    assert (outside, errors) == ([], [])
