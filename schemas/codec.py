@@ -41,7 +41,7 @@ from datetime import datetime
 from functools import lru_cache
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 from uuid import UUID
 
 from fastavro import schemaless_reader, schemaless_writer
@@ -55,6 +55,7 @@ from fastavro.validation import ValidationError, ValidationErrorData
 from fastavro.validation import validate as avro_validate
 
 from core.rejections import CODEC_REASONS, CodecReason, Rejection
+from schemas.canonical import CanonicalCheck, NonCanonicalError, compile_check
 
 __all__ = [
     "AVRO_DIR",
@@ -660,11 +661,14 @@ class _WriterPlan:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class _ReaderPlan:
-    """What decoding one writer version needs: its schema and the current plan of its type."""
+    """What decoding one writer version needs: its schema, the current plan of its type and the
+    compiled canonical-bytes check (None: the schema needs the re-encode, see
+    :mod:`schemas.canonical`)."""
 
     writer: SchemaVersion
     current: _WriterPlan
     is_record: bool
+    canonical: CanonicalCheck | None
 
 
 class SingleObjectCodec:
@@ -676,7 +680,11 @@ class SingleObjectCodec:
     """
 
     def __init__(
-        self, catalog: SchemaCatalog | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES
+        self,
+        catalog: SchemaCatalog | None = None,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        canonical_check: Literal["compiled", "reencode"] = "compiled",
     ) -> None:
         if max_bytes < HEADER_SIZE:
             raise ValueError(
@@ -684,6 +692,7 @@ class SingleObjectCodec:
             )
         self.catalog: SchemaCatalog = catalog if catalog is not None else default_catalog()
         self.max_bytes: int = max_bytes
+        compiled = canonical_check == "compiled"
         self._writers: dict[str, _WriterPlan] = {}
         for name in self.catalog.names():
             current = self.catalog.current(name)
@@ -699,6 +708,10 @@ class SingleObjectCodec:
                 writer=entry,
                 current=self._writers[entry.full_name],
                 is_record=entry.writer_schema.get("type") == "record",
+                canonical=compile_check(
+                    entry.reading_schema, _named_schemas_of(entry.reading_schema),
+                    entry.short_name,
+                ) if compiled else None,
             )
             for entry in self.catalog.all_versions()
         }
@@ -824,17 +837,16 @@ class SingleObjectCodec:
                     "unexpected_schema",
                     f"expected {wanted}, got {writer.full_name} (version {writer.version})",
                 )
-        record = self._read_body(data, writer, trusted)
+        record = self._read_body(data, reader, trusted)
         if not writer.is_current:
             record = self._resolve(data, writer, reader.current.version)
         check = reader.current.decode_check
-        if check is not None:
+        if check is not None and not trusted:
             check(record, writer.short_name)
         return DecodedRecord(writer.full_name, writer.version, record)
 
-    def _read_body(
-        self, data: bytes, writer: SchemaVersion, trusted: bool = False
-    ) -> dict[str, Any]:
+    def _read_body(self, data: bytes, reader: _ReaderPlan, trusted: bool) -> dict[str, Any]:
+        writer = reader.writer
         label = f"{writer.short_name} (version {writer.version})"
         stream = BytesIO(data)
         stream.seek(HEADER_SIZE)
@@ -866,9 +878,25 @@ class SingleObjectCodec:
             raise CodecError("undecodable", f"{label}: body is not a record")
         if trusted:
             return record
-        # Re-encode: the decoder is lenient (enum index -1 reads as the last symbol, negative
-        # block counts, over-long varints, booleans other than 0/1); only bytes that a
-        # spec-following writer would produce for this record are accepted.
+        # The decoder is lenient (enum index -1 reads as the last symbol, negative block counts,
+        # over-long varints, booleans other than 0/1); only bytes that a spec-following writer
+        # would produce for this record are accepted. The compiled check proves it by walking
+        # the bytes once (schemas/canonical.py has what it checks and why that suffices).
+        if reader.canonical is not None:
+            try:
+                end = reader.canonical(data, HEADER_SIZE)
+            except NonCanonicalError as exc:
+                raise CodecError(
+                    "non_canonical",
+                    f"{label}: body is not the canonical encoding of the record it decodes "
+                    f"to: {exc}",
+                ) from None
+            if end != len(data):  # pragma: no cover - fastavro read the same bytes to the end
+                raise CodecError(
+                    "non_canonical", f"{label}: canonical check ended at byte {end} of {len(data)}"
+                )
+            return record
+        # A schema the compiled check does not cover: re-encode and compare.
         again = BytesIO()
         try:
             schemaless_writer(again, writer.reading_schema, record)
