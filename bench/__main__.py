@@ -4,6 +4,7 @@
     .venv/bin/python -m bench run --events 200000    # a smaller run
     .venv/bin/python -m bench run --long             # 10,000,000 events (RSS at 1M and 10M)
     .venv/bin/python -m bench run --smoke            # seconds, 3,000 events, checks the state
+    .venv/bin/python -m bench codec                  # per-record decode cost, in-process, no broker
 
 Writes the figures as JSON (--json) and as Markdown (--report); a full run also replaces the
 "latest run" section of BENCHMARKS.md unless --no-benchmarks-md is given. Exits 1 when the
@@ -58,11 +59,24 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--report", type=Path, help="results Markdown (default next to the JSON)")
     run.add_argument("--no-benchmarks-md", action="store_true",
                      help="do not update BENCHMARKS.md (smoke runs never do)")
+    codec = sub.add_parser("codec", help="per-record decode cost in-process (no broker): "
+                           "re-encode vs compiled canonical check, trusted decode")
+    codec.add_argument("--records", type=int, default=20_000)
+    codec.add_argument("--rounds", type=int, default=7)
+    codec.add_argument("--before-rev", help="also time schemas/codec.py of this git revision")
+    codec.add_argument("--no-benchmarks-md", action="store_true",
+                       help="print only; do not append the figures to BENCHMARKS.md")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "codec":
+        from bench import decode_cost
+
+        return decode_cost.main(args.records, args.rounds, args.before_rev,
+                                not args.no_benchmarks_md,
+                                list(argv) if argv is not None else sys.argv[1:])
     from bench.report import render, update_benchmarks_md
     from bench.run import Config, Run, write_json
 

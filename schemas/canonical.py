@@ -122,6 +122,26 @@ def _int(data: bytes, pos: int, first: int, where: str) -> tuple[int, int]:
     return _uvarint(data, pos, first, where, 28, 0x0F)
 
 
+def _skip_long(data: bytes, pos: int, where: str) -> int:
+    """Position after the multi-byte long starting at ``pos``, if it is minimal."""
+    return _uvarint(data, pos + 1, data[pos], where, 63, 0x01)[1]
+
+
+def _skip_int(data: bytes, pos: int, where: str) -> int:
+    """Position after the multi-byte int starting at ``pos``, if minimal and within 32 bits."""
+    return _uvarint(data, pos + 1, data[pos], where, 28, 0x0F)[1]
+
+
+def _skip_sized(data: bytes, pos: int, where: str) -> int:
+    """Position after the string or bytes starting at ``pos`` whose length is negative or takes
+    more than one byte (the generated code inlines the one-byte, non-negative case)."""
+    first = data[pos]
+    if first & 1:
+        raise NonCanonicalError(pos, where, "negative length")
+    size, pos = _uvarint(data, pos + 1, first, where, 63, 0x01)
+    return pos + (size >> 1)
+
+
 def _fail(pos: int, where: str, rule: str) -> NonCanonicalError:
     return NonCanonicalError(pos, where, rule)
 
@@ -158,6 +178,9 @@ class _Compiler:
             "W0": top,
             "LONG": _long,
             "INT": _int,
+            "SKIP_LONG": _skip_long,
+            "SKIP_INT": _skip_int,
+            "SKIP_SIZED": _skip_sized,
             "FAIL": _fail,
         }
         exec(compile(source, f"<canonical check {top}>", "exec"), namespace)
@@ -213,10 +236,10 @@ class _Compiler:
             emit(indent, "p += 1")
         elif kind in ("int", "long"):
             w = self._path(where)
-            emit(indent, "b = d[p]")
-            emit(indent, "p += 1")
-            emit(indent, "if b > 127:")
-            emit(indent + 1, f"p = {kind.upper()}(d, p, b, {w})[1]")
+            emit(indent, "if d[p] > 127:")
+            emit(indent + 1, f"p = SKIP_{kind.upper()}(d, p, {w})")
+            emit(indent, "else:")
+            emit(indent + 1, "p += 1")
         elif kind == "double":
             emit(indent, "p += 8")
         elif kind == "float":
@@ -227,9 +250,13 @@ class _Compiler:
                          "(d[p + 2] & 0x3F or d[p + 1] or d[p]):")
             emit(indent + 1, f"raise FAIL(p, {w}, 'float is a signalling NaN')")
             emit(indent, "p += 4")
-        else:  # string, bytes
-            self._length(where, indent, "length")
-            emit(indent, "p += n")
+        else:  # string, bytes: a one-byte non-negative length inline, anything else called
+            w = self._path(where)
+            emit(indent, "n = d[p]")
+            emit(indent, "if n & 0x81:")
+            emit(indent + 1, f"p = SKIP_SIZED(d, p, {w})")
+            emit(indent, "else:")
+            emit(indent + 1, "p += 1 + (n >> 1)")
 
     def _length(self, where: str, indent: int, what: str) -> None:
         """Reads a non-negative long into ``n`` (a string length or a block count)."""

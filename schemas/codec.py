@@ -12,6 +12,15 @@ exceptions. Here every payload either becomes a record whose re-encoding reprodu
 for byte, or raises :class:`CodecError` with a bounded ``reason`` that the dead-letter writer and
 the metrics can use as they are.
 
+Canonical bytes are proved without re-encoding: after fastavro's read, a check compiled once per
+schema (:mod:`schemas.canonical`) walks the body and refuses every encoding the reader accepts
+but a spec-following writer never produces (over-long varints, enum and union indexes outside
+their range, booleans other than 0/1, negative or split array/map blocks, repeated map keys,
+ints wider than 32 bits, signalling-NaN floats); the read position must equal the length. That
+module's docstring lists each case with the reasoning, and ``tests/unit/test_canonical.py``
+compares its verdicts with the re-encode's on generated and mutated bodies. A schema using
+something the check does not cover keeps the re-encode.
+
 Decoded records are plain dicts: enums are their symbol ``str``, ``timestamp-millis`` values are
 UTC-aware ``datetime`` objects, and ``uuid`` strings stay the ``str`` that was sent (checked for
 RFC 4122 form, never converted to ``uuid.UUID``).
@@ -41,7 +50,7 @@ from datetime import datetime
 from functools import lru_cache
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 from uuid import UUID
 
 from fastavro import schemaless_reader, schemaless_writer
@@ -138,9 +147,12 @@ class SchemaCatalogError(Exception):
     """The schema files themselves are inconsistent; raised while loading, never per message."""
 
 
-@dataclass(frozen=True, slots=True)
-class DecodedRecord:
-    """A decoded payload, already resolved to the current reader schema of its type."""
+class DecodedRecord(NamedTuple):
+    """A decoded payload, already resolved to the current reader schema of its type.
+
+    A named tuple rather than a frozen dataclass: built once per message, and a frozen
+    dataclass's ``__init__`` cost more than the canonical-bytes check.
+    """
 
     full_name: str
     writer_version: int
@@ -669,14 +681,21 @@ class _ReaderPlan:
     current: _WriterPlan
     is_record: bool
     canonical: CanonicalCheck | None
+    short_name: str
+    label: str
+    """``<short name> (version <N>)``, the start of every message about this version."""
 
 
 class SingleObjectCodec:
     """Encodes, validates and decodes single-object Avro against one :class:`SchemaCatalog`.
 
     Everything that depends only on the schemas (parsed schemas, headers, compiled checks) is
-    computed in the constructor; per message the work is one fastavro read and one fastavro
-    write (the canonical-bytes check), or one validation and one write.
+    computed in the constructor; per message the work is one fastavro read plus one pass of the
+    compiled canonical-bytes check over the body, or one validation and one write.
+
+    ``canonical_check="reencode"`` proves canonical bytes the previous way for every schema (a
+    fastavro write of the decoded record, compared byte for byte): the oracle of the property
+    tests and the "before" of ``python -m bench codec``.
     """
 
     def __init__(
@@ -712,9 +731,17 @@ class SingleObjectCodec:
                     entry.reading_schema, _named_schemas_of(entry.reading_schema),
                     entry.short_name,
                 ) if compiled else None,
+                short_name=entry.short_name,
+                label=f"{entry.short_name} (version {entry.version})",
             )
             for entry in self.catalog.all_versions()
         }
+
+    def canonical_check(self, fingerprint_bytes: bytes) -> CanonicalCheck | None:
+        """The compiled canonical-bytes check of a writer version (None: that version is
+        proved by re-encoding, or the codec was built with ``canonical_check="reencode"``);
+        for benchmarks and tests."""
+        return self._readers[fingerprint_bytes].canonical
 
     def _plan(self, name: str) -> _WriterPlan:
         plan = self._writers.get(name)
@@ -785,23 +812,30 @@ class SingleObjectCodec:
     # -- decoding ------------------------------------------------------------------------------
 
     def decode(
-        self, data: bytes, expected: str | None = None, *, trusted: bool = False
+        self,
+        data: bytes | bytearray | memoryview,
+        expected: str | None = None,
+        *,
+        trusted: bool = False,
     ) -> DecodedRecord:
         """Decode a single-object payload into a record of the current schema of its type.
 
         Raises :class:`CodecError` for every malformed payload, never another exception;
         :class:`UnknownSchemaError` only when ``expected`` names no known type.
 
-        ``trusted=True`` skips only the canonical-bytes check (the re-encode, about 40 % of a
-        decode), for topics that only the workers' own encoder writes (the enriched topics);
-        every other check stays. Partner input is never trusted.
+        ``trusted=True`` skips the partner checks, the canonical-bytes proof and the UUID text
+        check, for topics that only workers write, with records built from input that passed
+        them (the enriched topics, the screened RT reports); the structural checks stay (size,
+        marker, fingerprint, expected type, a body that decodes and ends where the payload
+        does), so a damaged record is still a :class:`CodecError`, never a crash. Partner input
+        is never trusted.
         """
-        if not isinstance(data, bytes | bytearray):
-            if not isinstance(data, memoryview):
+        if type(data) is not bytes:
+            if not isinstance(data, bytes | bytearray | memoryview):
                 raise CodecError(
                     "not_single_object", f"expected bytes, got {_python_type_label(data)}"
                 )
-            data = data.tobytes()
+            data = bytes(data)  # the checks slice and hash keys: one immutable copy
         size = len(data)
         if size > self.max_bytes:
             raise CodecError(
@@ -842,16 +876,20 @@ class SingleObjectCodec:
             record = self._resolve(data, writer, reader.current.version)
         check = reader.current.decode_check
         if check is not None and not trusted:
-            check(record, writer.short_name)
+            check(record, reader.short_name)
         return DecodedRecord(writer.full_name, writer.version, record)
 
     def _read_body(self, data: bytes, reader: _ReaderPlan, trusted: bool) -> dict[str, Any]:
         writer = reader.writer
-        label = f"{writer.short_name} (version {writer.version})"
+        label = reader.label
         stream = BytesIO(data)
         stream.seek(HEADER_SIZE)
         try:
-            record = schemaless_reader(stream, writer.reading_schema, None)
+            # Strict UTF-8 named, not left to the default: the compiled canonical check does not
+            # look at string bytes because this decode refuses every invalid sequence.
+            record = schemaless_reader(
+                stream, writer.reading_schema, None, handle_unicode_errors="strict"
+            )
         except EOFError as exc:
             detail = f": {exc}" if str(exc) else ""
             raise CodecError(
@@ -951,7 +989,9 @@ def encode(full_name: str, record: Mapping[str, Any], *, validate: bool = True) 
     return default_codec().encode(full_name, record, validate=validate)
 
 
-def decode(data: bytes, expected: str | None = None, *, trusted: bool = False) -> DecodedRecord:
+def decode(
+    data: bytes | bytearray | memoryview, expected: str | None = None, *, trusted: bool = False
+) -> DecodedRecord:
     """Decode a single-object payload; ``expected`` rejects any other type."""
     return default_codec().decode(data, expected, trusted=trusted)
 

@@ -370,7 +370,7 @@ def header(codec: SingleObjectCodec) -> bytes:
     return codec.catalog.current("org.test.Everything").header
 
 
-def rejection(codec: SingleObjectCodec, payload: bytes) -> tuple[str, str]:
+def rejection(codec: SingleObjectCodec, payload: bytes | bytearray) -> tuple[str, str]:
     with pytest.raises(CodecError) as caught:
         codec.decode(payload)
     return caught.value.reason, caught.value.message
@@ -651,3 +651,16 @@ def test_timestamps_at_the_datetime_limits_are_canonical() -> None:
         payload = HEADER_V2 + incident_body(occurred_at=uvarint(zigzag(millis)))
         assert verdict(compiled, payload) == verdict(reencode, payload) == ("ok", "")
         assert compiled.decode(payload).record["occurred_at"] == moment
+
+
+def test_bytearray_and_memoryview_payloads_get_the_same_checks(
+    codecs: tuple[SingleObjectCodec, SingleObjectCodec]
+) -> None:
+    compiled, _ = codecs
+    record = canonical_everything(compiled)
+    payload = header(compiled) + body_of(compiled, record)
+    for view in (bytearray(payload), memoryview(payload)):
+        assert compiled.decode(view).record == record  # map keys are hashed as bytes
+    bad = bytearray(payload)
+    bad[FLAG_AT] = 2
+    assert rejection(compiled, bad)[0] == "non_canonical"
