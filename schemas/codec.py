@@ -518,7 +518,9 @@ class _CheckCompiler:
             return None
 
         def check_record(datum: Any, path: str) -> None:
-            if not isinstance(datum, Mapping):
+            # ``type(...) is dict`` first: decoded records are dicts, and the ABC check costs
+            # more than the rest of this function on a decoded event.
+            if type(datum) is not dict and not isinstance(datum, Mapping):
                 return  # fastavro's validation reports the wrong type
             if strict:
                 unknown = datum.keys() - allowed
@@ -841,8 +843,8 @@ class SingleObjectCodec:
             raise CodecError(
                 "oversized", f"payload is {size} bytes, above the {self.max_bytes}-byte limit"
             )
-        marker = bytes(data[:2])
-        if marker != SINGLE_OBJECT_MARKER[: len(marker)]:
+        marker = data[:2]
+        if marker != SINGLE_OBJECT_MARKER and marker != SINGLE_OBJECT_MARKER[: len(marker)]:
             raise CodecError(
                 "not_single_object",
                 f"payload starts with {marker.hex()}, not the single-object marker c301",
