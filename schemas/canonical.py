@@ -20,9 +20,10 @@ over-long varint (``82 00`` for 1), in    every varint is minimal: a multi-byte 
 any int, long, length, count or index     in ``00``
 varint past 64 bits (fastavro's C shift   at most 10 bytes, the 10th at most ``01``
 wraps)
-``int`` holding more than 32 bits         at most 5 bytes, the 5th at most ``0f`` (fastavro's
-(fastavro reads and writes any long;      writer would re-encode it unchanged: the re-encode let
-a spec writer never produces it)          it through, this check does not)
+``int`` holding more than 32 bits         at most 5 bytes, the 5th at most ``0f`` (in a plain
+(fastavro reads and writes any long;      ``int`` field fastavro's writer re-encodes it
+a spec writer never produces it)          unchanged, so the re-encode let it through; only in a
+                                          union did it fail; this check refuses it everywhere)
 boolean byte other than 0 or 1            the byte is ``00`` or ``01``
 enum index -k (Python indexing: the       index in ``0..n-1``
 k-th symbol from the end)
@@ -38,10 +39,13 @@ bytes left after the record               read position equals the length (the c
                                           ``trailing_bytes`` check, before this one)
 ========================================  ========================================================
 
-What needs no check: UTF-8 (fastavro decodes strictly, and a strict UTF-8 decode is one-to-one,
-so the string re-encodes to the same bytes), doubles (the bits go through unchanged), fixed,
-``timestamp-millis`` (integer arithmetic both ways; values outside the datetime range already
-fail to decode) and the ``uuid`` logical type (the codec reads ids as plain strings).
+What needs no check: UTF-8 (the codec asks fastavro for a strict decode, and a strict UTF-8
+decode is one-to-one, so the string re-encodes to the same bytes), doubles (the bits go through
+unchanged), fixed, ``timestamp-millis`` (integer arithmetic both ways; values outside the
+datetime range already fail to decode) and the ``uuid`` logical type (the codec reads ids as
+plain strings). The check runs only after fastavro read the body to its last byte, so it leans
+on the reader for those and for lengths or indexes past the end; after a fastavro upgrade the
+property tests are what re-verifies the pair.
 
 Where the proof does not hold, :func:`compile_check` returns None and the codec keeps the
 re-encode for that schema: unions other than ``null`` plus one branch (fastavro's writer picks a
