@@ -25,12 +25,14 @@ Decoded records are plain dicts: enums are their symbol ``str``, ``timestamp-mil
 UTC-aware ``datetime`` objects, and ``uuid`` strings stay the ``str`` that was sent (checked for
 RFC 4122 form, never converted to ``uuid.UUID``).
 
-Speed (``python -m bench run``, one core, the simulator's event mix, about 100 bytes a record):
-encode ~85,000 records/s, of which validation is half; decode ~83,000/s, of which the
-canonical-bytes re-encode is about 40 %. For records the worker builds or reads back itself the
-two fast paths skip exactly those: ``encode(..., validate=False)`` ~166,000/s and
-``decode(..., trusted=True)`` ~148,000/s. The standard library's ``json`` does the same dicts at
-~251,000 and ~372,000/s, into text three times the size. BENCHMARKS.md has the current figures.
+Speed (one core, the simulator's event mix, about 100 bytes a partner record): encode ~85,000
+records/s, of which validation is half (``python -m bench run``). A partner decode costs about
+1.5x fastavro's reader alone, of which the compiled canonical-bytes check is a fifth of what the
+re-encode cost (8.8 against 17.0 µs of CPU per record before, with the reader at 5.7;
+``python -m bench codec``, 2026-12-02). For records the worker builds or reads back itself the
+two fast paths skip the producer-side validation and the partner checks:
+``encode(..., validate=False)`` and ``decode(..., trusted=True)`` (1.1x the reader).
+BENCHMARKS.md has the current figures.
 
 Typical use::
 
