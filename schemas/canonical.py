@@ -187,6 +187,8 @@ class _Compiler:
             "SKIP_SIZED": _skip_sized,
             "FAIL": _fail,
         }
+        # The generated source holds no schema text: field paths travel in the W tuple, sizes
+        # and counts are formatted from int(), so a schema cannot inject code.
         exec(compile(source, f"<canonical check {top}>", "exec"), namespace)
         check: CanonicalCheck = namespace["check"]
         return check
