@@ -54,11 +54,6 @@ def test_no_event_lost_or_double_counted_through_kills_and_a_broker_restart(
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.xfail(strict=False, reason=(
-    "open liveness bug (docs/reliability.md, 'the 2-worker stall'): since 2026-12-02 about one "
-    "run in three on this machine ends with a worker that stops consuming after its last "
-    "restart; nothing is lost when it drains. Runs and reports every time; kept out of the "
-    "verdict until the cause is isolated"))
 def test_two_workers_rebalancing_through_kills_and_a_broker_restart_lose_nothing(
     broker: str, artifacts_dir: Path
 ) -> None:
