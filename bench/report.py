@@ -121,6 +121,19 @@ def render(results: dict[str, Any]) -> str:
             f"{_n(one['events_per_s'])}/s, 2 workers {_n(two['events_per_s'])}/s "
             f"(x{scale['speedup']}); parallelism capped at "
             f"{scale['partitions']['input_topics']} partitions |")
+    footprint = results.get("footprint")
+    if footprint:
+        lines.append(
+            f"| footprint ({_n(footprint['events'])} events, {footprint['wards']} wards; "
+            f"capacity model inputs) | input {footprint['input_bytes_per_event']} B and "
+            f"enriched {footprint['enriched_bytes_per_event']} B per event on disk; ward state "
+            f"{_n(footprint['state_bytes_per_ward_mean'])} B mean, "
+            f"{_n(footprint['state_bytes_per_ward_max'])} B largest; changelog "
+            f"{footprint['changelog_bytes_per_event']} B per event "
+            f"({footprint['changelog_flushes_per_ward_per_s']} flushes per ward and s); "
+            f"situations {footprint['situation_bytes_per_record']} B each, "
+            f"{footprint['situations_per_ward_per_minute']} per ward and minute "
+            f"({_n(footprint['situation_bytes_per_ward_per_minute'])} B) |")
     verdict = results.get("verify")
     if verdict is not None:
         lines.append(f"| state check | {'correct' if verdict['ok'] else 'FAILED'} |")
