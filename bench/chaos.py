@@ -489,6 +489,11 @@ class Sender(threading.Thread):
     def producer_restarts(self) -> int:
         return self._producer.summary.producer_replacements if self._producer else 0
 
+    def hurry(self) -> None:
+        """Send the rest as fast as the producer goes: the paced part (during which a cluster
+        run injects its faults) is over, and the rest only has to reach the input topics."""
+        self.rate = 0.0
+
     def run(self) -> None:
         try:
             self._run()
@@ -668,7 +673,9 @@ def run_cluster_faults(cluster: PrivateCluster, input_topics: Sequence[str],
     topics, the group offsets) is back in sync: (a) SIGKILL of the broker leading the most
     input partitions, restarted `down_s` later; (b) a rolling restart of all three (SIGTERM,
     start, in sync, next); (c) SIGKILL of the active KRaft controller, restarted likewise.
-    Returns one entry per node taken down, and the problems seen."""
+    Then the sender sends the rest of the scenario at once (`Sender.hurry`): size the events so
+    that the paced feed outlasts the faults. Returns one entry per node taken down, and the
+    problems seen."""
     results: list[dict[str, Any]] = []
     problems: list[str] = []
 
@@ -679,15 +686,16 @@ def run_cluster_faults(cluster: PrivateCluster, input_topics: Sequence[str],
             time.sleep(0.2)
 
     def take_down(fault: str, node: int, sig: signal.Signals, **detail: Any) -> None:
-        if sender.done.is_set():
+        feeding = not sender.done.is_set()
+        if not feeding:
             problems.append(f"{fault} of node {node}: the feed had ended, so the time until "
                             "situations flow again cannot be measured (more --events or a "
-                            "lower --rate)")
+                            "higher --rate)")
         since = flow.mark()
         log(f"{fault}: {sig.name} node {node} {detail or ''}")
         down_s = cluster.signal_node(node, sig)
-        flow_s = flow.wait(since, config.flow_timeout_s, keep_alive)
-        if flow_s is None:
+        flow_s = flow.wait(since, config.flow_timeout_s, keep_alive) if feeding else None
+        if flow_s is None and feeding:
             problems.append(f"{fault} of node {node}: no situation caused by an event sent "
                             f"after it within {config.flow_timeout_s:.0f}s")
         if sig == signal.SIGKILL:
@@ -718,6 +726,7 @@ def run_cluster_faults(cluster: PrivateCluster, input_topics: Sequence[str],
         results[-1]["controller_after"] = cluster.active_controller()
     except Exception as error:  # a figure for the report, not worth losing the run for
         results[-1]["controller_after"] = f"unknown: {error}"
+    sender.hurry()
     return results, problems
 
 
