@@ -129,7 +129,6 @@ class Settings:
     enriched_retention_days: float
     snapshot_interval_s: float
     segment_bytes: int
-    changelog_partitions_per_ward_partition: int = 1
     situation_partitions: int = 3
 
 
