@@ -236,15 +236,10 @@ def render_inputs_section(results: Mapping[str, Any]) -> str:
 
 
 def update_inputs_section(path: Path, results: Mapping[str, Any]) -> None:
-    block = f"{CAPACITY_START}\n{render_inputs_section(results)}{CAPACITY_END}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if CAPACITY_START in text and CAPACITY_END in text:
-        head, rest = text.split(CAPACITY_START, 1)
-        _, tail = rest.split(CAPACITY_END, 1)
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n## Capacity inputs\n\n" + block + "\n"
-    path.write_text(text)
+    from bench.report import replace_section
+
+    replace_section(path, render_inputs_section(results), CAPACITY_START, CAPACITY_END,
+                    "Capacity inputs")
 
 
 def inputs_from_markdown(text: str) -> Measured | None:

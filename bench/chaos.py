@@ -16,7 +16,7 @@ worker kills injects the distributed faults of issue 15: SIGKILL of the broker l
 input partitions (restarted later), a rolling restart of all three, SIGKILL of the active KRaft
 controller; after each it measures how long until situations flow again:
 
-    .venv/bin/python -m bench chaos --cluster --events 30000 --rate 100 --fault-gap 30
+    .venv/bin/python -m bench chaos --cluster --events 50000 --rate 100 --fault-gap 30 --down 30
 
 What a run does (docs/reliability.md explains why each step is there):
 

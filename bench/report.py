@@ -150,12 +150,18 @@ def render(results: dict[str, Any]) -> str:
 
 def update_benchmarks_md(path: Path, section: str) -> None:
     """Replace the text between the latest-run markers (or append them)."""
-    block = f"{START}\n{section}{END}"
+    replace_section(path, section, START, END, "Latest run")
+
+
+def replace_section(path: Path, section: str, start: str, end: str, heading: str) -> None:
+    """Replace the text between the markers `start` and `end` of a Markdown file, or append
+    them under `heading`: the parts of BENCHMARKS.md a run rewrites."""
+    block = f"{start}\n{section}{end}"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        _, tail = rest.split(END, 1)
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
         text = head + block + tail
     else:
-        text = text.rstrip("\n") + "\n\n## Latest run\n\n" + block + "\n"
+        text = text.rstrip("\n") + f"\n\n## {heading}\n\n" + block + "\n"
     path.write_text(text)
