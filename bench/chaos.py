@@ -1162,6 +1162,7 @@ def verify(bootstrap: str, namespace: Namespace, app_id: str, scenario: Scenario
     figures["sequence_regressions"] = len(regressions)
     if regressions:
         problems.append(f"sequence went back {len(regressions)} times, e.g. {regressions[:5]}")
+        figures["sequence_regression_records"] = regression_records(situation_records)
     figures["wards_compared"] = len(expected)
     figures["ward_situation_mismatches"] = len(ward_mismatch)
     figures["rollup_mismatches"] = len(rollup_mismatch)
@@ -1172,6 +1173,31 @@ def verify(bootstrap: str, namespace: Namespace, app_id: str, scenario: Scenario
         problems.append(f"rollups differ: {rollup_mismatch[:3]}")
     figures["double_counted_events"] = double
     log(f"verified: {figures}")
+
+
+def regression_records(records: Sequence[Any], most: int = 5) -> list[dict[str, Any]]:
+    """For the first `most` sequence regressions, the two records around each (partition,
+    offset, sequence, kind, emitted_at, cause, events folded) and whether the lower one repeats
+    a record already written for that key: a resent copy (same sequence and emission time) or
+    a new evaluation that reused a sequence number (a takeover that did not see the previous
+    owner's last situation). What the next diagnosis of an open regression starts from."""
+    last: dict[bytes | None, dict[str, Any]] = {}
+    seen: dict[bytes | None, set[tuple[int, str]]] = defaultdict(set)
+    found: list[dict[str, Any]] = []
+    for r in records:
+        s = decode(r.value, expected=catalog.SITUATIONS.value_schema).record
+        now = {"partition": r.partition, "offset": r.offset, "sequence": s["sequence"],
+               "kind": s["kind"], "emitted_at": str(s["emitted_at"]),
+               "caused_by_event_id": s["caused_by_event_id"],
+               "events_folded": s["events_folded"]}
+        before = last.get(r.key)
+        if before is not None and now["sequence"] < before["sequence"] and len(found) < most:
+            found.append({"key": (r.key or b"").decode(errors="replace"), "before": before,
+                          "after": now, "after_repeats_an_earlier_record": (
+                              now["sequence"], now["emitted_at"]) in seen[r.key]})
+        seen[r.key].add((now["sequence"], now["emitted_at"]))
+        last[r.key] = now
+    return found
 
 
 def sequence_regressions(records: Iterable[tuple[bytes | None, int]]) -> list[str]:
