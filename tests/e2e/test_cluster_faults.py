@@ -35,7 +35,7 @@ RATE = 25.0
 HOSTILE_PER_REASON = 32
 REASONS = ["not_finite", "not_single_object", "truncated", "unknown_asset", "unknown_ward"]
 #: Open (docs/reliability.md, "a situation sequence that goes back under broker faults"): in 2
-#: of the first 4 cluster runs one ward's situation sequence went back once. It is reported in
+#: of the first 5 cluster runs one ward's situation sequence went back once. It is reported in
 #: the figures and kept out of this verdict until its cause is found.
 KNOWN_OPEN = "sequence went back"
 
