@@ -5,6 +5,9 @@
     .venv/bin/python -m bench run --long             # 10,000,000 events (RSS at 1M and 10M)
     .venv/bin/python -m bench run --smoke            # seconds, 3,000 events, checks the state
     .venv/bin/python -m bench codec                  # per-record decode cost, in-process, no broker
+    .venv/bin/python -m bench chaos [--cluster] ...  # chaos runs (bench/chaos.py --help)
+    .venv/bin/python -m bench capacity --villages N --events-per-village-per-s R
+                                                     # the capacity model (bench/capacity.py)
 
 Writes the figures as JSON (--json) and as Markdown (--report); a full run also replaces the
 "latest run" section of BENCHMARKS.md unless --no-benchmarks-md is given. Exits 1 when the
@@ -24,13 +27,15 @@ from pathlib import Path
 
 from bench.harness import ROOT
 
-PHASES = ("codec", "memory", "ceiling", "latency", "scale")
+PHASES = ("codec", "memory", "ceiling", "latency", "scale", "footprint")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("chaos", help="a chaos run (options: python -m bench chaos --help)")
+    sub.add_parser("capacity", help="the capacity model (python -m bench capacity --help)")
     run = sub.add_parser("run", help="run the benchmarks")
     run.add_argument("--bootstrap", default=os.environ.get("CITYOPS_BOOTSTRAP",
                                                            "127.0.0.1:9092"))
@@ -59,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--report", type=Path, help="results Markdown (default next to the JSON)")
     run.add_argument("--no-benchmarks-md", action="store_true",
                      help="do not update BENCHMARKS.md (smoke runs never do)")
+    run.add_argument("--capacity-md", action="store_true",
+                     help="update only the 'Capacity inputs' section of BENCHMARKS.md (the "
+                     "figures `python -m bench capacity` reads), not the latest-run one")
     codec = sub.add_parser("codec", help="per-record decode cost in-process (no broker): "
                            "re-encode vs compiled canonical check, trusted decode")
     codec.add_argument("--records", type=int, default=20_000)
@@ -85,6 +93,15 @@ def _wait_for_load(load: float, wait_max: float) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["chaos"]:  # its own options: bench/chaos.py
+        from bench import chaos
+
+        return chaos.main(argv[1:])
+    if argv[:1] == ["capacity"]:  # its own options: bench/capacity.py
+        from bench import capacity
+
+        return capacity.main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "codec":
         from bench import decode_cost
@@ -104,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = Config.smoke_config(args.bootstrap) if args.smoke else Config(
         bootstrap=args.bootstrap)
     config.command = shlex.join(
-        [".venv/bin/python", "-m", "bench", *(argv if argv is not None else sys.argv[1:])])
+        [".venv/bin/python", "-m", "bench", *argv])
     if args.long:
         config.long = True
         config.events = 10_000_000
@@ -141,9 +158,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(text)
     print(f"results: {json_path}\nreport: {report_path}")
-    if not args.smoke and not args.no_benchmarks_md:
+    if not args.smoke and not args.no_benchmarks_md and not args.capacity_md:
         update_benchmarks_md(ROOT / "BENCHMARKS.md", text)
         print("BENCHMARKS.md: latest run section updated")
+    if not args.smoke and "footprint" in results and (args.capacity_md
+                                                      or not args.no_benchmarks_md):
+        from bench.capacity import update_inputs_section
+
+        update_inputs_section(ROOT / "BENCHMARKS.md", results)
+        print("BENCHMARKS.md: capacity inputs section updated")
     verdict = results.get("verify")
     if verdict is not None and not verdict["ok"]:
         print(f"state check FAILED: {verdict['problems']}", file=sys.stderr)

@@ -10,6 +10,14 @@ then check that nothing was lost or counted twice.
 It restarts the broker it talks to with `cityops broker stop/start`; see docs/reliability.md to
 point it at a private broker instead of the shared one.
 
+`--cluster` (also `python -m bench chaos --cluster`) runs on a private three-node cluster that
+it starts and stops itself, with the catalog's cluster profile and two workers, and instead of
+worker kills injects the distributed faults of issue 15: SIGKILL of the broker leading the most
+input partitions (restarted later), a rolling restart of all three, SIGKILL of the active KRaft
+controller; after each it measures how long until situations flow again:
+
+    .venv/bin/python -m bench chaos --cluster --events 50000 --rate 100 --fault-gap 30 --down 30
+
 What a run does (docs/reliability.md explains why each step is there):
 
 1. Creates its own topic namespace (`CITYOPS_TOPIC_PREFIX=chaos-<id>.`) on the broker and
@@ -45,6 +53,7 @@ import json  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
 import shutil  # noqa: E402
+import signal  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -61,9 +70,11 @@ from kafka.errors import KafkaError  # noqa: E402
 
 from bench.harness import (  # noqa: E402
     Namespace,
+    PrivateCluster,
     Worker,
     committed_by_app,
     end_offsets,
+    free_base_port,
     read_records,
 )
 from cityops.producer import PartnerProducer  # noqa: E402
@@ -472,10 +483,18 @@ class Sender(threading.Thread):
         self.error: BaseException | None = None
         self.done = threading.Event()
         self._producer: PartnerProducer | None = None
+        #: event id -> time.monotonic() of its first send: which situation was caused by an
+        #: event sent after a fault (SituationFlow). Bounded by the scenario's size.
+        self.sent_at: dict[str, float] = {}
 
     @property
     def producer_restarts(self) -> int:
         return self._producer.summary.producer_replacements if self._producer else 0
+
+    def hurry(self) -> None:
+        """Send the rest as fast as the producer goes: the paced part (during which a cluster
+        run injects its faults) is over, and the rest only has to reach the input topics."""
+        self.rate = 0.0
 
     def run(self) -> None:
         try:
@@ -516,6 +535,9 @@ class Sender(threading.Thread):
                 delay = started + index / self.rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
+            event_id = self.sends[index].event_id
+            if event_id is not None:
+                self.sent_at.setdefault(event_id, time.monotonic())
             pending[index] = self._send(producer, index)
             self.sent += 1
             if index % 100 == 0:
@@ -528,6 +550,186 @@ class Sender(threading.Thread):
                 break
             time.sleep(0.5)
         producer.close()
+
+
+# ------------------------------------------------------------------------------------------
+# Distributed faults (--cluster): a private three-node cluster, a broker lost under load
+
+
+#: The faults of a cluster run, in order (issue 15 part 3).
+CLUSTER_FAULTS = ("leader_sigkill", "rolling_restart", "controller_sigkill")
+#: The catalog's cluster profile for the namespace and both workers: RF 3, min ISR 2, six
+#: ward partitions for a group of two (docs/operations.md, "A replicated cluster").
+CLUSTER_SETTINGS = {"CITYOPS_CATALOG_PROFILE": "cluster", "CITYOPS_WARD_PARTITIONS": "6",
+                    "CITYOPS_WORKERS": "2"}
+
+
+class SituationFlow(threading.Thread):
+    """Tails the situations topic to tell how long after a moment the first situation caused
+    by an event *sent after it* arrived: the time until situations flow again after a fault,
+    end to end (partner producer, input partition leaders, workers, situation leaders).
+
+    A situation names its cause (`caused_by_event_id`, the last event of the ward's batch); the
+    sender knows when it first sent each event. Rollups and time-only changes name none and do
+    not count: they would flow even with every input partition offline.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, sent_at: Mapping[str, float]) -> None:
+        super().__init__(name="chaos-situation-flow", daemon=True)
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.sent_at = sent_at
+        self.records = 0
+        self.error: BaseException | None = None
+        self._since: float | None = None
+        self._flowed_at: float | None = None
+        self._lock = threading.Lock()
+        self._stop_event = threading.Event()
+        self._ready = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as error:  # reported by the fault driver
+            self.error = error
+        finally:
+            self._ready.set()
+
+    def _run(self) -> None:
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                 isolation_level="read_committed")
+        try:
+            partitions = [TopicPartition(self.topic, p)
+                          for p in sorted(consumer.partitions_for_topic(self.topic) or [])]
+            if not partitions:
+                raise RuntimeError(f"{self.topic} has no partitions")
+            consumer.assign(partitions)
+            consumer.seek_to_end(*partitions)
+            for tp in partitions:
+                consumer.position(tp)
+            self._ready.set()
+            while not self._stop_event.is_set():
+                try:
+                    batches = consumer.poll(timeout_ms=200)
+                except KafkaError:  # a broker down: the client finds the new leaders itself
+                    time.sleep(0.5)
+                    continue
+                arrived = time.monotonic()
+                for batch in batches.values():
+                    for record in batch:
+                        self.records += 1
+                        cause = decode(record.value, expected=catalog.SITUATIONS.value_schema
+                                       ).record.get("caused_by_event_id")
+                        sent = self.sent_at.get(str(cause)) if cause else None
+                        with self._lock:
+                            if (sent is not None and self._since is not None
+                                    and self._flowed_at is None and sent > self._since):
+                                self._flowed_at = arrived
+        finally:
+            consumer.close()
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        if not self._ready.wait(timeout_s) or self.error is not None:
+            raise RuntimeError(f"the situation tail did not start: {self.error}")
+
+    def mark(self) -> float:
+        """Now, as the moment of a fault: `wait` measures from it."""
+        with self._lock:
+            self._since = time.monotonic()
+            self._flowed_at = None
+            return self._since
+
+    def wait(self, since: float, timeout_s: float, alive: Callable[[], None] | None = None
+             ) -> float | None:
+        """Seconds from `since` (the last `mark`) until a situation caused by an event sent
+        after it arrived; None when none came within `timeout_s`."""
+        deadline = since + timeout_s
+        while time.monotonic() < deadline:
+            if self.error is not None:
+                raise RuntimeError(f"the situation tail failed: {self.error}")
+            with self._lock:
+                if self._since == since and self._flowed_at is not None:
+                    return self._flowed_at - since
+            if alive is not None:
+                alive()
+            time.sleep(0.1)
+        return None
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=10)
+
+
+def most_leading_node(counts: Mapping[int, int]) -> int:
+    """The node that leads the most partitions (the lowest id on a tie)."""
+    return min(counts, key=lambda node: (-counts[node], node))
+
+
+def run_cluster_faults(cluster: PrivateCluster, input_topics: Sequence[str],
+                       replicated: Callable[[], list[str]], sender: Sender,
+                       flow: SituationFlow, config: ChaosConfig,
+                       keep_alive: Callable[[], None], log: Callable[[str], None]
+                       ) -> tuple[list[dict[str, Any]], list[str]]:
+    """The three faults of issue 15, one after the other while the feed runs, each followed
+    by the wait until every replica of `replicated()` (the run's topics, the workers' internal
+    topics, the group offsets) is back in sync: (a) SIGKILL of the broker leading the most
+    input partitions, restarted `down_s` later; (b) a rolling restart of all three (SIGTERM,
+    start, in sync, next); (c) SIGKILL of the active KRaft controller, restarted likewise.
+    Then the sender sends the rest of the scenario at once (`Sender.hurry`): size the events so
+    that the paced feed outlasts the faults. Returns one entry per node taken down, and the
+    problems seen."""
+    results: list[dict[str, Any]] = []
+    problems: list[str] = []
+
+    def pause(seconds: float) -> None:
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            keep_alive()
+            time.sleep(0.2)
+
+    def take_down(fault: str, node: int, sig: signal.Signals, **detail: Any) -> None:
+        feeding = not sender.done.is_set()
+        if not feeding:
+            problems.append(f"{fault} of node {node}: the feed had ended, so the time until "
+                            "situations flow again cannot be measured (more --events or a "
+                            "higher --rate)")
+        since = flow.mark()
+        log(f"{fault}: {sig.name} node {node} {detail or ''}")
+        down_s = cluster.signal_node(node, sig)
+        flow_s = flow.wait(since, config.flow_timeout_s, keep_alive) if feeding else None
+        if flow_s is None and feeding:
+            problems.append(f"{fault} of node {node}: no situation caused by an event sent "
+                            f"after it within {config.flow_timeout_s:.0f}s")
+        if sig == signal.SIGKILL:
+            pause(since + config.down_s - time.monotonic())
+        log(f"  situations flow again after {flow_s if flow_s is None else round(flow_s, 1)} s;"
+            f" restarting node {node}")
+        restart_s = cluster.start()
+        in_sync_s = cluster.wait_in_sync(replicated(), alive=keep_alive)
+        log(f"  node {node} back in {restart_s:.1f} s, every replica in sync "
+            f"{in_sync_s:.1f} s later")
+        results.append({"fault": fault, "node": node, "signal": sig.name, **detail,
+                        "process_gone_s": round(down_s, 1),
+                        "situations_flow_again_s": None if flow_s is None else round(flow_s, 1),
+                        "down_s": round(time.monotonic() - since - in_sync_s - restart_s, 1),
+                        "restart_s": round(restart_s, 1), "in_sync_after_s": round(in_sync_s, 1)})
+
+    pause(config.fault_gap_s)
+    counts = cluster.leader_counts(input_topics)
+    take_down("leader_sigkill", most_leading_node(counts), signal.SIGKILL,
+              input_leaders={str(node): n for node, n in sorted(counts.items())})
+    pause(config.fault_gap_s)
+    for node in cluster.node_ids:
+        take_down("rolling_restart", node, signal.SIGTERM)
+    pause(config.fault_gap_s)
+    controller = cluster.active_controller()
+    take_down("controller_sigkill", controller, signal.SIGKILL, controller_before=controller)
+    try:
+        results[-1]["controller_after"] = cluster.active_controller()
+    except Exception as error:  # a figure for the report, not worth losing the run for
+        results[-1]["controller_after"] = f"unknown: {error}"
+    sender.hurry()
+    return results, problems
 
 
 # ------------------------------------------------------------------------------------------
@@ -555,6 +757,17 @@ class ChaosConfig:
     timeout_s: float = 900.0
     keep_topics: bool = False
     label: str = "chaos"
+    #: Run on a private three-node cluster (started and stopped by the run) with the catalog's
+    #: cluster profile, and inject CLUSTER_FAULTS instead of worker kills and broker restarts.
+    cluster: bool = False
+    #: Base port of that cluster (nodes on base, base + 2, base + 4); None: a free one.
+    cluster_port: int | None = None
+    #: Steady feed before each fault (s).
+    fault_gap_s: float = 10.0
+    #: How long a SIGKILLed node stays down (s, from the kill).
+    down_s: float = 10.0
+    #: Longest wait for situations to flow again after a fault before it counts as a problem.
+    flow_timeout_s: float = 120.0
 
 
 @dataclass
@@ -577,6 +790,26 @@ def say(text: str) -> None:
 
 
 def run_chaos(config: ChaosConfig, log: Callable[[str], None] = say) -> ChaosReport:
+    """One chaos run; with `config.cluster` on a private three-node cluster it starts itself,
+    with the distributed faults instead of worker kills and broker restarts."""
+    if not config.cluster:
+        return _run_chaos(config, config.bootstrap, None, log)
+    var_dir = Path(tempfile.mkdtemp(prefix="cityops-chaos-cluster-"))
+    cluster = PrivateCluster(var_dir, config.cluster_port or free_base_port())
+    log(f"starting a private 3-node cluster on {cluster.bootstrap} in {var_dir}")
+    try:
+        log(f"  up after {cluster.start():.1f} s")
+        return _run_chaos(config, cluster.bootstrap, cluster, log)
+    finally:
+        log(f"stopping the cluster: {cluster.stop()}")
+        if config.keep_topics:
+            log(f"its data stays in {var_dir}")
+        else:
+            shutil.rmtree(var_dir, ignore_errors=True)
+
+
+def _run_chaos(config: ChaosConfig, bootstrap: str, cluster: PrivateCluster | None,
+               log: Callable[[str], None]) -> ChaosReport:
     from cityops.assets import generate_asset_registry
     from core.reference_data import load_ward_records
     from core.vocabulary import ASSET_REGISTRY_SEED
@@ -585,7 +818,8 @@ def run_chaos(config: ChaosConfig, log: Callable[[str], None] = say) -> ChaosRep
     report = ChaosReport({k: str(v) if isinstance(v, Path) else v
                           for k, v in vars(config).items()})
     figures = report.figures
-    namespace = Namespace.fresh(config.bootstrap, config.label)
+    namespace = Namespace.fresh(bootstrap, config.label,
+                                settings=CLUSTER_SETTINGS if cluster else None)
     app_id = f"{config.label}-{uuid.uuid4().hex[:8]}"
     log_paths = [config.artifacts / (f"{config.label}-worker.log" if index == 0 else
                                      f"{config.label}-worker-{index + 1}.log")
@@ -609,6 +843,7 @@ def run_chaos(config: ChaosConfig, log: Callable[[str], None] = say) -> ChaosRep
     sender = Sender(namespace, scenario.sends, config.rate)
     rng = random.Random(config.seed * 7919)
     unplanned: list[str] = []
+    flow: SituationFlow | None = None
 
     def keep_alive() -> None:
         for worker in workers:
@@ -617,6 +852,19 @@ def run_chaos(config: ChaosConfig, log: Callable[[str], None] = say) -> ChaosRep
                                  f"{worker.exit_code()}")
                 log(unplanned[-1])
                 worker.start()
+
+    inputs = [namespace.name(spec) for spec in KIND_TOPIC.values()]
+    enriched = [namespace.name(spec) for spec in KIND_ENRICHED.values()]
+
+    def replicated() -> list[str]:
+        """The run's topics, the workers' internal ones and the group offsets."""
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="cityops-chaos")
+        try:
+            return sorted(t for t in admin.list_topics()
+                          if t.startswith((namespace.prefix, f"{app_id}-"))
+                          or t == "__consumer_offsets")
+        finally:
+            admin.close()
 
     try:
         if config.preload:
@@ -629,9 +877,13 @@ def run_chaos(config: ChaosConfig, log: Callable[[str], None] = say) -> ChaosRep
             worker.start()
         figures["first_ready_s"] = round(max(worker.wait_ready() for worker in workers), 1)
         ready_at = time.monotonic()
+        if cluster is not None:
+            flow = SituationFlow(bootstrap, namespace.name(catalog.SITUATIONS), sender.sent_at)
+            flow.start()
+            flow.wait_ready()
         if not config.preload:
             sender.start()
-        actions = _plan(rng, config, len(scenario.sends))
+        actions = [] if cluster is not None else _plan(rng, config, len(scenario.sends))
         figures["action_plan"] = [(round(at, 3), action) for at, action in actions]
         outputs = [namespace.name(spec) for spec in (*KIND_ENRICHED.values(),
                                                      catalog.DEAD_LETTERS)]
@@ -640,13 +892,18 @@ def run_chaos(config: ChaosConfig, log: Callable[[str], None] = say) -> ChaosRep
         recoveries: list[float] = []
         sending_since = time.monotonic()
         now = 0.0
+        if cluster is not None and flow is not None:
+            faults, fault_problems = run_cluster_faults(
+                cluster, inputs, replicated, sender, flow, config, keep_alive, log)
+            figures["faults"] = faults
+            report.problems.extend(fault_problems)
         while actions:
             if config.rate > 0:  # paced: act at planned moments of the sending
                 now = time.monotonic() - sending_since
                 where = f"{now:.1f} s into sending"
             else:  # as fast as possible: act at planned shares of the work done
                 with contextlib.suppress(KafkaError, OSError):
-                    now = sum(end_offsets(config.bootstrap, outputs).values()) / total
+                    now = sum(end_offsets(bootstrap, outputs).values()) / total
                 where = f"progress {now:.2f}"
             if now >= actions[0][0]:
                 _, action = actions.pop(0)
@@ -669,11 +926,9 @@ def run_chaos(config: ChaosConfig, log: Callable[[str], None] = say) -> ChaosRep
         if sender.is_alive():
             raise TimeoutError(f"the partner side could not send everything in "
                                f"{config.timeout_s:.0f} s")
-        inputs = [namespace.name(spec) for spec in KIND_TOPIC.values()]
-        enriched = [namespace.name(spec) for spec in KIND_ENRICHED.values()]
         waiting_since = time.monotonic()
         caught_up_at = waiting_since + wait_caught_up(
-            config.bootstrap, app_id, inputs + enriched, config.timeout_s, keep_alive)
+            bootstrap, app_id, inputs + enriched, config.timeout_s, keep_alive)
         elapsed = caught_up_at - started
         figures.update(
             workers=config.workers, kills=config.kills,
@@ -692,12 +947,14 @@ def run_chaos(config: ChaosConfig, log: Callable[[str], None] = say) -> ChaosRep
         )
         with contextlib.suppress(OSError):
             figures["last_worker_metrics"] = _metric_totals(workers)
-        verify(config.bootstrap, namespace, app_id, scenario, registry, wards, report, log)
+        verify(bootstrap, namespace, app_id, scenario, registry, wards, report, log)
     finally:
+        if flow is not None:
+            flow.stop()
         for worker in workers:
             worker.stop()
         shutil.rmtree(data_root, ignore_errors=True)
-        if not config.keep_topics:
+        if not config.keep_topics and cluster is None:  # a private cluster goes whole
             namespace.teardown([app_id])
     return report
 
@@ -911,6 +1168,7 @@ def verify(bootstrap: str, namespace: Namespace, app_id: str, scenario: Scenario
     figures["sequence_regressions"] = len(regressions)
     if regressions:
         problems.append(f"sequence went back {len(regressions)} times, e.g. {regressions[:5]}")
+        figures["sequence_regression_records"] = regression_records(situation_records)
     figures["wards_compared"] = len(expected)
     figures["ward_situation_mismatches"] = len(ward_mismatch)
     figures["rollup_mismatches"] = len(rollup_mismatch)
@@ -921,6 +1179,31 @@ def verify(bootstrap: str, namespace: Namespace, app_id: str, scenario: Scenario
         problems.append(f"rollups differ: {rollup_mismatch[:3]}")
     figures["double_counted_events"] = double
     log(f"verified: {figures}")
+
+
+def regression_records(records: Sequence[Any], most: int = 5) -> list[dict[str, Any]]:
+    """For the first `most` sequence regressions, the two records around each (partition,
+    offset, sequence, kind, emitted_at, cause, events folded) and whether the lower one repeats
+    a record already written for that key: a resent copy (same sequence and emission time) or
+    a new evaluation that reused a sequence number (a takeover that did not see the previous
+    owner's last situation). What the next diagnosis of an open regression starts from."""
+    last: dict[bytes | None, dict[str, Any]] = {}
+    seen: dict[bytes | None, set[tuple[int, str]]] = defaultdict(set)
+    found: list[dict[str, Any]] = []
+    for r in records:
+        s = decode(r.value, expected=catalog.SITUATIONS.value_schema).record
+        now = {"partition": r.partition, "offset": r.offset, "sequence": s["sequence"],
+               "kind": s["kind"], "emitted_at": str(s["emitted_at"]),
+               "caused_by_event_id": s["caused_by_event_id"],
+               "events_folded": s["events_folded"]}
+        before = last.get(r.key)
+        if before is not None and now["sequence"] < before["sequence"] and len(found) < most:
+            found.append({"key": (r.key or b"").decode(errors="replace"), "before": before,
+                          "after": now, "after_repeats_an_earlier_record": (
+                              now["sequence"], now["emitted_at"]) in seen[r.key]})
+        seen[r.key].add((now["sequence"], now["emitted_at"]))
+        last[r.key] = now
+    return found
 
 
 def sequence_regressions(records: Iterable[tuple[bytes | None, int]]) -> list[str]:
@@ -949,11 +1232,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                               DEFAULT_BOOTSTRAP))
     parser.add_argument("--events", type=int, default=50_000,
                         help="records sent: unique + 5%% partner retries + 2%% hostile")
-    parser.add_argument("--kills", type=int, default=5,
-                        help="SIGKILLs of a worker (a random one when there are several)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="workers in the consumer group (kills are then also rebalances)")
-    parser.add_argument("--broker-restarts", type=int, default=1)
+    parser.add_argument("--kills", type=int,
+                        help="SIGKILLs of a worker (a random one when there are several); "
+                        "default 5, 0 with --cluster")
+    parser.add_argument("--workers", type=int,
+                        help="workers in the consumer group (kills are then also rebalances); "
+                        "default 1, 2 with --cluster")
+    parser.add_argument("--broker-restarts", type=int,
+                        help="restarts of the shared broker; default 1, 0 with --cluster")
+    parser.add_argument("--cluster", action="store_true",
+                        help="start a private 3-node cluster (catalog cluster profile, 2 "
+                        "workers) and inject the distributed faults: SIGKILL of the broker "
+                        "leading the most input partitions, a rolling restart of all three, "
+                        "SIGKILL of the active KRaft controller")
+    parser.add_argument("--cluster-port", type=int,
+                        help="base port of that cluster (nodes on P, P+2, P+4; default: free)")
+    parser.add_argument("--fault-gap", type=float, default=10.0,
+                        help="seconds of steady feed before each fault (--cluster)")
+    parser.add_argument("--down", type=float, default=10.0,
+                        help="seconds a SIGKILLed node stays down (--cluster)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rate", type=float, default=400.0,
                         help="records/s sent; kills and the broker restart fall at random "
@@ -968,12 +1265,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep-topics", action="store_true")
     parser.add_argument("--report", type=Path, help="write the JSON report here")
     args = parser.parse_args(argv)
+    if args.cluster and (args.kills or args.broker_restarts):
+        parser.error("--cluster injects its own faults: leave out --kills and "
+                     "--broker-restarts (it never touches the shared broker)")
+    default_kills, default_restarts = (0, 0) if args.cluster else (5, 1)
     config = ChaosConfig(
-        bootstrap=args.bootstrap, events=args.events, kills=args.kills, workers=args.workers,
-        broker_restarts=args.broker_restarts, seed=args.seed, rate=args.rate,
+        bootstrap=args.bootstrap, events=args.events,
+        kills=default_kills if args.kills is None else args.kills,
+        workers=args.workers or (2 if args.cluster else 1),
+        broker_restarts=default_restarts if args.broker_restarts is None else
+        args.broker_restarts, seed=args.seed, rate=args.rate,
         guarantee=args.processing_guarantee, preload=args.preload, timeout_s=args.timeout,
         session_timeout_s=args.session_timeout,
-        keep_topics=args.keep_topics,
+        keep_topics=args.keep_topics, cluster=args.cluster, cluster_port=args.cluster_port,
+        fault_gap_s=args.fault_gap, down_s=args.down,
+        label="chaoscluster" if args.cluster else "chaos",
     )
     report = run_chaos(config)
     text = report.to_json()

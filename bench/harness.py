@@ -18,7 +18,7 @@ import time
 import urllib.request
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,13 +47,18 @@ class Namespace:
 
     bootstrap: str
     prefix: str
+    #: Deployment settings every command and worker of this namespace runs with (e.g. the
+    #: catalog's cluster profile on a private three-node cluster), as (variable, value) pairs.
+    settings: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def fresh(cls, bootstrap: str, label: str, parent_prefix: str | None = None) -> Namespace:
+    def fresh(cls, bootstrap: str, label: str, parent_prefix: str | None = None,
+              settings: Mapping[str, str] | None = None) -> Namespace:
         """A new namespace, nested in `parent_prefix` (default: this process's own
         CITYOPS_TOPIC_PREFIX, so a test's namespaces stay inside the test session's)."""
         parent = TopicCatalog.from_env().prefix if parent_prefix is None else parent_prefix
-        return cls(bootstrap, f"{parent}{label}-{uuid.uuid4().hex[:8]}.")
+        return cls(bootstrap, f"{parent}{label}-{uuid.uuid4().hex[:8]}.",
+                   tuple(sorted((settings or {}).items())))
 
     @classmethod
     def create(cls, bootstrap: str, label: str) -> Namespace:
@@ -68,7 +73,7 @@ class Namespace:
 
     @property
     def env(self) -> dict[str, str]:
-        return {"CITYOPS_TOPIC_PREFIX": self.prefix}
+        return {**dict(self.settings), "CITYOPS_TOPIC_PREFIX": self.prefix}
 
     def cityops(self, *args: str, timeout_s: float = 300.0) -> str:
         result = subprocess.run(
@@ -150,6 +155,17 @@ class Namespace:
 def read_records(bootstrap: str, topic: str, timeout_s: float = 120.0) -> list[ConsumerRecord]:
     """Every committed record of `topic` up to the (last stable) end offsets seen now, in
     partition then offset order."""
+    records: dict[int, list[ConsumerRecord]] = defaultdict(list)
+    for record in iter_records(bootstrap, topic, timeout_s):
+        records[record.partition].append(record)
+    return [r for p in sorted(records) for r in records[p]]
+
+
+def iter_records(bootstrap: str, topic: str, timeout_s: float = 120.0
+                 ) -> Iterator[ConsumerRecord]:
+    """Every committed record of `topic` up to the end offsets seen now, as the consumer
+    fetches them (in offset order within a partition), without keeping them: for topics too
+    large to hold (a ward table's changelog)."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              isolation_level="read_committed",  # what downstream readers see
                              max_partition_fetch_bytes=4 * 1024 * 1024,
@@ -158,18 +174,16 @@ def read_records(bootstrap: str, topic: str, timeout_s: float = 120.0) -> list[C
         partitions = [TopicPartition(topic, p)
                       for p in sorted(consumer.partitions_for_topic(topic) or [])]
         if not partitions:
-            return []
+            return
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         ends = consumer.end_offsets(partitions)
-        records: dict[int, list[ConsumerRecord]] = defaultdict(list)
         deadline = time.monotonic() + timeout_s
         while any(consumer.position(tp) < ends[tp] for tp in partitions):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"reading {topic} did not reach the end offsets")
             for tp, batch in consumer.poll(timeout_ms=500).items():
-                records[tp.partition].extend(r for r in batch if r.offset < ends[tp])
-        return [r for p in sorted(records) for r in records[p]]
+                yield from (r for r in batch if r.offset < ends[tp])
     finally:
         consumer.close()
 
@@ -483,3 +497,160 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+# ------------------------------------------------------------------------------------------
+# A private three-node cluster: for runs that kill brokers (never the shared one)
+
+
+def free_base_port(nodes: int = 3, first: int = 41092, last: int = 49000) -> int:
+    """A base port whose 2 x `nodes` ports (a client and a controller port per node, as
+    `cityops broker start --nodes N --port BASE` lays them out) are all free now."""
+    for base in range(first, last, 10):
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(base, base + 2 * nodes):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return base
+    raise RuntimeError(f"no {2 * nodes} free ports between {first} and {last}")
+
+
+def process_alive(pid: int) -> bool:
+    """Running, not merely a zombie that its (re)parent has not reaped yet."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+class PrivateCluster:
+    """`cityops broker start --nodes 3` in a private var folder on its own ports, with the
+    operations a fault run needs: kill or stop one node, start the missing ones, find the
+    broker that leads the most partitions and the active KRaft controller, wait until every
+    replica is back in sync. The nodes are the real jars; only their folder is private, so the
+    shared broker of the other tests is never touched."""
+
+    def __init__(self, var_dir: Path, base_port: int, nodes: int = 3) -> None:
+        self.var_dir = var_dir
+        self.base_port = base_port
+        self.nodes = nodes
+        self.node_ids = tuple(range(1, nodes + 1))
+        self.env = {**os.environ, "CITYOPS_VAR_DIR": str(var_dir)}
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(self.node_bootstrap(n) for n in self.node_ids)
+
+    def node_bootstrap(self, node_id: int) -> str:
+        return f"127.0.0.1:{self.base_port + 2 * (node_id - 1)}"
+
+    def broker(self, action: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*CITYOPS, "broker", action, "--nodes", str(self.nodes), "--port",
+             str(self.base_port)], cwd=ROOT, env=self.env, capture_output=True, text=True,
+            timeout=300, check=False)
+
+    def start(self) -> float:
+        """Start every node that is down and wait until the cluster lists all of them;
+        seconds it took."""
+        started = time.monotonic()
+        result = self.broker("start")
+        if result.returncode != 0:
+            raise RuntimeError(f"cityops broker start --nodes {self.nodes} failed: "
+                               f"{result.stdout}{result.stderr}")
+        return time.monotonic() - started
+
+    def stop(self) -> str:
+        return self.broker("stop").stdout.strip()
+
+    def pid(self, node_id: int) -> int | None:
+        try:
+            pid = int((self.var_dir / "kafka-cluster" / f"node-{node_id}" / "broker.pid")
+                      .read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if process_alive(pid) else None
+
+    def signal_node(self, node_id: int, sig: signal.Signals, timeout_s: float = 120.0) -> float:
+        """Send `sig` to one node and wait until its process is gone; seconds it took (a
+        SIGTERMed node first hands its partitions over and closes its logs)."""
+        pid = self.pid(node_id)
+        if pid is None:
+            raise RuntimeError(f"node {node_id} is not running")
+        started = time.monotonic()
+        os.kill(pid, sig)
+        deadline = started + timeout_s
+        while process_alive(pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"node {node_id} (pid {pid}) still runs {timeout_s:.0f}s "
+                                   f"after {sig.name}")
+            time.sleep(0.1)
+        return time.monotonic() - started
+
+    def _admin(self) -> KafkaAdminClient:
+        return KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="cityops-faults",
+                                request_timeout_ms=10_000)
+
+    def replicas(self, topics: Sequence[str]) -> dict[str, Any]:
+        """topic -> its partitions' PartitionReplicas (leader, replicas, ISR)."""
+        from topics.admin import partition_replicas
+
+        admin = self._admin()
+        try:
+            return dict(partition_replicas(admin, topics))
+        finally:
+            admin.close()
+
+    def leader_counts(self, topics: Sequence[str]) -> dict[int, int]:
+        """node id -> partitions of `topics` it leads (every node listed, 0 when none)."""
+        counts = dict.fromkeys(self.node_ids, 0)
+        for parts in self.replicas(topics).values():
+            for part in parts:
+                if part.leader in counts:
+                    counts[part.leader] += 1
+        return counts
+
+    def active_controller(self) -> int:
+        """The KRaft quorum's leader, from the DescribeQuorum admin API (a broker forwards it
+        to the controllers); the metadata response's controller id is no help here: under
+        KRaft brokers report a random live broker there."""
+        admin = self._admin()
+        try:
+            quorum = admin.describe_metadata_quorum()
+        finally:
+            admin.close()
+        leader = int(quorum["topics"][0]["partitions"][0]["leader_id"])
+        if leader < 0:
+            raise RuntimeError(f"the metadata quorum has no leader now: {quorum}")
+        return leader
+
+    def out_of_sync(self, topics: Sequence[str]) -> list[str]:
+        """'topic[p] isr 1,3 of 1,2,3' for every partition of `topics` missing a replica from
+        its ISR or without a leader."""
+        return [f"{name}[{p.partition}] {p.describe()}"
+                for name, parts in sorted(self.replicas(topics).items()) for p in parts
+                if p.under_replicated or p.leader < 0]
+
+    def wait_in_sync(self, topics: Sequence[str], timeout_s: float = 180.0,
+                     alive: Callable[[], None] | None = None) -> float:
+        """Seconds until every partition of `topics` has all its replicas in sync again."""
+        started = time.monotonic()
+        behind: list[str] = ["not asked yet"]
+        while time.monotonic() - started < timeout_s:
+            if alive is not None:
+                alive()
+            try:
+                behind = self.out_of_sync(topics)
+            except Exception as error:  # a node still coming up: ask again
+                behind = [f"{type(error).__name__}: {error}"]
+            if not behind:
+                return time.monotonic() - started
+            time.sleep(0.5)
+        raise TimeoutError(f"replicas not back in sync after {timeout_s:.0f}s: {behind[:5]}")

@@ -121,6 +121,19 @@ def render(results: dict[str, Any]) -> str:
             f"{_n(one['events_per_s'])}/s, 2 workers {_n(two['events_per_s'])}/s "
             f"(x{scale['speedup']}); parallelism capped at "
             f"{scale['partitions']['input_topics']} partitions |")
+    footprint = results.get("footprint")
+    if footprint:
+        lines.append(
+            f"| footprint ({_n(footprint['events'])} events, {footprint['wards']} wards; "
+            f"capacity model inputs) | input {footprint['input_bytes_per_event']} B and "
+            f"enriched {footprint['enriched_bytes_per_event']} B per event on disk; ward state "
+            f"{_n(footprint['state_bytes_per_ward_mean'])} B mean, "
+            f"{_n(footprint['state_bytes_per_ward_max'])} B largest; changelog "
+            f"{footprint['changelog_bytes_per_event']} B per event "
+            f"({footprint['changelog_flushes_per_ward_per_s']} flushes per ward and s); "
+            f"situations {footprint['situation_bytes_per_record']} B each, "
+            f"{footprint['situations_per_ward_per_minute']} per ward and minute "
+            f"({_n(footprint['situation_bytes_per_ward_per_minute'])} B) |")
     verdict = results.get("verify")
     if verdict is not None:
         lines.append(f"| state check | {'correct' if verdict['ok'] else 'FAILED'} |")
@@ -137,12 +150,18 @@ def render(results: dict[str, Any]) -> str:
 
 def update_benchmarks_md(path: Path, section: str) -> None:
     """Replace the text between the latest-run markers (or append them)."""
-    block = f"{START}\n{section}{END}"
+    replace_section(path, section, START, END, "Latest run")
+
+
+def replace_section(path: Path, section: str, start: str, end: str, heading: str) -> None:
+    """Replace the text between the markers `start` and `end` of a Markdown file, or append
+    them under `heading`: the parts of BENCHMARKS.md a run rewrites."""
+    block = f"{start}\n{section}{end}"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        _, tail = rest.split(END, 1)
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
         text = head + block + tail
     else:
-        text = text.rstrip("\n") + "\n\n## Latest run\n\n" + block + "\n"
+        text = text.rstrip("\n") + f"\n\n## {heading}\n\n" + block + "\n"
     path.write_text(text)

@@ -21,7 +21,7 @@ from typing import Any
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
-from bench import ceiling, codec_bench, latency, verify
+from bench import ceiling, codec_bench, footprint, latency, verify
 from bench.feed import DEFAULT_SPAN, BatchSender, Encoded, Feed, FeedStats, encode_all, utc_now_ms
 from bench.harness import (
     ROOT,
@@ -216,6 +216,14 @@ class Run:
             self.log(f"  {events} events in {result.seconds:.1f}s: "
                      f"{result.events_per_s:.0f} events/s")
             self._memory_figures(result)
+            if "footprint" not in config.skip:
+                self.log("footprint: bytes per event and per ward on the broker")
+                try:
+                    self.results["footprint"] = footprint.measure(
+                        ns, app_id, events, result.seconds, len(self.feed.wards))
+                except Exception as error:  # a figure, not worth losing the run for
+                    self.results["footprint_error"] = f"{type(error).__name__}: {error}"
+                self.log(f"  {self.results.get('footprint')}")
             if "ceiling" in self.results:
                 self.results["ratio_pipeline_to_ceiling"] = round(
                     result.events_per_s / self.results["ceiling"]["events_per_s"], 5)

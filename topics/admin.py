@@ -6,7 +6,7 @@ running worker. Creation is idempotent: an existing topic is reported, never rec
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from kafka import KafkaAdminClient
@@ -106,6 +106,19 @@ def create_topics(
     return results
 
 
+def partition_replicas(admin: KafkaAdminClient, names: Sequence[str]
+                       ) -> dict[str, tuple[PartitionReplicas, ...]]:
+    """Leader, replicas and ISR of every partition of `names` (existing topics), by topic:
+    what `describe` reports and what a fault run asks before and after it kills a broker."""
+    return {
+        topic["name"]: tuple(sorted(
+            (PartitionReplicas(p["partition_index"], p["leader_id"], tuple(p["replica_nodes"]),
+                               tuple(p["isr_nodes"]))
+             for p in topic["partitions"]), key=lambda p: p.partition))
+        for topic in admin.describe_topics(list(names))
+    }
+
+
 def describe_topics(admin: KafkaAdminClient,
                     specs: Iterable[TopicSpec] | None = None) -> list[TopicCheck]:
     """Partitions and catalog-managed settings of each topic, against the catalog."""
@@ -116,12 +129,8 @@ def describe_topics(admin: KafkaAdminClient,
     replicas: dict[str, tuple[PartitionReplicas, ...]] = {}
     configs: dict[str, dict[str, str]] = {}
     if present:
-        for topic in admin.describe_topics([spec.name for spec in present]):
-            partitions[topic["name"]] = len(topic["partitions"])
-            replicas[topic["name"]] = tuple(sorted(
-                (PartitionReplicas(p["partition_index"], p["leader_id"], tuple(p["replica_nodes"]),
-                                   tuple(p["isr_nodes"]))
-                 for p in topic["partitions"]), key=lambda p: p.partition))
+        replicas = partition_replicas(admin, [spec.name for spec in present])
+        partitions = {name: len(parts) for name, parts in replicas.items()}
         described = admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, spec.name) for spec in present]
         )

@@ -71,10 +71,20 @@ def test_every_figure_is_produced(smoke_results: dict[str, object]) -> None:
     assert _positive(scale["workers_1"]["events_per_s"])
     assert _positive(scale["workers_2"]["events_per_s"])
     assert scale["partitions"]["input_topics"] == 6
+    footprint = r["footprint"]  # the capacity model's inputs (bench/footprint.py)
+    assert isinstance(footprint, dict)
+    assert (footprint["events"], footprint["wards"], footprint["wards_in_state"]) == (
+        SMOKE_EVENTS, 43, 43)
+    assert all(_positive(footprint[k]) for k in (
+        "input_bytes_per_event", "enriched_bytes_per_event", "changelog_bytes_per_event",
+        "changelog_flushes_per_ward_per_s", "state_bytes_per_ward_mean",
+        "state_bytes_per_ward_max", "situation_bytes_per_record",
+        "situations_per_ward_per_minute"))
     report = r["_report"]
     assert isinstance(report, str)
     for needle in ("ceiling", "pipeline", "ratio pipeline / ceiling", "worker RSS",
-                   "latency at 200 events/s", "codec", "scale-out", "state check | correct"):
+                   "latency at 200 events/s", "codec", "scale-out", "footprint",
+                   "state check | correct"):
         assert needle in report, needle
 
 

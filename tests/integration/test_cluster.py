@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from bench.harness import free_base_port
+from bench.harness import process_alive as alive
 from tests.conftest import ROOT
 from topics import catalog
 from topics.admin import admin_client, describe_topics
@@ -29,24 +30,6 @@ from topics.catalog import TopicCatalog
 pytestmark = pytest.mark.integration
 
 NODES = 3
-
-
-def free_base_port() -> int:
-    """A base port whose six ports (three clients, three controllers) are all free."""
-    for base in range(41092, 49000, 10):
-        try:
-            sockets = []
-            for port in range(base, base + 2 * NODES):
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-        return base
-    raise RuntimeError("no six free ports between 41092 and 49000")
 
 
 class Cluster:
@@ -93,7 +76,7 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    running = Cluster(tmp_path_factory.mktemp("cluster-var"), free_base_port(),
+    running = Cluster(tmp_path_factory.mktemp("cluster-var"), free_base_port(NODES),
                       f"cluster-{os.getpid()}.")
     started = running.broker("start")
     try:
@@ -101,14 +84,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield running
     finally:
         running.broker("stop")
-
-
-def alive(pid: int) -> bool:
-    """Running, not merely a zombie that its (re)parent has not reaped yet."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def send(bootstrap: str, topic: str, values: list[bytes]) -> None:

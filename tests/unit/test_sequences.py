@@ -5,11 +5,12 @@ sequence already published for it, and the chaos checker finds any key whose seq
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
 
-from bench.chaos import sequence_regressions
+from bench.chaos import regression_records, sequence_regressions
 from processors.state import WardState
 from processors.thresholds import Thresholds
 from processors.ward_step import WardEntry, flush, fold, resume
@@ -63,3 +64,34 @@ def test_a_change_already_published_by_the_previous_owner_is_not_published_again
     entry = _committed_at(0)  # the changelog kept the fold but not the evaluation
     resume(entry, 1, first.situation)
     assert (flush(entry, WARDS[GROGOL], REGISTRY, Thresholds(), T0), entry.sequence) == (None, 1)
+
+
+@dataclass(frozen=True)
+class _Record:
+    """The fields of a consumer record that the regression report reads."""
+
+    key: bytes
+    value: bytes
+    partition: int
+    offset: int
+
+
+def _published(sequence: int, minutes: int) -> bytes:
+    """The encoded situation a ward committed at `sequence - 1` publishes `minutes` in."""
+    entry = _committed_at(sequence - 1)
+    published = flush(entry, WARDS[GROGOL], REGISTRY, Thresholds(), T0 + timedelta(minutes=minutes))
+    assert published is not None and published.situation["sequence"] == sequence
+    return published.value
+
+
+def test_a_regression_report_tells_a_resent_copy_from_a_reused_sequence() -> None:
+    first, second = _published(1, 1), _published(2, 2)
+    reused = _published(1, 3)  # a new evaluation under an already used sequence number
+    key = GROGOL.encode()
+    records = [_Record(key, value, 2, offset)
+               for offset, value in enumerate([first, second, first, second, reused])]
+    found = regression_records(records)
+    assert [(f["before"]["offset"], f["after"]["offset"], f["after"]["sequence"],
+             f["after_repeats_an_earlier_record"]) for f in found] == [
+        (1, 2, 1, True), (3, 4, 1, False)]
+    assert {f["key"] for f in found} == {GROGOL}
