@@ -5,9 +5,14 @@ Each piped record takes both hops the worker gives it: `processors.records.enric
 (partner bytes to the enriched record and its bytes, as the enrich agents do), then
 `processors.records.read_enriched` and `processors.ward_step.fold` (as the ward agent does).
 `end_batch` is the end of a ward agent batch (`ward_step.flush`), `tick` the clock
-(`ward_step.tick`); with `batch=1` every pipe ends its batch, the per-event sequence. What is
-not here is what needs Kafka: partitions, offsets and commits, rebalances, the changelog and
-the leader's rollups; those stay with the tests on the real broker.
+(`ward_step.tick`); with `batch=1` every pipe ends its batch, the per-event sequence.
+`pipe_enriched` puts a record straight on an enriched topic (what a writer other than a worker
+could put there). Besides the records, `Outputs` counts what the worker's metrics count where
+a rule decides the number (fold outcomes, data-quality corrections). What is not here is what
+needs Kafka: partitions, offsets and commits, rebalances, the changelog, the leader's rollups
+and the metrics' wiring; those stay with the tests on the real broker, which also check that
+a worker judges a corpus exactly as this driver does (tests/e2e/test_hostile_input.py,
+tests/e2e/test_pipeline.py).
 
 RT reports (issue 13) take the neighbourhood agents' two hops (`pipe_rt_report`): the screen
 (`processors.neighbourhood.screen_report`: dead letter and REJECTED verdict) and the judgement

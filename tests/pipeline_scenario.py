@@ -121,8 +121,8 @@ def scenario(base: datetime) -> list[Sent]:
 
 
 def through_driver(sent: list[Sent], now: datetime, batch: int = 1) -> TopologyTestDriver:
-    """The scenario through the topology without a broker, each record on the topic the
-    partner producer picks for it."""
+    """Partner records (this scenario's, or any `Sent`) through the topology without a
+    broker, each on the topic the partner producer picks for it, all at `now`."""
     driver = TopologyTestDriver(WARDS, REGISTRY, batch=batch)
     for item in sent:
         driver.pipe(item.kind, item.value, key=item.key, now=now, source=item.source)
