@@ -202,3 +202,20 @@ def test_the_pipeline_scenario_places_rejects_and_times_exactly() -> None:
     ]
     flood = driver.entries[FLOOD_WARD].state
     assert (flood.dispatch_count, flood.dispatch_ms_sum) == (1, 300_000)
+
+
+def test_the_clock_repeats_the_sequence_a_change_when_time_moved_a_window_then_snapshots(
+) -> None:
+    """What tests/e2e/test_pipeline.py's clock test showed on a worker with a 2 s clock (the
+    e2e test keeps that a tick leaves the worker running): the first tick may
+    report a CHANGE (time moved the tumbling window on), never a new sequence number; after
+    that, nothing changes and ticks are snapshots."""
+    ward = "36.72.05.1001"
+    driver = TopologyTestDriver(WARDS, REGISTRY, batch=1)
+    driver.pipe("incident", _incident("TICK-1", NOW - timedelta(seconds=30), "REPORTED",
+                                      ward=ward), now=NOW)
+    for seconds in (2, 4, 6):
+        driver.tick(NOW + timedelta(seconds=seconds))
+    assert [(s["kind"], s["sequence"], s["open_incidents"], s["new_incidents_in_window"])
+            for s in driver.situations_of(ward)] == [
+        ("CHANGE", 1, 1, 1), ("CHANGE", 1, 1, 0), ("SNAPSHOT", 1, 1, 0), ("SNAPSHOT", 1, 1, 0)]
