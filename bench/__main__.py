@@ -4,6 +4,7 @@
     .venv/bin/python -m bench run --events 200000    # a smaller run
     .venv/bin/python -m bench run --long             # 10,000,000 events (RSS at 1M and 10M)
     .venv/bin/python -m bench run --smoke            # seconds, 3,000 events, checks the state
+    .venv/bin/python -m bench codec                  # per-record decode cost, in-process, no broker
 
 Writes the figures as JSON (--json) and as Markdown (--report); a full run also replaces the
 "latest run" section of BENCHMARKS.md unless --no-benchmarks-md is given. Exits 1 when the
@@ -58,11 +59,41 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--report", type=Path, help="results Markdown (default next to the JSON)")
     run.add_argument("--no-benchmarks-md", action="store_true",
                      help="do not update BENCHMARKS.md (smoke runs never do)")
+    codec = sub.add_parser("codec", help="per-record decode cost in-process (no broker): "
+                           "re-encode vs compiled canonical check, trusted decode")
+    codec.add_argument("--records", type=int, default=20_000)
+    codec.add_argument("--rounds", type=int, default=7)
+    codec.add_argument("--before-rev", help="also time schemas/codec.py of this git revision")
+    codec.add_argument("--wait-load", type=float, metavar="LOAD",
+                       help="first wait (at most --wait-max seconds) for the 1-minute load "
+                       "average to drop below LOAD")
+    codec.add_argument("--wait-max", type=float, default=600.0)
+    codec.add_argument("--no-benchmarks-md", action="store_true",
+                       help="print only; do not append the figures to BENCHMARKS.md")
     return parser
+
+
+def _wait_for_load(load: float, wait_max: float) -> float:
+    """Seconds waited (at most `wait_max`) for the 1-minute load average to drop below `load`:
+    the machine is shared."""
+    started = time.monotonic()
+    while os.getloadavg()[0] >= load and time.monotonic() - started < wait_max:
+        time.sleep(10.0)
+    waited = time.monotonic() - started
+    print(f"waited {waited:.0f}s for the load average; now {os.getloadavg()}")
+    return waited
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "codec":
+        from bench import decode_cost
+
+        if args.wait_load is not None:
+            _wait_for_load(args.wait_load, args.wait_max)
+        return decode_cost.main(args.records, args.rounds, args.before_rev,
+                                not args.no_benchmarks_md,
+                                list(argv) if argv is not None else sys.argv[1:])
     from bench.report import render, update_benchmarks_md
     from bench.run import Config, Run, write_json
 
@@ -102,12 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     waited = 0.0
     if args.wait_load is not None:
-        started = time.monotonic()
-        while (os.getloadavg()[0] >= args.wait_load
-               and time.monotonic() - started < args.wait_max):
-            time.sleep(10.0)
-        waited = time.monotonic() - started
-        print(f"waited {waited:.0f}s for the load average; now {os.getloadavg()}")
+        waited = _wait_for_load(args.wait_load, args.wait_max)
     results = Run(config).run()
     results["waited_for_load_s"] = round(waited)
     write_json(results, json_path)

@@ -59,9 +59,16 @@ from typing import Any  # noqa: E402
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition  # noqa: E402
 from kafka.errors import KafkaError  # noqa: E402
 
-from bench.harness import Namespace, Worker, end_offsets, read_records  # noqa: E402
+from bench.harness import (  # noqa: E402
+    Namespace,
+    Worker,
+    committed_by_app,
+    end_offsets,
+    read_records,
+)
 from cityops.producer import PartnerProducer  # noqa: E402
 from schemas.codec import decode, encode  # noqa: E402
+from streams.liveness import EXIT_STALLED  # noqa: E402
 from topics import catalog  # noqa: E402
 
 PYTHON = sys.executable
@@ -97,7 +104,7 @@ def group_lag(bootstrap: str, group: str, topics: Sequence[str]) -> int:
     ends = end_offsets(bootstrap, topics)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="cityops-chaos")
     try:
-        committed = admin.list_group_offsets({group: None}).get(group, {})
+        committed = committed_by_app(admin, group)
     finally:
         admin.close()
     gaps: dict[TopicPartition, tuple[int, int]] = {}
@@ -157,7 +164,7 @@ def lag_by_partition(bootstrap: str, group: str, topics: Sequence[str]) -> dict[
     ends = end_offsets(bootstrap, topics)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="cityops-chaos")
     try:
-        committed = admin.list_group_offsets({group: None}).get(group, {})
+        committed = committed_by_app(admin, group)
     finally:
         admin.close()
     out = {}
@@ -670,7 +677,11 @@ def run_chaos(config: ChaosConfig, log: Callable[[str], None] = say) -> ChaosRep
         elapsed = caught_up_at - started
         figures.update(
             workers=config.workers, kills=config.kills,
-            worker_starts=sum(worker.starts for worker in workers), unplanned_exits=unplanned,
+            worker_starts=sum(worker.starts for worker in workers),
+            # a worker that stopped itself for a stalled ward agent (streams/liveness.py) is
+            # restarted like a supervisor would; counted apart from any other exit
+            unplanned_exits=[u for u in unplanned if not u.endswith(f" {EXIT_STALLED}")],
+            liveness_restarts=sum(1 for u in unplanned if u.endswith(f" {EXIT_STALLED}")),
             broker_restarts=len(restarts), broker_restart_s=[round(s, 1) for s in restarts],
             worker_ready_after_kill_s=[round(s, 1) for s in recoveries],
             maybe_written_resends=sender.maybe_written,

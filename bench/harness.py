@@ -402,6 +402,22 @@ class Counters:
                         self.ready and other.ready, outcomes)
 
 
+def committed_by_app(admin: KafkaAdminClient, app_id: str) -> dict[TopicPartition, Any]:
+    """What the worker app `app_id` committed: partner topics in its batch hop's group, the
+    rest in its Faust group (a partner topic the Faust group read before the hop existed counts
+    with the higher of the two)."""
+    from streams.runtime.batch_hop import hop_group
+
+    found: dict[TopicPartition, Any] = {}
+    for group in (app_id, hop_group(app_id)):
+        for tp, meta in admin.list_group_offsets({group: None}).get(group, {}).items():
+            if meta is None or meta.offset < 0:
+                continue
+            if tp not in found or found[tp].offset < meta.offset:
+                found[tp] = meta
+    return found
+
+
 def end_offsets(bootstrap: str, topics: Sequence[str]) -> dict[TopicPartition, int]:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              client_id="cityops-bench")
@@ -429,7 +445,7 @@ class LagProbe:
 
     def lag(self) -> int:
         ends: dict[TopicPartition, int] = self.consumer.end_offsets(self.partitions)
-        committed = self.admin.list_group_offsets({self.group: None}).get(self.group, {})
+        committed = committed_by_app(self.admin, self.group)
         total = 0
         for tp, end in ends.items():
             meta = committed.get(tp)

@@ -36,6 +36,7 @@ from core.connection import (
     scram_client_config,
 )
 from core.paths import var_dir
+from streams.runtime.batch_hop import hop_group
 from topics import catalog
 from topics.catalog import TopicCatalog
 from topics.event_types import INCIDENT, LIGHTING, WASTE
@@ -247,6 +248,8 @@ def acl_plan(app_id: str, command_center_group_prefix: str = COMMAND_CENTER_GROU
     grants.append(Grant(WORKER, "TOPIC", f"{app_id}-", "PREFIXED",
                         ("CREATE", "READ", "WRITE")))
     grants.append(Grant(WORKER, "GROUP", app_id, "LITERAL", ("READ",)))
+    # The batch hop's group (partner topics), and its start from the Faust group's offsets.
+    grants.append(Grant(WORKER, "GROUP", hop_group(app_id), "LITERAL", ("READ",)))
 
     grants.append(_topic(COMMAND_CENTER, catalog.SITUATIONS, "READ"))
     grants.append(Grant(COMMAND_CENTER, "GROUP", command_center_group_prefix, "PREFIXED",

@@ -441,11 +441,16 @@ def rollups(kelurahan_records: Iterable[Mapping[str, Any]], registered: Mapping[
 # -- one record through each hop (shared by the worker and the tests) ---------------------------
 
 
-def read_report(value: bytes | None, topic: str, schema: str) -> dict[str, Any]:
-    """A partner's RT report decoded (a `CodecError`, stage DECODE, when it cannot be)."""
+def read_report(value: bytes | None, topic: str, schema: str, *, trusted: bool = False
+                ) -> dict[str, Any]:
+    """An RT report decoded (a `CodecError`, stage DECODE, when it cannot be).
+
+    `trusted` is for the second hop, which reads the screened topic: only workers write it, and
+    only bytes this function already decoded with every partner check, so the canonical-bytes
+    and UUID checks are skipped there (the codec's structural checks stay)."""
     if value is None:
         raise CodecError("undecodable", f"{topic}: record has no value (tombstone)")
-    return decode(value, expected=schema).record
+    return decode(value, expected=schema, trusted=trusted).record
 
 
 def validation(report: Mapping[str, Any], rt: Mapping[str, Any] | None, verdict: Verdict,

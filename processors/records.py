@@ -40,8 +40,10 @@ def enrich_record(value: bytes | None, topic: str, schema: str, enriched_schema:
 
 
 def read_enriched(value: bytes | None, topic: str, enriched_schema: str) -> dict[str, Any]:
-    """An enriched record read back; only workers write these topics, so the canonical-bytes
-    check is skipped (every other check stays)."""
+    """An enriched record read back. Only workers write these topics (docs/security.md), and only
+    records `enrich_record` built from a fully checked partner record, so the partner checks
+    (canonical bytes, UUID text) are skipped; the codec's structural checks stay (header,
+    fingerprint, expected type, the body decodes and ends where the payload does)."""
     if value is None:
         raise CodecError("undecodable", f"{topic}: record has no value")
     return decode(value, expected=enriched_schema, trusted=True).record

@@ -12,16 +12,27 @@ exceptions. Here every payload either becomes a record whose re-encoding reprodu
 for byte, or raises :class:`CodecError` with a bounded ``reason`` that the dead-letter writer and
 the metrics can use as they are.
 
+Canonical bytes are proved without re-encoding: after fastavro's read, a check compiled once per
+schema (:mod:`schemas.canonical`) walks the body and refuses every encoding the reader accepts
+but a spec-following writer never produces (over-long varints, enum and union indexes outside
+their range, booleans other than 0/1, negative or split array/map blocks, repeated map keys,
+ints wider than 32 bits, signalling-NaN floats); the read position must equal the length. That
+module's docstring lists each case with the reasoning, and ``tests/unit/test_canonical.py``
+compares its verdicts with the re-encode's on generated and mutated bodies. A schema using
+something the check does not cover keeps the re-encode.
+
 Decoded records are plain dicts: enums are their symbol ``str``, ``timestamp-millis`` values are
 UTC-aware ``datetime`` objects, and ``uuid`` strings stay the ``str`` that was sent (checked for
 RFC 4122 form, never converted to ``uuid.UUID``).
 
-Speed (``python -m bench run``, one core, the simulator's event mix, about 100 bytes a record):
-encode ~85,000 records/s, of which validation is half; decode ~83,000/s, of which the
-canonical-bytes re-encode is about 40 %. For records the worker builds or reads back itself the
-two fast paths skip exactly those: ``encode(..., validate=False)`` ~166,000/s and
-``decode(..., trusted=True)`` ~148,000/s. The standard library's ``json`` does the same dicts at
-~251,000 and ~372,000/s, into text three times the size. BENCHMARKS.md has the current figures.
+Speed (one core, the simulator's event mix, about 100 bytes a partner record): encode ~85,000
+records/s, of which validation is half (``python -m bench run``). A partner decode costs about
+1.5x fastavro's reader alone, of which the compiled canonical-bytes check is a fifth of what the
+re-encode cost (8.8 against 17.0 µs of CPU per record before, with the reader at 5.7;
+``python -m bench codec``, 2026-12-02). For records the worker builds or reads back itself the
+two fast paths skip the producer-side validation and the partner checks:
+``encode(..., validate=False)`` and ``decode(..., trusted=True)`` (1.1x the reader).
+BENCHMARKS.md has the current figures.
 
 Typical use::
 
@@ -41,7 +52,7 @@ from datetime import datetime
 from functools import lru_cache
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal, NamedTuple
 from uuid import UUID
 
 from fastavro import schemaless_reader, schemaless_writer
@@ -55,6 +66,7 @@ from fastavro.validation import ValidationError, ValidationErrorData
 from fastavro.validation import validate as avro_validate
 
 from core.rejections import CODEC_REASONS, CodecReason, Rejection
+from schemas.canonical import CanonicalCheck, NonCanonicalError, compile_check
 
 __all__ = [
     "AVRO_DIR",
@@ -137,9 +149,12 @@ class SchemaCatalogError(Exception):
     """The schema files themselves are inconsistent; raised while loading, never per message."""
 
 
-@dataclass(frozen=True, slots=True)
-class DecodedRecord:
-    """A decoded payload, already resolved to the current reader schema of its type."""
+class DecodedRecord(NamedTuple):
+    """A decoded payload, already resolved to the current reader schema of its type.
+
+    A named tuple rather than a frozen dataclass: built once per message, and a frozen
+    dataclass's ``__init__`` cost more than the canonical-bytes check.
+    """
 
     full_name: str
     writer_version: int
@@ -505,7 +520,9 @@ class _CheckCompiler:
             return None
 
         def check_record(datum: Any, path: str) -> None:
-            if not isinstance(datum, Mapping):
+            # ``type(...) is dict`` first: decoded records are dicts, and the ABC check costs
+            # more than the rest of this function on a decoded event.
+            if type(datum) is not dict and not isinstance(datum, Mapping):
                 return  # fastavro's validation reports the wrong type
             if strict:
                 unknown = datum.keys() - allowed
@@ -660,23 +677,37 @@ class _WriterPlan:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class _ReaderPlan:
-    """What decoding one writer version needs: its schema and the current plan of its type."""
+    """What decoding one writer version needs: its schema, the current plan of its type and the
+    compiled canonical-bytes check (None: the schema needs the re-encode, see
+    :mod:`schemas.canonical`)."""
 
     writer: SchemaVersion
     current: _WriterPlan
     is_record: bool
+    canonical: CanonicalCheck | None
+    short_name: str
+    label: str
+    """``<short name> (version <N>)``, the start of every message about this version."""
 
 
 class SingleObjectCodec:
     """Encodes, validates and decodes single-object Avro against one :class:`SchemaCatalog`.
 
     Everything that depends only on the schemas (parsed schemas, headers, compiled checks) is
-    computed in the constructor; per message the work is one fastavro read and one fastavro
-    write (the canonical-bytes check), or one validation and one write.
+    computed in the constructor; per message the work is one fastavro read plus one pass of the
+    compiled canonical-bytes check over the body, or one validation and one write.
+
+    ``canonical_check="reencode"`` proves canonical bytes the previous way for every schema (a
+    fastavro write of the decoded record, compared byte for byte): the oracle of the property
+    tests and the "before" of ``python -m bench codec``.
     """
 
     def __init__(
-        self, catalog: SchemaCatalog | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES
+        self,
+        catalog: SchemaCatalog | None = None,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        canonical_check: Literal["compiled", "reencode"] = "compiled",
     ) -> None:
         if max_bytes < HEADER_SIZE:
             raise ValueError(
@@ -684,6 +715,7 @@ class SingleObjectCodec:
             )
         self.catalog: SchemaCatalog = catalog if catalog is not None else default_catalog()
         self.max_bytes: int = max_bytes
+        compiled = canonical_check == "compiled"
         self._writers: dict[str, _WriterPlan] = {}
         for name in self.catalog.names():
             current = self.catalog.current(name)
@@ -699,9 +731,21 @@ class SingleObjectCodec:
                 writer=entry,
                 current=self._writers[entry.full_name],
                 is_record=entry.writer_schema.get("type") == "record",
+                canonical=compile_check(
+                    entry.reading_schema, _named_schemas_of(entry.reading_schema),
+                    entry.short_name,
+                ) if compiled else None,
+                short_name=entry.short_name,
+                label=f"{entry.short_name} (version {entry.version})",
             )
             for entry in self.catalog.all_versions()
         }
+
+    def canonical_check(self, fingerprint_bytes: bytes) -> CanonicalCheck | None:
+        """The compiled canonical-bytes check of a writer version (None: that version is
+        proved by re-encoding, or the codec was built with ``canonical_check="reencode"``);
+        for benchmarks and tests."""
+        return self._readers[fingerprint_bytes].canonical
 
     def _plan(self, name: str) -> _WriterPlan:
         plan = self._writers.get(name)
@@ -772,30 +816,37 @@ class SingleObjectCodec:
     # -- decoding ------------------------------------------------------------------------------
 
     def decode(
-        self, data: bytes, expected: str | None = None, *, trusted: bool = False
+        self,
+        data: bytes | bytearray | memoryview,
+        expected: str | None = None,
+        *,
+        trusted: bool = False,
     ) -> DecodedRecord:
         """Decode a single-object payload into a record of the current schema of its type.
 
         Raises :class:`CodecError` for every malformed payload, never another exception;
         :class:`UnknownSchemaError` only when ``expected`` names no known type.
 
-        ``trusted=True`` skips only the canonical-bytes check (the re-encode, about 40 % of a
-        decode), for topics that only the workers' own encoder writes (the enriched topics);
-        every other check stays. Partner input is never trusted.
+        ``trusted=True`` skips the partner checks, the canonical-bytes proof and the UUID text
+        check, for topics that only workers write, with records built from input that passed
+        them (the enriched topics, the screened RT reports); the structural checks stay (size,
+        marker, fingerprint, expected type, a body that decodes and ends where the payload
+        does), so a damaged record is still a :class:`CodecError`, never a crash. Partner input
+        is never trusted.
         """
-        if not isinstance(data, bytes | bytearray):
-            if not isinstance(data, memoryview):
+        if type(data) is not bytes:
+            if not isinstance(data, bytes | bytearray | memoryview):
                 raise CodecError(
                     "not_single_object", f"expected bytes, got {_python_type_label(data)}"
                 )
-            data = data.tobytes()
+            data = bytes(data)  # the checks slice and hash keys: one immutable copy
         size = len(data)
         if size > self.max_bytes:
             raise CodecError(
                 "oversized", f"payload is {size} bytes, above the {self.max_bytes}-byte limit"
             )
-        marker = bytes(data[:2])
-        if marker != SINGLE_OBJECT_MARKER[: len(marker)]:
+        marker = data[:2]
+        if marker != SINGLE_OBJECT_MARKER and marker != SINGLE_OBJECT_MARKER[: len(marker)]:
             raise CodecError(
                 "not_single_object",
                 f"payload starts with {marker.hex()}, not the single-object marker c301",
@@ -824,22 +875,25 @@ class SingleObjectCodec:
                     "unexpected_schema",
                     f"expected {wanted}, got {writer.full_name} (version {writer.version})",
                 )
-        record = self._read_body(data, writer, trusted)
+        record = self._read_body(data, reader, trusted)
         if not writer.is_current:
             record = self._resolve(data, writer, reader.current.version)
         check = reader.current.decode_check
-        if check is not None:
-            check(record, writer.short_name)
+        if check is not None and not trusted:
+            check(record, reader.short_name)
         return DecodedRecord(writer.full_name, writer.version, record)
 
-    def _read_body(
-        self, data: bytes, writer: SchemaVersion, trusted: bool = False
-    ) -> dict[str, Any]:
-        label = f"{writer.short_name} (version {writer.version})"
+    def _read_body(self, data: bytes, reader: _ReaderPlan, trusted: bool) -> dict[str, Any]:
+        writer = reader.writer
+        label = reader.label
         stream = BytesIO(data)
         stream.seek(HEADER_SIZE)
         try:
-            record = schemaless_reader(stream, writer.reading_schema, None)
+            # Strict UTF-8 named, not left to the default: the compiled canonical check does not
+            # look at string bytes because this decode refuses every invalid sequence.
+            record = schemaless_reader(
+                stream, writer.reading_schema, None, handle_unicode_errors="strict"
+            )
         except EOFError as exc:
             detail = f": {exc}" if str(exc) else ""
             raise CodecError(
@@ -866,9 +920,25 @@ class SingleObjectCodec:
             raise CodecError("undecodable", f"{label}: body is not a record")
         if trusted:
             return record
-        # Re-encode: the decoder is lenient (enum index -1 reads as the last symbol, negative
-        # block counts, over-long varints, booleans other than 0/1); only bytes that a
-        # spec-following writer would produce for this record are accepted.
+        # The decoder is lenient (enum index -1 reads as the last symbol, negative block counts,
+        # over-long varints, booleans other than 0/1); only bytes that a spec-following writer
+        # would produce for this record are accepted. The compiled check proves it by walking
+        # the bytes once (schemas/canonical.py has what it checks and why that suffices).
+        if reader.canonical is not None:
+            try:
+                end = reader.canonical(data, HEADER_SIZE)
+            except NonCanonicalError as exc:
+                raise CodecError(
+                    "non_canonical",
+                    f"{label}: body is not the canonical encoding of the record it decodes "
+                    f"to: {exc}",
+                ) from None
+            if end != len(data):  # pragma: no cover - fastavro read the same bytes to the end
+                raise CodecError(
+                    "non_canonical", f"{label}: canonical check ended at byte {end} of {len(data)}"
+                )
+            return record
+        # A schema the compiled check does not cover: re-encode and compare.
         again = BytesIO()
         try:
             schemaless_writer(again, writer.reading_schema, record)
@@ -923,7 +993,9 @@ def encode(full_name: str, record: Mapping[str, Any], *, validate: bool = True) 
     return default_codec().encode(full_name, record, validate=validate)
 
 
-def decode(data: bytes, expected: str | None = None, *, trusted: bool = False) -> DecodedRecord:
+def decode(
+    data: bytes | bytearray | memoryview, expected: str | None = None, *, trusted: bool = False
+) -> DecodedRecord:
     """Decode a single-object payload; ``expected`` rejects any other type."""
     return default_codec().decode(data, expected, trusted=trusted)
 

@@ -19,19 +19,25 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
 import faust
-from prometheus_client import Histogram, start_http_server
+from prometheus_client import Counter, Histogram, start_http_server
 
+from core.connection import aiokafka_security
 from core.rejections import Rejection
 from processors.enrich import EnrichmentRules, data_quality
 from processors.records import enrich_record
-from streams.context import Record, WorkerContext
+from streams.context import Deliveries, Record, WorkerContext
+from streams.liveness import EXIT_STALLED
 from streams.neighbourhood_agent import NeighbourhoodAgents
 from streams.neighbourhood_web import register_neighbourhood_web
-from streams.runtime import fast_delivery, offsets, poison
+from streams.runtime import fast_delivery, offsets, poison, taskdump
+from streams.runtime.batch_hop import BatchHop
+from streams.runtime.checkpoint import DeliveryFailedError
 from streams.settings import WorkerSettings
 from streams.ward_aggregator import WardAggregator
 from streams.web import register_web
@@ -58,7 +64,7 @@ class Pipeline:
         self.references = context.references
         self.rules = EnrichmentRules()
         # A record batch the client cannot parse is dead-lettered and skipped (issue 17).
-        poison.install(self.app, context.send_unparseable)
+        self.fence = poison.install(self.app, context.send_unparseable)
         # Per-event metric children, looked up once (labels() takes a lock and builds a key).
         inputs = [context.topics.name(spec) for event_type in EVENT_TYPES
                   for spec in event_type.inputs]
@@ -66,9 +72,13 @@ class Pipeline:
         # Event age children are made on a topic's first event: a histogram never observed
         # gives only NaN quantiles (a dashboard's p95 of the unused transition topic).
         self._event_age: dict[str, Histogram] = {}
+        self._enriched: dict[tuple[str, str], Counter] = {}
         for name in inputs:  # at 0: the first unparseable batch is an increase
             for kind in poison.KINDS:
                 self.metrics.unparseable.labels(name, kind)
+        self._inputs: dict[str, tuple[EventType, tuple[str, str] | None, str]] = {}
+        self.hop: BatchHop | None = None
+        self._deliveries: Deliveries = []
         self.wards = WardAggregator(context)
         # RT reports (issue 13) follow the ward aggregator's thresholds file and its reloads.
         self.neighbourhoods = NeighbourhoodAgents(context, lambda: self.wards.thresholds)
@@ -78,13 +88,20 @@ class Pipeline:
 
     async def enrich_event(self, event: faust.EventT[bytes], event_type: EventType,
                            source: tuple[str, str] | None = None) -> Record | None:
-        """Decode, validate and place one partner event; never raises.
-
-        `source` is (field, value) when the topic read is one partner's own: the record must
-        name that source (docs/security.md). Returns (partition, key, value) of the enriched
-        record to send, or None when the event went to the dead-letter topic.
-        """
+        """A Faust event of a partner topic (the exactly-once path): see `enrich_message`."""
         message = event.message
+        return await self.enrich_message(message, message.timestamp, event_type, source)
+
+    async def enrich_message(self, message: Any, timestamp_s: float | None,
+                             event_type: EventType, source: tuple[str, str] | None = None,
+                             deliveries: Deliveries | None = None) -> Record | None:
+        """Decode, validate and place one partner record; never raises.
+
+        `message` is a consumed record (Faust's or aiokafka's: topic, partition, offset, key,
+        value, headers). `source` is (field, value) when the topic read is one partner's own:
+        the record must name that source (docs/security.md). Returns (partition, key, value)
+        of the enriched record to send, or None when the record went to the dead-letter topic.
+        """
         self._consumed[message.topic].inc()
         now = datetime.now(UTC)
         try:
@@ -92,14 +109,21 @@ class Pipeline:
                 message.value, message.topic, event_type.schema, event_type.enriched_schema,
                 event_type.enricher, self.references.data(), self.rules, now, source)
         except Rejection as error:  # CodecError included: stage DECODE
-            await self.context.send_dead_letter(event, error.stage, error.reason, error)
+            await self.context.send_message_letter(message, timestamp_s, error.stage,
+                                                   error.reason, error, deliveries)
             return None
         except Exception as error:
             log.exception("enrichment failed on %s@%d", message.topic, message.offset)
-            await self.context.send_dead_letter(event, "PROCESS", "processing_error", error)
+            await self.context.send_message_letter(message, timestamp_s, "PROCESS",
+                                                   "processing_error", error, deliveries)
             return None
         ward_code: str = enriched["ward_code"]
-        self.metrics.enriched.labels(message.topic, enriched["ward_resolution"]).inc()
+        resolution = (message.topic, enriched["ward_resolution"])
+        enriched_counter = self._enriched.get(resolution)
+        if enriched_counter is None:  # bounded: input topics x resolutions
+            enriched_counter = self._enriched[resolution] = self.metrics.enriched.labels(
+                *resolution)
+        enriched_counter.inc()
         for reason in data_quality(enriched):
             self.metrics.corrected.labels(message.topic, reason).inc()
         occurred: datetime = enriched["event"]["occurred_at"]
@@ -108,6 +132,55 @@ class Pipeline:
             age = self._event_age[message.topic] = self.metrics.event_age.labels(message.topic)
         age.observe(max(0.0, (now - occurred).total_seconds()))
         return self.context.ward_partition(ward_code), ward_code.encode(), value
+
+    async def enrich_batch(self, records: Sequence[Any]) -> None:
+        """The batch hop's handler: every record of a `getmany`, enriched records sent in one
+        record batch per enriched topic and partition."""
+        await self.context.backlog.room()
+        outputs: dict[str, list[Record]] = defaultdict(list)
+        for message in records:
+            event_type, source, enriched_topic = self._inputs[message.topic]
+            timestamp_s = None if message.timestamp is None else message.timestamp / 1000
+            record = await self.enrich_message(message, timestamp_s, event_type, source,
+                                               self._deliveries)
+            if record is not None:
+                outputs[enriched_topic].append(record)
+        for topic, batch in outputs.items():
+            self.context.backlog.sending(topic, batch)
+            await self.context.send_batch(topic, batch, self._deliveries)
+
+    def _wire_batch_hop(self) -> None:
+        """Partner topics through the batch hop (streams/runtime/batch_hop.py)."""
+        topics = self.context.topics
+        for event_type in EVENT_TYPES:
+            for spec in event_type.inputs:
+                self._inputs[topics.name(spec)] = (
+                    event_type, event_type.binding(spec), topics.name(event_type.enriched))
+        self.fence.hop_topics = frozenset(self._inputs)
+
+        async def flush() -> None:
+            """Every record the batches since the last checkpoint sent is acknowledged."""
+            await self.app.producer.flush()
+            deliveries, self._deliveries = self._deliveries, []
+            for sent in deliveries:  # done after the flush: a failed one raises here
+                try:
+                    await sent
+                except Exception as error:
+                    raise DeliveryFailedError(f"a record was not delivered: {error!r}") from error
+
+        self.hop = BatchHop(
+            bootstrap=self.settings.bootstrap, app_id=self.settings.app_id,
+            topics=sorted(self._inputs), handler=self.enrich_batch, flush=flush,
+            settle=self.fence.settle, security=aiokafka_security(),
+            ready=self.references.wait_ready, client_id=f"{self.settings.app_id}-enrich",
+            session_timeout_s=self.settings.session_timeout_s,
+            loop=self.app.loop, beacon=self.app.beacon)
+        hop = self.hop
+
+        async def start_hop() -> None:  # after Faust's table recovery; stops with the app
+            await self.app.add_runtime_dependency(hop)
+
+        self.app.task(start_hop)
 
     def _enrich_agent(self, event_type: EventType, spec: TopicSpec) -> None:
         """One agent per input topic: a source topic's agent knows the source it binds."""
@@ -135,9 +208,13 @@ class Pipeline:
                        name=f"cityops.{agent.__name__}")(agent)
 
     def _wire(self) -> None:
-        for event_type in EVENT_TYPES:
-            for spec in event_type.inputs:
-                self._enrich_agent(event_type, spec)
+        if self.settings.processing_guarantee == "exactly_once":
+            # Faust's transactions cover only its own streams: enrichment stays on its agents.
+            for event_type in EVENT_TYPES:
+                for spec in event_type.inputs:
+                    self._enrich_agent(event_type, spec)
+        else:
+            self._wire_batch_hop()
         self.wards.wire()
         self.neighbourhoods.wire()
         self.app.task(self.references.follow)
@@ -166,8 +243,13 @@ def run_worker(settings: WorkerSettings, loglevel: str = "info") -> None:
     # above, so every aiokafka debug call built a log record (8 % of a worker's CPU).
     worker.spinner = None
     started = time.monotonic()
+    taskdump.install(pipeline.app.loop)
     try:
         worker.execute_from_commandline()
+    except SystemExit:
+        if pipeline.wards.liveness.fired:  # stopped itself: the supervisor must restart it
+            raise SystemExit(EXIT_STALLED) from None
+        raise
     finally:
         log.info("worker ran %.1fs", time.monotonic() - started)
 

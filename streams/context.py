@@ -8,8 +8,9 @@ module only assembles them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +38,16 @@ PRODUCER_MAX_BATCH_BYTES = 256 * 1024
 #: 20,000 events per ward per dedupe horizon (2.8 events/s in one kelurahan over 2 h).
 STATE_RECORD_MAX_BYTES = 8 * 1024 * 1024
 PRODUCER_MAX_REQUEST_BYTES = STATE_RECORD_MAX_BYTES + 1024 * 1024
+#: Bytes fetched per partition per request (Faust's default is 1 MiB). The client hands out
+#: fetched partitions in the order they arrived and Faust's one delivery loop waits on a full
+#: agent queue, so with a backlog every input partition's whole fetch (about 7,000 events at
+#: 1 MiB) went through enrichment before the ward agent saw its first enriched record: after
+#: an outage, situations waited for nearly the whole backlog. A batch larger than this is
+#: still returned whole (Kafka returns at least one batch per fetch).
+CONSUMER_MAX_FETCH_BYTES = 128 * 1024
+
+Deliveries = list["Awaitable[Any]"]
+"""The delivery futures of what a batch sent, for a checkpoint to check after the flush."""
 
 Record = tuple[int, bytes, bytes]
 """(partition, key, value) of one record to send."""
@@ -57,6 +68,55 @@ class KeyPartitions:
             partition = self._partitioner(key.encode(), self._all, self._all)
             self._cache[key] = partition
         return partition
+
+
+class LocalBacklog:
+    """Enriched records this worker's batch hop sent to the partitions its own ward agent owns,
+    not yet applied by that agent; the hop waits while there are more than `limit`.
+
+    Both run on one event loop, and the hop handles thousands of records per turn where Faust
+    delivers the ward agent's records a few per turn: unchecked, enrichment ran far ahead and
+    situations waited for it (docs/runtime.md). Counting restarts at every assignment; records
+    for partitions other workers own are not counted (their agents pace themselves). The wait
+    is bounded (`wait_s` per batch), so a stopped ward agent cannot stop enrichment.
+    """
+
+    def __init__(self, limit: int = 20_000, wait_s: float = 1.0) -> None:
+        self.limit = limit
+        self.wait_s = wait_s
+        self.owned: frozenset[tuple[str, int]] = frozenset()
+        self.sent = 0
+        self.applied = 0
+        self._progress = asyncio.Event()
+
+    @property
+    def lead(self) -> int:
+        return self.sent - self.applied
+
+    def assigned(self, partitions: Any) -> None:
+        self.owned = frozenset((tp.topic, tp.partition) for tp in partitions)
+        self.sent = self.applied = 0
+        self._progress.set()
+
+    def sending(self, topic: str, records: list[Record]) -> None:
+        owned = self.owned
+        self.sent += sum(1 for partition, _, _ in records if (topic, partition) in owned)
+
+    def applied_events(self, count: int) -> None:
+        self.applied += count
+        self._progress.set()
+
+    async def room(self) -> None:
+        deadline = asyncio.get_running_loop().time() + self.wait_s
+        while self.lead > self.limit:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return
+            self._progress.clear()
+            try:
+                await asyncio.wait_for(self._progress.wait(), remaining)
+            except TimeoutError:
+                return
 
 
 class WorkerContext:
@@ -93,6 +153,7 @@ class WorkerContext:
             producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
             # A busy ward's state record may be up to STATE_RECORD_MAX_BYTES.
             producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
+            consumer_max_fetch_size=CONSUMER_MAX_FETCH_BYTES,
             broker_session_timeout=settings.session_timeout_s,
             broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         )
@@ -103,6 +164,7 @@ class WorkerContext:
         self.ward_partition = KeyPartitions(self.topics.ward_partitions)
         self.situation_partition = KeyPartitions(catalog.SITUATIONS.partitions)
         self._producer: Any = None
+        self.backlog = LocalBacklog()
 
     def _raw_topic(self, spec: TopicSpec) -> faust.TopicT:
         return self.app.topic(
@@ -119,19 +181,27 @@ class WorkerContext:
     async def send_dead_letter(self, event: faust.EventT[bytes], stage: str, reason: str,
                                error: BaseException) -> None:
         message = event.message
+        await self.send_message_letter(message, message.timestamp, stage, reason, error)
+
+    async def send_message_letter(self, message: Any, timestamp_s: float | None, stage: str,
+                                  reason: str, error: BaseException,
+                                  deliveries: Deliveries | None = None) -> None:
+        """The dead letter of a consumed record (Faust's message or aiokafka's record)."""
         await self.send_letter(source_record(
-            message.topic, message.partition, message.offset, message.timestamp,
+            message.topic, message.partition, message.offset, timestamp_s,
             message.key, message.value, _headers(message.headers),
-        ), stage, reason, error)
+        ), stage, reason, error, deliveries)
 
     async def send_letter(self, source: SourceRecord, stage: str, reason: str,
-                          error: BaseException) -> None:
+                          error: BaseException, deliveries: Deliveries | None = None) -> None:
         """The dead letter of `source` (a consumed record, or `dead_letters.ward_source`)."""
         record = letter_for(source, error, stage=stage, reason=reason,
                             worker_id=self.settings.worker_id, now=datetime.now(UTC))
-        await self.raw_topic(catalog.DEAD_LETTERS).send(
+        sent = await self.raw_topic(catalog.DEAD_LETTERS).send(
             key=record["original_key"], value=encode(catalog.DEAD_LETTERS.value_schema, record),
         )
+        if deliveries is not None:
+            deliveries.append(sent)
         self.metrics.rejected.labels(source.topic, stage, reason).inc()
         log.info("dead-lettered %s[%d]@%d: %s/%s: %s", source.topic, source.partition,
                  source.offset, stage, reason, record["error_message"])
@@ -153,7 +223,8 @@ class WorkerContext:
 
     # -- sending ------------------------------------------------------------------------------
 
-    async def send_batch(self, topic: str, records: list[Record]) -> None:
+    async def send_batch(self, topic: str, records: list[Record],
+                         deliveries: Deliveries | None = None) -> None:
         """Hand a batch's records to the producer with one record batch per partition.
 
         aiokafka's batch API costs a few microseconds per record where `send()` costs tens
@@ -168,7 +239,7 @@ class WorkerContext:
         client = getattr(producer, "_producer", None)
         if client is None or self.app.in_transaction or len(records) < 2:
             for partition, key, value in records:
-                await self.send_fast(topic, key, value, partition)
+                await self.send_fast(topic, key, value, partition, deliveries)
             return
         builders: dict[int, Any] = {}
         for partition, key, value in records:
@@ -176,21 +247,28 @@ class WorkerContext:
             if builder is None:
                 builder = builders[partition] = client.create_batch()
             if builder.append(key=key, value=value, timestamp=None) is None:
-                await client.send_batch(builder, topic, partition=partition)
+                sent = await client.send_batch(builder, topic, partition=partition)
+                if deliveries is not None:
+                    deliveries.append(sent)
                 builder = builders[partition] = client.create_batch()
                 builder.append(key=key, value=value, timestamp=None)
         for partition, builder in builders.items():
             if builder.record_count():
-                await client.send_batch(builder, topic, partition=partition)
+                sent = await client.send_batch(builder, topic, partition=partition)
+                if deliveries is not None:
+                    deliveries.append(sent)
 
-    async def send_fast(self, topic: str, key: bytes, value: bytes, partition: int) -> None:
+    async def send_fast(self, topic: str, key: bytes, value: bytes, partition: int,
+                        deliveries: Deliveries | None = None) -> None:
         """Send through the app's producer, as `Topic.send` ends up doing, minus Faust's
         per-message wrapping (future message, sensors), which took ~18 % of a worker's CPU.
         Offsets are still committed only after this producer was flushed."""
         producer = self._producer
         if producer is None:
             producer = self._producer = await self.app.maybe_start_producer()
-        await producer.send(topic, key, value, partition, None, None)
+        sent = await producer.send(topic, key, value, partition, None, None)
+        if deliveries is not None:
+            deliveries.append(sent)
 
 
 def _headers(headers: Any) -> list[tuple[str, bytes | None]]:

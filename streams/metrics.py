@@ -37,6 +37,12 @@ class WorkerMetrics:
             "Record batches the Kafka client could not parse (crc_mismatch, unsupported_codec, "
             "invalid_utf8 header name, malformed): each dead-lettered whole and skipped.",
             ["topic", "kind"], registry=r)
+        self.ward_agent_stalls = Counter(
+            "cityops_ward_agent_stalls_total",
+            "Times this worker stopped itself because its ward agent applied nothing for 90 s "
+            "while records waited (streams/liveness.py); it exits with status 75 to be "
+            "restarted.",
+            registry=r)
         self.catch_up_timeouts = Counter(
             "cityops_situations_catch_up_timeouts_total",
             "Batches that went on before this worker's copy of the situations topic was read to "

@@ -153,7 +153,7 @@ class NeighbourhoodAgents:
         message = event.message
         now = datetime.now(UTC)
         try:
-            report = read_report(message.value, message.topic, self.schema)
+            report = read_report(message.value, message.topic, self.schema, trusted=True)
             rt = self.registry.get(report["rt_code"])
             if rt is None:  # the registry lost the RT between the two hops
                 raise Rejection("ENRICH", "unknown_rt",

@@ -47,6 +47,7 @@ from processors.state import WardState, evict_oldest_event_ids
 from processors.thresholds import DEFAULT_THRESHOLDS_PATH, Thresholds
 from processors.ward_step import WardEntry, jsonable
 from streams.context import STATE_RECORD_MAX_BYTES, WorkerContext
+from streams.liveness import WardLiveness
 from topics import catalog
 from topics.event_types import EVENT_TYPES, EventType
 
@@ -96,6 +97,9 @@ class WardAggregator:
         #: Every enriched topic is co-partitioned with the table: any one tells which wards
         #: this worker owns.
         self._ownership_topic = context.topics.name(EVENT_TYPES[0].enriched)
+        #: Events applied since the start (the liveness watch's sign of progress).
+        self.applied_total = 0
+        self.liveness = WardLiveness(context, lambda: self.applied_total, self.types_by_topic)
         self.table = self.app.Table(
             "ward_state", default=None, partitions=context.topics.ward_partitions,
             key_type=str, help="Per-kelurahan state, situation and sequence (JSON).",
@@ -120,6 +124,7 @@ class WardAggregator:
     # -- wiring ------------------------------------------------------------------------------
 
     def wire(self) -> None:
+        self.liveness.wire()
         enriched = [self.context.raw_topics[name] for name in self.types_by_topic]
         source = self.app.topic(
             *(topic.get_topic_name() for topic in enriched),
@@ -147,6 +152,9 @@ class WardAggregator:
         @self.app.on_partitions_assigned.connect
         async def _catch_up(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
             self._stale = True
+            assigned = args[0] if args else kwargs.get("assigned", ())
+            self.context.backlog.assigned(
+                tp for tp in assigned if tp.topic in self.types_by_topic)
 
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
         await self.references.wait_ready()
@@ -161,6 +169,8 @@ class WardAggregator:
             for event in events:
                 await self.process(event, touched)
             await self.publish_changes(touched)
+            self.context.backlog.applied_events(len(events))
+            self.applied_total += len(events)
 
     async def _caught_up(self) -> None:
         """After a start or an assignment, wait until this worker's copy of the situations

@@ -314,6 +314,10 @@ class Fence:
         self._dead_lettered: OrderedDict[tuple[str, int, int], asyncio.Future[None]] = (
             OrderedDict())
         self._running: set[asyncio.Task[None]] = set()  # strong references until done
+        #: partitions read by the batch hop's own consumer (not Faust's): nothing to book,
+        #: its checkpoint commits the consumer's position once `settle()` returned
+        self.hop_topics: frozenset[str] = frozenset()
+        self._unsent: set[tuple[str, int]] = set()
 
     def __call__(self, skipped: Skipped) -> None:
         self.loop.call_soon_threadsafe(self._settle, skipped)
@@ -339,10 +343,24 @@ class Fence:
         except Exception:
             log.exception("dead letter for %s not sent; not booked (the partition is read "
                           "again from its committed offset)", skipped.describe())
+            if skipped.topic in self.hop_topics:
+                self._unsent.add((skipped.topic, skipped.partition))
             return
         self._book(skipped)
 
+    async def settle(self) -> set[tuple[str, int]]:
+        """Wait until every reported range has its dead letter sent or failed; the partitions
+        of the batch hop whose dead letter failed since the last call (`Checkpoint.commit`)."""
+        await asyncio.sleep(0)  # reports made on this loop arrive through call_soon_threadsafe
+        while self._running:
+            await asyncio.gather(*list(self._running), return_exceptions=True)
+            await asyncio.sleep(0)
+        unsent, self._unsent = self._unsent, set()
+        return unsent
+
     def _book(self, skipped: Skipped) -> None:
+        if skipped.topic in self.hop_topics:
+            return
         try:
             book_skipped(self.app.consumer, TP(skipped.topic, skipped.partition),
                          skipped.first_offset, skipped.next_offset)

@@ -54,11 +54,6 @@ def test_no_event_lost_or_double_counted_through_kills_and_a_broker_restart(
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.xfail(strict=False, reason=(
-    "open liveness bug (docs/reliability.md, 'the 2-worker stall'): since 2026-12-02 about one "
-    "run in three on this machine ends with a worker that stops consuming after its last "
-    "restart; nothing is lost when it drains. Runs and reports every time; kept out of the "
-    "verdict until the cause is isolated"))
 def test_two_workers_rebalancing_through_kills_and_a_broker_restart_lose_nothing(
     broker: str, artifacts_dir: Path
 ) -> None:
@@ -69,8 +64,10 @@ def test_two_workers_rebalancing_through_kills_and_a_broker_restart_lose_nothing
     (artifacts_dir / "chaos-ci-2workers-report.json").write_text(report.to_json())
     f = report.figures
     assert report.problems == []
+    # a worker that stopped itself for a stalled ward agent (status 75, streams/liveness.py)
+    # was restarted as a supervisor would: allowed, and counted in liveness_restarts
     assert (f["workers"], f["kills"], f["broker_restarts"], f["worker_starts"],
-            f["unplanned_exits"]) == (2, 4, 1, 6, [])
+            f["unplanned_exits"]) == (2, 4, 1, 6 + f["liveness_restarts"], [])
     assert (f["lost_events"], f["double_counted_events"], f["enriched_missing"]) == (0, 0, 0)
     assert (f["ward_situation_mismatches"], f["rollup_mismatches"]) == (0, 0)
     assert f["sequence_regressions"] == 0  # per key, in partition order (issue 12, hole 7)

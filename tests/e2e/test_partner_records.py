@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from bench.harness import Namespace, Worker, wait_until
+from bench.harness import Namespace, Worker, committed_by_app, wait_until
 from core.paths import var_dir
 from schemas.codec import encode
 from tests import log_surgery
@@ -74,7 +74,7 @@ def end_offsets(ns: Namespace) -> dict[int, int]:
 def committed_offsets(ns: Namespace, app_id: str) -> dict[int, int]:
     admin = KafkaAdminClient(bootstrap_servers=ns.bootstrap)
     try:
-        found = admin.list_group_offsets({app_id: None})[app_id]
+        found = committed_by_app(admin, app_id)
     finally:
         admin.close()
     topic = ns.name(INCIDENTS)

@@ -73,3 +73,9 @@ def test_the_worker_reads_and_writes_every_catalog_topic_by_its_role() -> None:
         "t.city.neighbourhood.validations.v1": ("READ", "WRITE"),
         "t.city.neighbourhood.indicators.v1": ("READ", "WRITE"),
     }
+
+
+def test_the_worker_reads_its_faust_group_and_its_batch_hop_group_only() -> None:
+    groups = {(g.resource_name, g.pattern, g.operations) for g in acl_plan("app", topics=DEPLOYED)
+              if g.principal == WORKER and g.resource_type == "GROUP"}
+    assert groups == {("app", "LITERAL", ("READ",)), ("app-enrich", "LITERAL", ("READ",))}

@@ -360,3 +360,20 @@ def test_bytes_in_verdict_out_and_the_rejected_verdict_never_carries_the_note() 
     assert decode(payload).record == verdict
     valid = validation(report(), REGISTRY[RW1[0]], "VALID", [], [], NOW)
     assert (valid["verdict"], valid["residents"], valid["unemployed"]) == ("VALID", 150, 5)
+
+
+def test_screened_reports_are_read_without_the_partner_checks() -> None:
+    from processors.neighbourhood import read_report
+    from schemas.codec import CodecError, encode
+
+    value = encode("org.cityops.RtReport", report())
+    assert value[10:14] == b"\x04R1\x02"  # report_id "R1", then revision 1 (zig-zag 02)
+    padded = value[:13] + b"\x82\x00" + value[14:]  # the same revision, over-long
+    with pytest.raises(CodecError) as caught:
+        read_report(padded, "t", "org.cityops.RtReport")
+    assert caught.value.reason == "non_canonical"
+    # The second hop reads what the first already checked (workers write the screened topic).
+    assert read_report(padded, "t", "org.cityops.RtReport", trusted=True) == report()
+    with pytest.raises(CodecError) as trailing:
+        read_report(value + b"\x00", "t", "org.cityops.RtReport", trusted=True)
+    assert trailing.value.reason == "trailing_bytes"

@@ -1,0 +1,186 @@
+"""The enrichment hop on the consumer's batch API, inside the Faust app (issue 17, part 2).
+
+Partner input topics are stateless to process (decode, validate, place in a ward, send to the
+enriched topic keyed by ward), so they do not need Faust's streams, whose per-message path
+(conductor, queues, events, acks) cost more CPU per event than the work itself, and whose
+single delivery loop let a backlog of partner input starve the ward agent: the fetched
+partitions are handed out in arrival order and the loop waits on a full agent queue. Here one
+aiokafka consumer, in its own consumer group (`<app id>-enrich`), fetches batches with
+`getmany`; the handler gets each batch whole; the producer is Faust's own (one producer, one
+flush); offsets are committed by `Checkpoint` in the at-least-once order. Faust keeps the
+stateful hop (the ward agent, its table, changelog and recovery), the app's lifecycle and the
+web server; this hop starts after Faust's table recovery, as an `app.service`, and stops with
+the app. Public aiokafka and Faust APIs only.
+
+Rebalances: the consumer's rebalance listener commits what was processed before the
+partitions go (the handler never runs during that commit: both hold one lock). A worker that
+upgrades from the Faust-agent enrichment finds no offsets in the new group: the partitions
+start from what the app's Faust group committed for them, so nothing is read twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
+from mode import Service
+
+from streams.runtime.checkpoint import Checkpoint, Flush, Settle
+
+log = logging.getLogger(__name__)
+
+#: Records per `getmany` (all partitions together) and the longest wait for the first one.
+BATCH_RECORDS = 2_000
+BATCH_WAIT_MS = 50
+#: Bytes fetched per partition per request: small enough that every partition gets a turn.
+FETCH_BYTES_PER_PARTITION = 256 * 1024
+#: A commit at most this often (the replay after a crash is at most this long).
+COMMIT_INTERVAL_S = 1.0
+
+Handler = Callable[[Sequence[ConsumerRecord[bytes, bytes]]], Awaitable[None]]
+
+
+def hop_group(app_id: str) -> str:
+    """The consumer group of the enrichment hop of the app `app_id`."""
+    return f"{app_id}-enrich"
+
+
+class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, hop: BatchHop) -> None:
+        self.hop = hop
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        async with self.hop.lock:
+            await self.hop.checkpoint_commit()
+            if self.hop.checkpoint is not None:
+                self.hop.checkpoint.forget(revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.hop.adopt_faust_offsets(set(assigned))
+
+
+class BatchHop(Service):
+    """Reads `topics` in batches, hands each batch to `handler`, commits at least once."""
+
+    def __init__(self, *, bootstrap: str, app_id: str, topics: Sequence[str], handler: Handler,
+                 flush: Flush, settle: Settle, security: dict[str, Any],
+                 ready: Callable[[], Awaitable[None]], client_id: str,
+                 session_timeout_s: float = 10.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bootstrap = bootstrap
+        self.app_id = app_id
+        self.group = hop_group(app_id)
+        self.topics = list(topics)
+        self.handler = handler
+        self.flush = flush
+        self.settle = settle
+        self.security = security
+        self.ready = ready
+        self.client_id = client_id
+        self.session_timeout_s = session_timeout_s
+        self.lock = asyncio.Lock()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.checkpoint: Checkpoint | None = None
+        self.batches = 0
+        self.records = 0
+
+    async def on_start(self) -> None:
+        self.add_future(self._main())
+
+    async def _main(self) -> None:
+        await self.ready()  # the reference tables: nothing can be enriched before them
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=self.group, client_id=self.client_id,
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            isolation_level="read_committed",  # a partner's aborted transaction is not an event
+            max_partition_fetch_bytes=FETCH_BYTES_PER_PARTITION,
+            # as the Faust group's: a killed worker's partitions move after this long
+            session_timeout_ms=int(self.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(min(3.0, self.session_timeout_s / 3) * 1000),
+            **self.security,
+        )
+        self.consumer.subscribe(self.topics, listener=_CommitOnRevoke(self))
+        await self.consumer.start()
+        self.checkpoint = Checkpoint(self.consumer, self.flush, self.settle)
+        await self._run()
+
+    async def on_stop(self) -> None:
+        consumer = self.consumer
+        if consumer is None:
+            return
+        async with self.lock:
+            await self.checkpoint_commit()
+        await consumer.stop()
+
+    async def checkpoint_commit(self) -> None:
+        if self.checkpoint is not None:
+            try:
+                await self.checkpoint.commit()
+            except Exception:  # the next checkpoint tries again; a crash would only replay
+                log.exception("checkpoint failed")
+
+    async def _run(self) -> None:
+        consumer = self.consumer
+        assert consumer is not None and self.checkpoint is not None
+        last_commit = time.monotonic()
+        while not self.should_stop:
+            try:
+                batch = await consumer.getmany(timeout_ms=BATCH_WAIT_MS,
+                                               max_records=BATCH_RECORDS)
+            except KafkaError as error:  # the client retries by itself; say so and go on
+                log.warning("fetch failed (%r); retrying", error)
+                await asyncio.sleep(1.0)
+                continue
+            async with self.lock:
+                if batch:
+                    records = [record for records in batch.values() for record in records]
+                    try:
+                        await self.handler(records)
+                    except Exception:
+                        # The handler dead-letters every bad record itself: what raises here is
+                        # the way out (the producer). Read the batch again in a second.
+                        log.exception("a batch of %d records failed; read again", len(records))
+                        for tp, part in batch.items():
+                            consumer.seek(tp, part[0].offset)
+                        await asyncio.sleep(1.0)
+                        continue
+                    await self.checkpoint.processed(batch)
+                    self.batches += 1
+                    self.records += len(records)
+                if time.monotonic() - last_commit >= COMMIT_INTERVAL_S:
+                    last_commit = time.monotonic()
+                    # positions also move past transaction markers and skipped batches
+                    await self.checkpoint.processed(consumer.assignment())
+                    await self.checkpoint_commit()
+
+    async def adopt_faust_offsets(self, assigned: set[TopicPartition]) -> None:
+        """Partitions this group never committed start where the app's Faust group (which
+        read these topics before the hop existed) committed them, if it did."""
+        consumer = self.consumer
+        if consumer is None or not assigned:
+            return
+        fresh = [tp for tp in assigned if await consumer.committed(tp) is None]
+        if not fresh:
+            return
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap,
+                                    client_id=f"{self.client_id}-admin", **self.security)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(self.app_id, partitions=fresh)
+        except Exception as error:  # no such group, no access: start from the beginning
+            log.info("no offsets of group %s to start from (%r)", self.app_id, error)
+            return
+        finally:
+            await admin.close()
+        for tp, meta in offsets.items():
+            if meta is not None and meta.offset >= 0:
+                consumer.seek(tp, meta.offset)
+                log.info("%s[%d] starts at offset %d, committed by group %s", tp.topic,
+                         tp.partition, meta.offset, self.app_id)
