@@ -5,9 +5,14 @@ Each piped record takes both hops the worker gives it: `processors.records.enric
 (partner bytes to the enriched record and its bytes, as the enrich agents do), then
 `processors.records.read_enriched` and `processors.ward_step.fold` (as the ward agent does).
 `end_batch` is the end of a ward agent batch (`ward_step.flush`), `tick` the clock
-(`ward_step.tick`); with `batch=1` every pipe ends its batch, the per-event sequence. What is
-not here is what needs Kafka: partitions, offsets and commits, rebalances, the changelog and
-the leader's rollups; those stay with the tests on the real broker.
+(`ward_step.tick`); with `batch=1` every pipe ends its batch, the per-event sequence.
+`pipe_enriched` puts a record straight on an enriched topic (what a writer other than a worker
+could put there). Besides the records, `Outputs` counts what the worker's metrics count where
+a rule decides the number (fold outcomes, data-quality corrections). What is not here is what
+needs Kafka: partitions, offsets and commits, rebalances, the changelog, the leader's rollups
+and the metrics' wiring; those stay with the tests on the real broker, which also check that
+a worker judges a corpus exactly as this driver does (tests/e2e/test_hostile_input.py,
+tests/e2e/test_pipeline.py).
 
 RT reports (issue 13) take the neighbourhood agents' two hops (`pipe_rt_report`): the screen
 (`processors.neighbourhood.screen_report`: dead letter and REJECTED verdict) and the judgement
@@ -19,6 +24,7 @@ the `neighbourhood_state` table stores it), then the kelurahan's and its RWs' in
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +33,7 @@ from typing import Any
 from core.rejections import Rejection, rejection_of
 from processors import ward_step
 from processors.dead_letters import letter_for, source_record, ward_source
-from processors.enrich import EnrichmentRules, ReferenceData
+from processors.enrich import EnrichmentRules, ReferenceData, data_quality
 from processors.neighbourhood import (
     KelurahanReports,
     current_month,
@@ -52,13 +58,19 @@ SITUATIONS_TOPIC = catalog.SITUATIONS.name
 
 @dataclass
 class Outputs:
-    """Everything the topology wrote, in order."""
+    """Everything the topology wrote, in order, and what the worker counts in its metrics
+    where a rule decides the count (tests assert the rule here, the metric's wiring on the
+    broker)."""
 
     enriched: list[dict[str, Any]] = field(default_factory=list)
     situations: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     validations: list[dict[str, Any]] = field(default_factory=list)
     indicators: list[dict[str, Any]] = field(default_factory=list)
+    aggregated: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(enriched topic, fold outcome) -> events, as `cityops_events_aggregated_total`."""
+    corrected: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(input topic, data-quality reason) -> events, as `cityops_events_corrected_total`."""
 
 
 class TopologyTestDriver:
@@ -110,7 +122,9 @@ class TopologyTestDriver:
             self._dead(origin, error, "PROCESS", "processing_error", now)
             return
         self.outputs.enriched.append(enriched)
-        self._fold(event_type, enriched_bytes, now)
+        for reason in data_quality(enriched):
+            self.outputs.corrected[(topic, reason)] += 1
+        self._fold(event_type, enriched_bytes, enriched["ward_code"].encode(), now)
         self._in_batch += 1
         if self._in_batch >= self.batch:
             self.end_batch(now)
@@ -205,19 +219,34 @@ class TopologyTestDriver:
         """The compacted indicator topic as a reader sees it: the last one per key."""
         return {f"{r['scope_code']}|{r['period']}": r for r in self.outputs.indicators}
 
-    def _fold(self, event_type: EventType, enriched_bytes: bytes, now: datetime) -> None:
+    def pipe_enriched(self, kind: str, value: bytes | None, *, now: datetime,
+                      key: bytes | None = None) -> None:
+        """One record on event type `kind`'s enriched topic as the ward agent reads it (only
+        workers write there; a test uses this for what a broken or foreign writer could put
+        there)."""
+        self._fold(by_kind(kind), value, key, now)
+        self._in_batch += 1
+        if self._in_batch >= self.batch:
+            self.end_batch(now)
+
+    def _fold(self, event_type: EventType, enriched_bytes: bytes | None, key: bytes | None,
+              now: datetime) -> None:
         topic = event_type.enriched.name
         offset = self._offsets.get(topic, 0)
         self._offsets[topic] = offset + 1
         try:
             enriched = read_enriched(enriched_bytes, topic, event_type.enriched_schema)
             code: str = enriched["ward_code"]
+            if code not in self.reference.wards:  # as the ward agent: the reference data rules
+                raise LookupError(f"ward {code} vanished from the reference data")
             entry = self.entries.setdefault(code, WardEntry(WardState()))
-            ward_step.fold(entry, event_type.kind, enriched, self.thresholds)
+            result = ward_step.fold(entry, event_type.kind, enriched, self.thresholds)
         except Exception as error:
-            source = source_record(topic, 0, offset, now.timestamp(), None, enriched_bytes, ())
+            source = source_record(topic, 0, offset, now.timestamp(), key, enriched_bytes, ())
             stage, reason = rejection_of(error)
             self._dead(source, error, stage, reason, now)
+            return
+        self.outputs.aggregated[(topic, result.status)] += 1
 
     def _publish(self, publication: ward_step.Publication | None) -> None:
         if publication is not None:

@@ -58,6 +58,7 @@ def test_one_fast_clock_does_not_make_the_on_time_flood_reports_late() -> None:
         "ALERT", ["3 flood reports in 20 min", "4 open incidents"], 3)
     assert (control["level"], control["reasons"], control["new_incidents_in_window"]) == (
         "ALERT", ["3 flood reports in 20 min", "3 open incidents"], 3)
+    assert (shared["open_incidents"], control["open_incidents"]) == (4, 3)
     assert [driver.entries[code].state.late_events for code in (SHARED, CONTROL)] == [0, 0]
     # the shared ward's watermark stopped at the fast event's ingest time, not at its 08:04:20
     assert (shared["last_event_at"], control["last_event_at"]) == (

@@ -4,6 +4,7 @@ with exact situations and dead letters, per event and per batch."""
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,12 +15,20 @@ from core.reference_data import load_ward_records
 from core.vocabulary import ASSET_REGISTRY_SEED
 from schemas.codec import encode
 from streams.test_driver import TopologyTestDriver
+from tests.pipeline_scenario import (
+    CABINET,
+    CABINET_WARD,
+    COORDINATE_WARD,
+    GARBAGE,
+    WASTE_WARD,
+    scenario,
+    window_base,
+)
+from tests.pipeline_scenario import through_driver as scenario_through_driver
 
 pytestmark = pytest.mark.unit
 
 FLOOD_WARD = "36.72.01.1001"
-CABINET = "CAB-36.72.03.1001-01"
-CABINET_WARD = "36.72.03.1001"
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 BASE = NOW - timedelta(minutes=10)
 WARDS = load_ward_records()
@@ -135,3 +144,78 @@ def test_a_source_topic_takes_its_own_source_and_dead_letters_another_claim() ->
     assert [(s["level"], s["open_incidents"], s["reasons"])
             for s in driver.situations_of(FLOOD_WARD)] == [
         ("NORMAL", 1, []), ("WATCH", 1, ["2 flood reports in 20 min"])]
+
+
+# -- the e2e pipeline scenario (tests/pipeline_scenario.py), every rule it shows -------------
+
+SCENARIO_NOW = datetime(2026, 3, 2, 15, 2, 17, tzinfo=UTC)
+SCENARIO_BASE = window_base(SCENARIO_NOW)  # 14:50:00
+
+
+def _full_view(s: dict[str, Any]) -> tuple[Any, ...]:
+    return (s["sequence"], s["kind"], s["level"], s["reasons"], s["open_incidents"],
+            s["open_incidents_by_category"], s["lamps_out"], s["cabinet_alerts"],
+            s["containers_full"], s["mean_dispatch_seconds"])
+
+
+def test_the_pipeline_scenario_gives_exact_situations_per_event() -> None:
+    assert window_base(SCENARIO_NOW) == datetime(2026, 3, 2, 14, 50, tzinfo=UTC)
+    driver = scenario_through_driver(scenario(SCENARIO_BASE), SCENARIO_NOW, batch=1)
+
+    def of(code: str) -> list[tuple[Any, ...]]:
+        return [_full_view(s) for s in driver.situations_of(code)]
+
+    assert of(FLOOD_WARD) == [
+        (1, "CHANGE", "NORMAL", [], 1, {"FLOOD": 1}, 0, [], 0, None),
+        (2, "CHANGE", "WATCH", ["2 flood reports in 20 min"], 2, {"FLOOD": 2}, 0, [], 0, None),
+        (3, "CHANGE", "ALERT", ["3 flood reports in 20 min", "3 open incidents"], 3,
+         {"FLOOD": 3}, 0, [], 0, None),
+        (4, "CHANGE", "ALERT", ["3 flood reports in 20 min", "3 open incidents"], 3,
+         {"FLOOD": 3}, 0, [], 0, 300.0),
+    ]
+    assert of(CABINET_WARD) == [
+        (1, "CHANGE", "NORMAL", [], 0, {}, 1, [], 0, None),
+        (2, "CHANGE", "NORMAL", [], 0, {}, 2, [], 0, None),
+        (3, "CHANGE", "ALERT",
+         [f"cabinet {CABINET}: 3 lamp faults in 10 min (possible power loss or cable theft)"],
+         0, {}, 3, [CABINET], 0, None),
+    ]
+    waste = of(WASTE_WARD)
+    assert [v[8] for v in waste] == [1, 2, 3]
+    assert waste[-1][2:4] == ("ALERT", ["3 containers full (60% of 5)"])
+    assert of(COORDINATE_WARD) == [(1, "CHANGE", "NORMAL", [], 1, {"OTHER": 1}, 0, [], 0, None)]
+    assert {s["scope_code"] for s in driver.outputs.situations} == {
+        FLOOD_WARD, CABINET_WARD, WASTE_WARD, COORDINATE_WARD}
+
+
+def test_the_pipeline_scenario_places_rejects_and_times_exactly() -> None:
+    sent = scenario(SCENARIO_BASE)
+    nowhere = next(item for item in sent if item.record.get("incident_id") == "NOWHERE-1")
+    driver = scenario_through_driver(sent, SCENARIO_NOW)
+    assert Counter((e["ward_code"], e["ward_resolution"]) for e in driver.outputs.enriched) == {
+        (FLOOD_WARD, "WARD_CODE"): 4, (CABINET_WARD, "ASSET_REGISTRY"): 3,
+        (WASTE_WARD, "ASSET_REGISTRY"): 3, (COORDINATE_WARD, "POINT_IN_POLYGON"): 1}
+    assert sorted((d["original_topic"], d["stage"], d["reason"], d["original_key"],
+                   d["original_value"]) for d in driver.outputs.dead_letters) == [
+        ("city.incidents.112.v1", "ENRICH", "unknown_ward", b"NOWHERE-1", nowhere.value),
+        ("city.lighting.v1", "DECODE", "not_single_object", GARBAGE[0], GARBAGE[1]),
+    ]
+    flood = driver.entries[FLOOD_WARD].state
+    assert (flood.dispatch_count, flood.dispatch_ms_sum) == (1, 300_000)
+
+
+def test_the_clock_repeats_the_sequence_a_change_when_time_moved_a_window_then_snapshots(
+) -> None:
+    """What tests/e2e/test_pipeline.py's clock test showed on a worker with a 2 s clock (the
+    e2e test keeps that a tick leaves the worker running): the first tick may
+    report a CHANGE (time moved the tumbling window on), never a new sequence number; after
+    that, nothing changes and ticks are snapshots."""
+    ward = "36.72.05.1001"
+    driver = TopologyTestDriver(WARDS, REGISTRY, batch=1)
+    driver.pipe("incident", _incident("TICK-1", NOW - timedelta(seconds=30), "REPORTED",
+                                      ward=ward), now=NOW)
+    for seconds in (2, 4, 6):
+        driver.tick(NOW + timedelta(seconds=seconds))
+    assert [(s["kind"], s["sequence"], s["open_incidents"], s["new_incidents_in_window"])
+            for s in driver.situations_of(ward)] == [
+        ("CHANGE", 1, 1, 1), ("CHANGE", 1, 1, 0), ("SNAPSHOT", 1, 1, 0), ("SNAPSHOT", 1, 1, 0)]
