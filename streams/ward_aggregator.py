@@ -30,10 +30,11 @@ from typing import Any, cast
 
 import faust
 
-from core.rejections import rejection_of
+from core.rejections import Rejection, rejection_of
 from core.vocabulary import CITY_CODE, CITY_NAME, level_rank
 from processors import ward_step
 from processors.dead_letters import ward_source
+from processors.operations import completed_clocks
 from processors.records import read_enriched
 from processors.situation import (
     ResponseTotals,
@@ -43,9 +44,10 @@ from processors.situation import (
     rollup,
     situation_changed,
 )
-from processors.state import WardState, evict_oldest_event_ids
+from processors.state import IncidentKey, WardState, evict_oldest_event_ids
 from processors.thresholds import DEFAULT_THRESHOLDS_PATH, Thresholds
 from processors.ward_step import WardEntry, jsonable
+from schemas.codec import decode
 from streams.context import STATE_RECORD_MAX_BYTES, WorkerContext
 from topics import catalog
 from topics.event_types import EVENT_TYPES, EventType
@@ -96,6 +98,9 @@ class WardAggregator:
         #: Every enriched topic is co-partitioned with the table: any one tells which wards
         #: this worker owns.
         self._ownership_topic = context.topics.name(EVENT_TYPES[0].enriched)
+        #: Operator actions (issue 14): keyed and partitioned like the enriched topics, read by
+        #: the same agent, so a ward's actions and events fold in one order.
+        self.actions_topic = context.topics.name(catalog.OPERATOR_ACTIONS)
         self.table = self.app.Table(
             "ward_state", default=None, partitions=context.topics.ward_partitions,
             key_type=str, help="Per-kelurahan state, situation and sequence (JSON).",
@@ -120,7 +125,8 @@ class WardAggregator:
     # -- wiring ------------------------------------------------------------------------------
 
     def wire(self) -> None:
-        enriched = [self.context.raw_topics[name] for name in self.types_by_topic]
+        enriched = [self.context.raw_topics[name]
+                    for name in (*self.types_by_topic, self.actions_topic)]
         source = self.app.topic(
             *(topic.get_topic_name() for topic in enriched),
             key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
@@ -256,10 +262,71 @@ class WardAggregator:
             self.owned[ward_code] = entry
         return entry
 
+    async def process_action(self, event: faust.EventT[bytes],
+                             touched: dict[str, OwnedWard]) -> None:
+        """Fold one operator action into its ward; one that cannot apply (a role that may not
+        take it, a missing target, an unknown ward) becomes a dead letter with the reason."""
+        message = event.message
+        try:
+            if message.value is None:
+                raise ValueError("operator action without a value")
+            action = decode(message.value, expected=catalog.OPERATOR_ACTIONS.value_schema).record
+            ward_code: str = action["ward_code"]
+            ward = self.references.wards.values.get(ward_code)
+            if ward is None:
+                raise Rejection("ENRICH", "unknown_ward", f"no kelurahan {ward_code!r}")
+            entry = self._owned(ward_code, message.partition)
+            key = ((action["incident_source"], action["incident_id"])
+                   if action["incident_source"] and action["incident_id"] else None)
+            before = self._stopped_clocks(entry, key)
+            applied = ward_step.fold_action(entry, action, self.thresholds)
+        except Exception as error:
+            stage, reason = rejection_of(error)
+            if reason == "processing_error":
+                log.exception("operator action failed on %s@%d", message.topic, message.offset)
+            await self.context.send_dead_letter(event, stage, reason, error)
+            return
+        self.metrics.operator_actions.labels(
+            action["action"], "applied" if applied else "duplicate").inc()
+        if entry.pending_events:
+            touched[ward_code] = entry
+        if applied:
+            self._dirty.add(ward_code)
+            self._observe_sla(ward, entry, key, before)
+
+    def _stopped_clocks(self, entry: OwnedWard, key: IncidentKey | None) -> set[str]:
+        """Names of the incident's SLA clocks already stopped (nothing for no incident)."""
+        rec = entry.state.incidents.get(key) if key is not None else None
+        if rec is None:
+            return set()
+        return {clock for clock, _, _ in completed_clocks(
+            rec, entry.book.cases.get(key) if key else None, self.thresholds.sla)}
+
+    def _observe_sla(self, ward: Mapping[str, Any], entry: OwnedWard, key: IncidentKey | None,
+                     before: set[str]) -> None:
+        """Observe each SLA clock the last fold stopped (the KPI samples)."""
+        rec = entry.state.incidents.get(key) if key is not None else None
+        if rec is None or key is None:
+            return
+        case = entry.book.cases.get(key)
+        agency = (case.assigned_agency if case else None) or "none"
+        kecamatan = str(ward["kecamatan_name"])
+        for clock, seconds, limit in completed_clocks(rec, case, self.thresholds.sla):
+            if clock in before:
+                continue
+            self.metrics.sla_seconds.labels(clock, kecamatan, agency).observe(seconds)
+            self.metrics.sla_clocks.labels(
+                clock, kecamatan, agency, "within" if seconds <= limit else "breached").inc()
+
     async def process(self, event: faust.EventT[bytes], touched: dict[str, OwnedWard]) -> None:
         """Fold one enriched event into its ward; a failure becomes a dead letter."""
         message = event.message
         topic = message.topic
+        if topic == self.actions_topic:
+            await self.process_action(event, touched)
+            return
+        incident_key: IncidentKey | None = None
+        before: set[str] = set()
         try:
             event_type = self.types_by_topic[topic]
             enriched = read_enriched(message.value, topic, event_type.enriched_schema)
@@ -268,6 +335,10 @@ class WardAggregator:
             if ward is None:
                 raise LookupError(f"ward {ward_code} vanished from the reference data")
             entry = self._owned(ward_code, message.partition)
+            if event_type.kind == "incident":
+                incident_key = (enriched["event"]["source_system"],
+                                enriched["event"]["incident_id"])
+                before = self._stopped_clocks(entry, incident_key)
             dispatch_before = (entry.state.dispatch_count, entry.state.dispatch_ms_sum)
             on_scene_before = (entry.state.on_scene_count, entry.state.on_scene_ms_sum)
             result = ward_step.fold(entry, event_type.kind, enriched, self.thresholds)
@@ -290,6 +361,7 @@ class WardAggregator:
             return
         self._dirty.add(ward_code)
         self._observe_response_times(ward, entry.state, dispatch_before, on_scene_before)
+        self._observe_sla(ward, entry, incident_key, before)
 
     async def publish_changes(self, touched: Mapping[str, OwnedWard]) -> None:
         """Evaluate each ward the batch changed once, and send what an operator would see."""
@@ -426,6 +498,8 @@ class WardAggregator:
         for s in wards:
             self.metrics.ward_level.labels(s["scope_code"], s["scope_name"],
                                            s["kecamatan_name"]).set(level_rank(s["level"]))
+            self.metrics.sla_overdue.labels(s["scope_code"], s["scope_name"],
+                                            s["kecamatan_name"]).set(s.get("sla_overdue") or 0)
 
     def _set_kecamatan_gauges(self, s: dict[str, Any]) -> None:
         name = s["scope_name"]
