@@ -30,6 +30,7 @@ from processors.enrich import EnrichmentRules, data_quality
 from processors.records import enrich_record
 from streams.context import Record, WorkerContext
 from streams.neighbourhood_agent import NeighbourhoodAgents
+from streams.operator_web import register_operators
 from streams.runtime import fast_delivery, offsets, poison
 from streams.settings import WorkerSettings
 from streams.ward_aggregator import WardAggregator
@@ -141,7 +142,7 @@ class Pipeline:
         self.neighbourhoods.wire()
         self.app.task(self.references.follow)
         self.app.timer(5.0)(self.wards.reload_thresholds)
-        register_web(self.context)
+        register_operators(register_web(self.context))
 
         async def _start_metrics() -> None:
             start_http_server(self.settings.metrics_port, addr=self.settings.metrics_host,
