@@ -64,6 +64,7 @@ def login_page(token: str, message: str = "") -> str:
   <title>Cilegon Command Center · Sign in</title>
   <link rel="icon" href="data:,">
   <link rel="stylesheet" href="static/board.css">
+  <link rel="stylesheet" href="static/operators.css">
 </head>
 <body class="login-page">
   <form class="login" method="post" action="login">
