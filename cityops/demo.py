@@ -8,6 +8,7 @@ board until Ctrl-C or `--seconds`. Child output goes to var/logs so the board st
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -16,15 +17,32 @@ from pathlib import Path
 from cityops import broker
 from cityops.publish_reference import publish_assets, publish_wards
 from cityops.watch import watch
+from core import accounts
 from core.paths import var_dir
 from topics.admin import admin_client, create_topics
 
+#: The demo's own accounts file: made afresh by every `cityops demo`, never the deployment's.
+DEMO_OPERATOR = "demo"
 
-def _spawn(name: str, args: list[str], logs: Path) -> subprocess.Popen[bytes]:
+
+def _spawn(name: str, args: list[str], logs: Path,
+           env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     log = (logs / f"{name}.log").open("ab")
     return subprocess.Popen([sys.executable, "-m", "cityops.cli", *args], stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+
+
+def demo_accounts(directory: Path) -> tuple[Path, str]:
+    """A fresh accounts file holding one supervisor, `demo`, with a random password, for this
+    demo only (issue 14): the board needs a sign-in, and a demo must not reuse real accounts.
+    Returns the file and the password to print."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "demo-operators.json"
+    path.unlink(missing_ok=True)
+    password = secrets.token_urlsafe(12)
+    accounts.add_operator(DEMO_OPERATOR, "supervisor", password, path)
+    return path, password
 
 
 def run_demo(bootstrap: str, seconds: float = 0.0, rate_per_s: float = 20.0,
@@ -48,9 +66,15 @@ def run_demo(bootstrap: str, seconds: float = 0.0, rate_per_s: float = 20.0,
         return 2
     logs = var_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    worker = _spawn("worker", ["worker", "--bootstrap", bootstrap], logs)
+    accounts_file, password = demo_accounts(var_dir() / "demo")
+    worker = _spawn("worker", ["worker", "--bootstrap", bootstrap], logs,
+                    {"CITYOPS_OPERATORS_FILE": str(accounts_file)})
+    port = os.environ.get("CITYOPS_WEB_PORT", "6066")
+    sign_in = (f"board http://127.0.0.1:{port}/board/ - demo sign-in (this demo only): name "
+               f"{DEMO_OPERATOR}, password {password} (supervisor; {accounts_file})")
     print(f"[4/5] worker started (pid {worker.pid}); metrics http://127.0.0.1:9108/metrics; "
           f"log {logs / 'worker.log'}")
+    print(f"      {sign_in}")
     time.sleep(3.0)
     feed = _spawn("feed", ["simulate", "--bootstrap", bootstrap, "--rate", str(rate_per_s),
                            "--realtime", "--scenario", scenario, "--quiet"], logs)
@@ -60,7 +84,7 @@ def run_demo(bootstrap: str, seconds: float = 0.0, rate_per_s: float = 20.0,
           "`cityops broker stop`)\n")
     time.sleep(2.0)
     try:
-        watch(bootstrap, seconds=seconds)
+        watch(bootstrap, seconds=seconds, footer=sign_in)
     finally:
         for process in (feed, worker):
             process.terminate()
