@@ -481,7 +481,7 @@ def test_grafana_provisioning_points_at_prometheus_and_the_dashboard() -> None:
 def test_dashboard_panels_each_have_the_datasource_and_queries() -> None:
     board = dashboard()
     panels = board["panels"]
-    assert len(panels) == 13
+    assert len(panels) == 14
     assert len({p["id"] for p in panels}) == len(panels)
     for panel in panels:
         assert panel["datasource"] == {"type": "prometheus", "uid": "cityops-prometheus"}, panel
