@@ -147,12 +147,36 @@
     return card;
   }
 
+  // The detail panel is rebuilt whenever any situation changes; the section is rebuilt only
+  // when what it shows changed, and otherwise the same node is put back, so a button being
+  // clicked or a note being typed survives the rebuild.
+  let shown = { signature: null, section: null };
+
   function render(detail) {
     lastDetail = detail;
     const { code, situation, panel } = detail;
     if (!me || !situation) return;
+    const signature = JSON.stringify([code, situation.level, situation.acknowledged_by,
+      situation.acknowledged_at, situation.sla_overdue, situation.cases, situation.ward_timeline]);
+    let section = shown.section;
+    if (signature !== shown.signature || !section) {
+      section = build(code, situation);
+      shown = { signature, section };
+    }
     const focused = document.activeElement && document.activeElement.classList.contains("note-text")
       ? document.activeElement.getAttribute("data-key") : null;
+    const old = panel.querySelector("#ops");
+    if (old && old !== section) old.remove();
+    // right under the reasons, where an operator looks first
+    const kpis = panel.querySelector(".kpis");
+    if (kpis) panel.insertBefore(section, kpis); else panel.append(section);
+    if (focused && document.activeElement !== section.querySelector(`input.note-text[data-key="${CSS.escape(focused)}"]`)) {
+      const input = section.querySelector(`input.note-text[data-key="${CSS.escape(focused)}"]`);
+      if (input) { input.focus(); input.setSelectionRange(input.value.length, input.value.length); }
+    }
+  }
+
+  function build(code, situation) {
     const raised = situation.level === "ALERT" || situation.level === "CRITICAL";
     const ack = situation.acknowledged_by
       ? h("p", { class: "ack", "data-acknowledged": "true" },
@@ -174,15 +198,7 @@
     if (situation.ward_timeline.length) {
       section.append(h("h3", {}, "Kelurahan history"), timeline(situation.ward_timeline));
     }
-    const old = panel.querySelector("#ops");
-    if (old) old.remove();
-    // right under the reasons, where an operator looks first
-    const kpis = panel.querySelector(".kpis");
-    if (kpis) panel.insertBefore(section, kpis); else panel.append(section);
-    if (focused) {
-      const input = panel.querySelector(`input.note-text[data-key="${CSS.escape(focused)}"]`);
-      if (input) { input.focus(); input.setSelectionRange(input.value.length, input.value.length); }
-    }
+    return section;
   }
 
   // -- audit trail (supervisors) ----------------------------------------------------------
@@ -210,6 +226,7 @@
     if (!body) return;
     me = body;
     renderUser();
+    shown = { signature: null, section: null };
     if (lastDetail && lastDetail.panel.isConnected) render(lastDetail);
   }).catch((error) => console.warn("who am I failed", error));
 })();

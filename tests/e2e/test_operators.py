@@ -72,6 +72,14 @@ def flood(incident_id: str, ward: str, severity: str, rw: str) -> tuple[str, dic
         "description": "Banjir <script>alert(1)</script>"})
 
 
+def act(page: Any, action: str, click: Any) -> int:
+    """Click, and the status of the action request the click sent."""
+    with page.expect_response(lambda response: f"/actions/{action}" in response.url,
+                              timeout=UPDATE_TIMEOUT_MS) as sent:
+        click()
+    return int(sent.value.status)
+
+
 def open_ward(page: Any, ward: str, level: str) -> None:
     page.wait_for_selector(f"path.ward[data-code='{ward}'][data-level='{level}']",
                            timeout=UPDATE_TIMEOUT_MS)
@@ -108,7 +116,7 @@ def test_an_operator_acts_a_viewer_watches_and_an_sla_clock_expires(
         ".case .close-case")] == [0, 0, 0, 0, 0]
     assert oscar.locator(".case .close-case").count() == 0  # closing is a supervisor's
 
-    oscar.click("#acknowledge")
+    assert act(oscar, "acknowledge", lambda: oscar.click("#acknowledge")) == 202
     vera.wait_for_selector("#ops .ack[data-acknowledged='true']", timeout=UPDATE_TIMEOUT_MS)
     assert vera.locator("#ops .ack").inner_text().startswith("Acknowledged by oscar at ")
     vera.wait_for_function(
@@ -118,14 +126,14 @@ def test_an_operator_acts_a_viewer_watches_and_an_sla_clock_expires(
 
     card = f".case[data-incident='{INCIDENT}']"
     oscar.select_option(f"{card} select.agency", "BPBD")
-    oscar.click(f"{card} button.assign")
+    assert act(oscar, "assign", lambda: oscar.click(f"{card} button.assign")) == 202
     vera.wait_for_selector(f"{card} .timeline li[data-kind='ASSIGN']",
                            timeout=UPDATE_TIMEOUT_MS)
     assert vera.locator(f"{card} .assigned").inner_text().startswith(
         "Assigned to BPBD by oscar at ")
 
     oscar.fill(f"{card} input.note-text", NOTE)
-    oscar.click(f"{card} button.add-note")
+    assert act(oscar, "note", lambda: oscar.click(f"{card} button.add-note")) == 202
     vera.wait_for_selector(f"{card} .timeline li[data-kind='NOTE']", timeout=UPDATE_TIMEOUT_MS)
     # markup from an operator (or a partner) is shown as the text it is
     assert vera.locator(f"{card} .timeline li[data-kind='NOTE'] .text").inner_text() == NOTE
