@@ -525,6 +525,18 @@ def kpi(samples: Iterable[tuple[float, float]]) -> Kpi:
     return Kpi(len(taken), within, _quantile(taken, 0.5), _quantile(taken, 0.9))
 
 
+def acknowledge_clock(book: CaseBook, rules: SlaRules) -> tuple[float, float] | None:
+    """(seconds waited, limit seconds) of the raised episode's acknowledgement: the KPI sample
+    of the acknowledge clock; None while it is not acknowledged or has no limit."""
+    if not book.acknowledged() or book.raised_level is None:
+        return None
+    limit = rules.acknowledge_seconds.get(book.raised_level)
+    assert book.acknowledged_at is not None and book.raised_at is not None
+    if limit is None:
+        return None
+    return (book.acknowledged_at - book.raised_at) / 1000, float(limit)
+
+
 def completed_clocks(rec: IncidentRecord, case: Case | None, rules: SlaRules
                      ) -> list[tuple[str, float, float]]:
     """(clock, seconds taken, limit seconds) of each stage an incident has reached: the KPI

@@ -113,8 +113,9 @@ class WorkerMetrics:
             "resolve).", ["kelurahan_code", "kelurahan", "kecamatan"], registry=r)
         self.sla_seconds = Histogram(
             "cityops_sla_clock_seconds",
-            "Time an SLA clock ran before its stage was reached (report to dispatch, on scene, "
-            "resolved), per clock, kecamatan and assigned agency ('none' when unassigned).",
+            "Time an SLA clock ran before it stopped (raised situation to acknowledgement; report "
+            "to dispatch, on scene, resolved), per clock, kecamatan and assigned agency ('none' "
+            "when unassigned).",
             ["clock", "kecamatan", "agency"], buckets=SLA_BUCKETS_S, registry=r)
         self.sla_clocks = Counter(
             "cityops_sla_clocks_total",

@@ -34,7 +34,7 @@ from core.rejections import Rejection, rejection_of
 from core.vocabulary import CITY_CODE, CITY_NAME, level_rank
 from processors import ward_step
 from processors.dead_letters import ward_source
-from processors.operations import completed_clocks
+from processors.operations import acknowledge_clock, completed_clocks
 from processors.records import read_enriched
 from processors.situation import (
     ResponseTotals,
@@ -279,6 +279,7 @@ class WardAggregator:
             key = ((action["incident_source"], action["incident_id"])
                    if action["incident_source"] and action["incident_id"] else None)
             before = self._stopped_clocks(entry, key)
+            was_acknowledged = entry.book.acknowledged()
             applied = ward_step.fold_action(entry, action, self.thresholds)
         except Exception as error:
             stage, reason = rejection_of(error)
@@ -293,6 +294,10 @@ class WardAggregator:
         if applied:
             self._dirty.add(ward_code)
             self._observe_sla(ward, entry, key, before)
+            sample = None if was_acknowledged else acknowledge_clock(entry.book,
+                                                                     self.thresholds.sla)
+            if sample is not None:
+                self._observe_clock("acknowledge", str(ward["kecamatan_name"]), "none", *sample)
 
     def _stopped_clocks(self, entry: OwnedWard, key: IncidentKey | None) -> set[str]:
         """Names of the incident's SLA clocks already stopped (nothing for no incident)."""
@@ -312,11 +317,14 @@ class WardAggregator:
         agency = (case.assigned_agency if case else None) or "none"
         kecamatan = str(ward["kecamatan_name"])
         for clock, seconds, limit in completed_clocks(rec, case, self.thresholds.sla):
-            if clock in before:
-                continue
-            self.metrics.sla_seconds.labels(clock, kecamatan, agency).observe(seconds)
-            self.metrics.sla_clocks.labels(
-                clock, kecamatan, agency, "within" if seconds <= limit else "breached").inc()
+            if clock not in before:
+                self._observe_clock(clock, kecamatan, agency, seconds, limit)
+
+    def _observe_clock(self, clock: str, kecamatan: str, agency: str, seconds: float,
+                       limit: float) -> None:
+        self.metrics.sla_seconds.labels(clock, kecamatan, agency).observe(seconds)
+        self.metrics.sla_clocks.labels(
+            clock, kecamatan, agency, "within" if seconds <= limit else "breached").inc()
 
     async def process(self, event: faust.EventT[bytes], touched: dict[str, OwnedWard]) -> None:
         """Fold one enriched event into its ward; a failure becomes a dead letter."""

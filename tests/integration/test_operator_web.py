@@ -197,6 +197,9 @@ def test_an_operator_acknowledges_assigns_and_notes_and_the_situation_shows_it(
     assert oscar.json("POST", f"/api/wards/{WARD}/actions/acknowledge", {})[0] == 202
     wait_until(lambda: situation(worker, access).get("acknowledged_by") == "oscar")
     assert situation(worker, access)["reasons"] == ["1 open EXTREME incident (FLOOD)"]
+    # the acknowledge clock stopped within its limit (a day in this module's thresholds)
+    assert worker.metric("cityops_sla_clocks_total", clock="acknowledge", kecamatan="Ciwandan",
+                         agency="none", outcome="within") == 1.0
     assert oscar.json("POST", f"/api/wards/{WARD}/actions/assign",
                       target | {"agency": "BPBD"})[0] == 202
     note = "<img src=x onerror=alert(1)> air naik"

@@ -17,6 +17,7 @@ from processors.operations import (
     MAX_ENTRIES,
     CaseBook,
     Kpi,
+    acknowledge_clock,
     annotate,
     clocks,
     completed_clocks,
@@ -315,3 +316,12 @@ def test_completed_clocks_are_the_kpi_samples_of_an_incident() -> None:
     rec = state.incidents[(SOURCE, "I-1")]
     assert completed_clocks(rec, book.cases[(SOURCE, "I-1")], T.sla) == [
         ("dispatch", 240.0, 300.0), ("on_scene", 1200.0, 900.0)]
+
+
+def test_the_acknowledge_clock_is_a_kpi_sample_once_acknowledged() -> None:
+    state, book = WardState(), CaseBook()
+    apply(state, "incident", incident("I-1", T0, severity="EXTREME"), T)
+    situation_at(state, book, minutes(1))  # raised CRITICAL at minute 1 (300 s allowed)
+    assert acknowledge_clock(book, T.sla) is None
+    fold_action(book, action("ACKNOWLEDGE", minutes(8)))
+    assert acknowledge_clock(book, T.sla) == (420.0, 300.0)
