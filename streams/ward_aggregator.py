@@ -30,12 +30,12 @@ from typing import Any, cast
 
 import faust
 
-from core.rejections import Rejection, rejection_of
+from core.rejections import rejection_of
 from core.vocabulary import CITY_CODE, CITY_NAME, level_rank
 from processors import ward_step
 from processors.dead_letters import ward_source
 from processors.operations import acknowledge_clock, completed_clocks
-from processors.records import read_enriched
+from processors.records import read_action, read_enriched
 from processors.situation import (
     ResponseTotals,
     WardAssetCounts,
@@ -47,7 +47,6 @@ from processors.situation import (
 from processors.state import IncidentKey, WardState, evict_oldest_event_ids
 from processors.thresholds import DEFAULT_THRESHOLDS_PATH, Thresholds
 from processors.ward_step import WardEntry, jsonable
-from schemas.codec import decode
 from streams.context import STATE_RECORD_MAX_BYTES, WorkerContext
 from topics import catalog
 from topics.event_types import EVENT_TYPES, EventType
@@ -268,13 +267,10 @@ class WardAggregator:
         take it, a missing target, an unknown ward) becomes a dead letter with the reason."""
         message = event.message
         try:
-            if message.value is None:
-                raise ValueError("operator action without a value")
-            action = decode(message.value, expected=catalog.OPERATOR_ACTIONS.value_schema).record
+            wards = self.references.wards.values
+            action = read_action(message.value, message.topic, wards)
             ward_code: str = action["ward_code"]
-            ward = self.references.wards.values.get(ward_code)
-            if ward is None:
-                raise Rejection("ENRICH", "unknown_ward", f"no kelurahan {ward_code!r}")
+            ward = wards[ward_code]
             entry = self._owned(ward_code, message.partition)
             key = ((action["incident_source"], action["incident_id"])
                    if action["incident_source"] and action["incident_id"] else None)

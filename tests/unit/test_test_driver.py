@@ -135,3 +135,36 @@ def test_a_source_topic_takes_its_own_source_and_dead_letters_another_claim() ->
     assert [(s["level"], s["open_incidents"], s["reasons"])
             for s in driver.situations_of(FLOOD_WARD)] == [
         ("NORMAL", 1, []), ("WATCH", 1, ["2 flood reports in 20 min"])]
+
+
+def _action(kind: str, role: str, ward: str = FLOOD_WARD, n: int = 0,
+            **target: Any) -> bytes:
+    return encode("org.cityops.OperatorAction", {
+        "action_id": str(uuid.UUID(int=(7 << 100) + n)), "occurred_at": NOW,
+        "operator_id": "oscar", "operator_role": role, "action": kind, "ward_code": ward,
+        "incident_source": target.get("source"), "incident_id": target.get("incident"),
+        "agency": target.get("agency"), "text": target.get("text")})
+
+
+def test_operator_actions_fold_like_events_and_bad_ones_are_dead_letters() -> None:
+    driver = TopologyTestDriver(WARDS, REGISTRY, batch=1)
+    driver.pipe("incident", _incident("F-1", NOW - timedelta(minutes=5), "REPORTED",
+                                      severity="EXTREME"), now=NOW)
+    driver.pipe_action(_action("ACKNOWLEDGE", "OPERATOR"), now=NOW)
+    driver.pipe_action(_action("ASSIGN", "OPERATOR", n=1, source="CALL_CENTER_112",
+                               incident="F-1", agency="BPBD"), now=NOW)
+    driver.pipe_action(_action("ASSIGN", "OPERATOR", n=1, source="CALL_CENTER_112",
+                               incident="F-1", agency="BPBD"), now=NOW)  # a replay
+    driver.pipe_action(_action("ACKNOWLEDGE", "VIEWER", n=2), now=NOW)
+    driver.pipe_action(_action("NOTE", "OPERATOR", ward="36.72.99.9999", n=3, text="x"),
+                       now=NOW)
+    assert [(s["sequence"], s["reasons"], s["acknowledged_by"],
+             [c["assigned_agency"] for c in s["cases"]])
+            for s in driver.situations_of(FLOOD_WARD)] == [
+        (1, ["CRITICAL not acknowledged", "1 open EXTREME incident (FLOOD)"], None, [None]),
+        (2, ["1 open EXTREME incident (FLOOD)"], "oscar", [None]),
+        (3, ["1 open EXTREME incident (FLOOD)"], "oscar", ["BPBD"]),
+    ]
+    assert [(d["stage"], d["reason"], d["error_message"]) for d in driver.outputs.dead_letters] \
+        == [("VALIDATE", "action_not_allowed", "a viewer may not acknowledge"),
+            ("ENRICH", "unknown_ward", "no kelurahan '36.72.99.9999'")]
