@@ -28,6 +28,7 @@ from cityops.assets import generate_asset_registry
 from core.reference_data import load_ward_records
 from core.vocabulary import ASSET_REGISTRY_SEED
 from schemas.codec import decode
+from tests.integration.test_web_api import sla_thresholds
 from tests.namespace import NamespacePlan
 from topics.catalog import DEAD_LETTERS, INCIDENTS_112, LIGHTING, SITUATIONS
 
@@ -53,8 +54,11 @@ def namespace(broker: str) -> Namespace:
 @pytest.fixture(scope="module")
 def worker(namespace: Namespace, tmp_path_factory: pytest.TempPathFactory,
            artifacts_dir: Path) -> Iterator[Worker]:
+    # events lie 10-15 min in the past: SLA clocks of a day keep the expected reasons exact
+    thresholds = sla_thresholds(tmp_path_factory.mktemp("thresholds"))
     with namespace.worker(f"e2e-{uuid.uuid4().hex[:8]}", artifacts_dir / "e2e-worker.log",
-                          tmp_path_factory.mktemp("worker")) as process:
+                          tmp_path_factory.mktemp("worker"),
+                          CITYOPS_THRESHOLDS=str(thresholds)) as process:
         yield process
 
 
