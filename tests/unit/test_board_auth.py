@@ -108,3 +108,27 @@ def test_bad_accounts_are_refused_with_the_reason(tmp_path: Path, call: object,
     with pytest.raises(AccountError) as raised:
         call(tmp_path / "operators.json")  # type: ignore[operator]
     assert str(raised.value) == message
+
+
+def test_cityops_operators_add_asks_twice_and_stores_only_a_hash(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import getpass
+
+    from cityops.cli import main
+
+    path = tmp_path / "operators.json"
+    answers = iter(["correct horse battery", "correct horse battery",
+                    "correct horse battery", "different horse battery"])
+    monkeypatch.setattr(getpass, "getpass", lambda prompt="": next(answers))
+    assert main(["operators", "add", "rina", "--role", "operator", "--file", str(path)]) == 0
+    assert main(["operators", "add", "budi", "--role", "viewer", "--file", str(path)]) == 2
+    assert main(["operators", "list", "--file", str(path)]) == 0
+    assert main(["operators", "add", "--file", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [f"operator rina (operator) saved in {path}",
+                                "rina                             operator"]
+    assert err.splitlines() == ["cityops operators: the passwords differ",
+                                "cityops operators add: NAME is required"]
+    assert "correct horse battery" not in path.read_text(encoding="utf-8")
+    assert accounts.load(path).verify_password("rina", "correct horse battery") is not None
