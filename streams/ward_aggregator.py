@@ -429,7 +429,12 @@ class WardAggregator:
         wards = self.references.wards.values
         for code, entry in list(self.owned.items()):
             if code in wards:
+                episode = (entry.book.raised_level, entry.book.raised_at)
                 await self._step(ward_step.tick, code, entry, wards[code], now)
+                if (entry.book.raised_level, entry.book.raised_at) != episode:
+                    # time alone raised (an SLA clock) or calmed the ward: the episode the next
+                    # acknowledgement is measured against must survive a restart
+                    self._dirty.add(code)
         if self.app.is_leader():
             await self.rollups(snapshot=True)
 
