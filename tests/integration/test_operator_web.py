@@ -225,6 +225,30 @@ def test_an_operator_acknowledges_assigns_and_notes_and_the_situation_shows_it(
         (WARD, None, "oscar", "ACKNOWLEDGE", None)])
 
 
+def test_the_operators_work_survives_a_worker_restart(
+        namespace: Namespace, worker: Worker, access: BoardAccess) -> None:
+    """The actions folded into the ward live in the ward table's changelog: a restarted worker
+    still knows who acknowledged and who was assigned when the ward's next event comes."""
+    before = situation(worker, access)
+    assert (before["acknowledged_by"], before["cases"][0]["assigned_agency"]) == ("oscar", "BPBD")
+    worker.stop()
+    worker.start()
+    worker.wait_ready()
+    wait_until(lambda: get_json(worker.web_port, "/api/situations",
+                                access.token)[1]["ready"] is True)
+    namespace.send([("IncidentEvent", {
+        "event_id": str(uuid.uuid4()), "occurred_at": datetime.now(UTC).replace(microsecond=0),
+        "incident_id": "112-OPS-2", "source_system": "CALL_CENTER_112", "category": "FLOOD",
+        "severity": "MINOR", "status": "REPORTED", "ward_code": WARD, "latitude": None,
+        "longitude": None, "rw": "004", "rt": "002", "description": "genangan"})])
+    wait_until(lambda: situation(worker, access).get("open_incidents") == 2)
+    after = situation(worker, access)
+    assert (after["acknowledged_by"], after["acknowledged_at"], after["level"]) == (
+        "oscar", before["acknowledged_at"], "CRITICAL")
+    assert [(c["incident_id"], c["assigned_agency"], len(c["timeline"]))
+            for c in after["cases"]] == [("112-OPS-1", "BPBD", 3), ("112-OPS-2", None, 1)]
+
+
 def test_an_action_no_role_may_take_is_dead_lettered_with_its_reason(
         namespace: Namespace, worker: Worker, access: BoardAccess) -> None:
     """A producer that is not the board (the topic is writable by the worker principal only
