@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from core.vocabulary import ASSET_REGISTRY_SEED
 from topics.event_types import PARTNER_KINDS
@@ -178,6 +179,49 @@ def _worker(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
     )
     run_worker(settings, loglevel=args.loglevel)
+    return 0
+
+
+# --- operator accounts (issue 14) ---------------------------------------------------------------
+
+
+def _operators(args: argparse.Namespace) -> int:
+    import getpass
+
+    from core import accounts
+
+    path = Path(args.file) if args.file else None
+    if args.action != "list" and not args.name:
+        print(f"cityops operators {args.action}: NAME is required", file=sys.stderr)
+        return 2
+    try:
+        if args.action == "add":
+            if args.password_stdin:
+                password = sys.stdin.readline().rstrip("\n")
+            else:
+                password = getpass.getpass(f"password for {args.name}: ")
+                if getpass.getpass("again: ") != password:
+                    print("cityops operators: the passwords differ", file=sys.stderr)
+                    return 2
+            accounts.add_operator(args.name, args.role, password, path)
+            print(f"operator {args.name} ({args.role}) saved in "
+                  f"{path or accounts.default_path()}")
+        elif args.action == "token":
+            token = accounts.add_token(args.name, path)
+            print(f"API token for {args.name} (read-only; shown once, store it now):\n{token}")
+        elif args.action == "remove":
+            if not accounts.remove(args.name, path):
+                print(f"cityops operators: no account {args.name!r}", file=sys.stderr)
+                return 1
+        else:
+            loaded = accounts.load(path)
+            for name, record in sorted(loaded.operators.items()):
+                print(f"{name:32} {record['role'].lower()}")
+            for name in sorted(loaded.tokens):
+                print(f"{name:32} api token (read-only)")
+    except accounts.AccountError as error:
+        print(f"cityops operators: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -358,6 +402,23 @@ def build_parser() -> argparse.ArgumentParser:
     secure.add_argument("--app-id", help="the workers' app id, for their group and internal "
                         "topics (env CITYOPS_APP_ID, default cityops)")
     _add_bootstrap(secure)
+
+    operators = command(
+        "operators", _operators,
+        "Board accounts: operators sign in with a password (stored as an Argon2id hash) and a "
+        "role; API consumers get a read-only token.")
+    operators.add_argument("action", choices=["add", "remove", "list", "token"],
+                           help="add NAME --role R (asks for the password twice), remove NAME, "
+                           "list, or token NAME (a new API token, printed once)")
+    operators.add_argument("name", nargs="?", help="account name (lower case)")
+    operators.add_argument("--role", default="viewer",
+                           choices=["viewer", "operator", "supervisor"],
+                           help="viewer sees; operator acknowledges, assigns, escalates and "
+                           "notes; supervisor also closes cases and sees the audit trail")
+    operators.add_argument("--password-stdin", action="store_true",
+                           help="read the password from the first line of stdin (scripts)")
+    operators.add_argument("--file", help="accounts file (env CITYOPS_OPERATORS_FILE, default "
+                           "var/operators.json)")
 
     demo = command("demo", _demo, "The main job: broker, topics, reference data, a worker, a "
                    "simulated city feed and the live situation view.")

@@ -11,6 +11,7 @@ human mistakes; the worker judges them beside the live situations and the board'
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -20,15 +21,32 @@ from cityops import broker
 from cityops.publish_reference import publish_assets, publish_neighbourhoods, publish_wards
 from cityops.simulate import run_simulate_rt_month
 from cityops.watch import watch
+from core import accounts
 from core.paths import var_dir
 from topics.admin import admin_client, create_topics
 
+#: The demo's own accounts file: made afresh by every `cityops demo`, never the deployment's.
+DEMO_OPERATOR = "demo"
 
-def _spawn(name: str, args: list[str], logs: Path) -> subprocess.Popen[bytes]:
+
+def _spawn(name: str, args: list[str], logs: Path,
+           env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     log = (logs / f"{name}.log").open("ab")
     return subprocess.Popen([sys.executable, "-m", "cityops.cli", *args], stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+
+
+def demo_accounts(directory: Path) -> tuple[Path, str]:
+    """A fresh accounts file holding one supervisor, `demo`, with a random password, for this
+    demo only (issue 14): the board needs a sign-in, and a demo must not reuse real accounts.
+    Returns the file and the password to print."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "demo-operators.json"
+    path.unlink(missing_ok=True)
+    password = secrets.token_urlsafe(12)
+    accounts.add_operator(DEMO_OPERATOR, "supervisor", password, path)
+    return path, password
 
 
 DEMO_RT_SEED = 13
@@ -58,16 +76,22 @@ def run_demo(bootstrap: str, seconds: float = 0.0, rate_per_s: float = 20.0,
         return 2
     logs = var_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    worker = _spawn("worker", ["worker", "--bootstrap", bootstrap], logs)
+    accounts_file, password = demo_accounts(var_dir() / "demo")
+    worker = _spawn("worker", ["worker", "--bootstrap", bootstrap], logs,
+                    {"CITYOPS_OPERATORS_FILE": str(accounts_file)})
+    port = os.environ.get("CITYOPS_WEB_PORT", "6066")
+    sign_in = (f"board http://127.0.0.1:{port}/board/ - demo sign-in (this demo only): name "
+               f"{DEMO_OPERATOR}, password {password} (supervisor; {accounts_file})")
     print(f"[4/6] worker started (pid {worker.pid}); metrics http://127.0.0.1:9108/metrics; "
           f"log {logs / 'worker.log'}")
+    print(f"      {sign_in}")
     time.sleep(3.0)
     feed = _spawn("feed", ["simulate", "--bootstrap", bootstrap, "--rate", str(rate_per_s),
                            "--realtime", "--scenario", scenario, "--quiet"], logs)
     print(f"[5/6] simulated city feed at {rate_per_s:g} events/s with the '{scenario}' "
           f"scenario after 10 s (pid {feed.pid}); log {logs / 'feed.log'}")
     rt_month = run_simulate_rt_month(bootstrap, DEMO_RT_SEED, None, out=sys.stdout)
-    board = "http://127.0.0.1:6066/board/"
+    board = f"http://127.0.0.1:{port}/board/"
     print(f"[6/6] one month of RT reports {'sent' if rt_month == 0 else 'NOT sent'}: the "
           f"board's 'Unemployment (RT reports)' layer at {board} (verdicts: "
           "`city.neighbourhood.validations.v1`)")
@@ -75,7 +99,7 @@ def run_demo(bootstrap: str, seconds: float = 0.0, rate_per_s: float = 20.0,
           "`cityops broker stop`)\n")
     time.sleep(2.0)
     try:
-        watch(bootstrap, seconds=seconds)
+        watch(bootstrap, seconds=seconds, footer=sign_in)
     finally:
         for process in (feed, worker):
             process.terminate()

@@ -124,7 +124,9 @@ def read_to_end(bootstrap: str, board: SituationBoard, timeout_s: float = 30.0) 
 
 
 def watch(bootstrap: str, kecamatan: str | None = None, seconds: float = 0.0,
-          once: bool = False, out: TextIO = sys.stdout) -> int:
+          once: bool = False, out: TextIO = sys.stdout, footer: str = "") -> int:
+    """Print the situations; `footer` (e.g. the demo's board sign-in) under every redraw, so a
+    cleared screen does not hide it."""
     board = SituationBoard()
     if once:
         read_to_end(bootstrap, board)
@@ -144,7 +146,7 @@ def watch(bootstrap: str, kecamatan: str | None = None, seconds: float = 0.0,
                 screen = render(board.rows(kecamatan), colour, datetime.now(UTC))
                 if colour:
                     out.write("\033[2J\033[H")
-                out.write(screen + "\n\n")
+                out.write(screen + "\n\n" + (footer + "\n" if footer else ""))
                 out.flush()
     except KeyboardInterrupt:
         pass

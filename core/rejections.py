@@ -51,6 +51,10 @@ REASONS: Final[tuple[str, ...]] = (
     "personal_data",
     "future_period",
     "inconsistent_counts",
+    # VALIDATE, operator actions (issue 14): a role that may not take the action, an action
+    # without the target it needs (an incident, an agency).
+    "action_not_allowed",
+    "missing_target",
     # ENRICH: valid, but it cannot be joined to the reference data.
     "unknown_ward",
     "unknown_asset",

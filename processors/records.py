@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from core.rejections import Rejection
 from processors.enrich import EnrichmentRules, ReferenceData, check_source
 from schemas.codec import CodecError, decode, encode
 
@@ -47,3 +48,18 @@ def read_enriched(value: bytes | None, topic: str, enriched_schema: str) -> dict
     if value is None:
         raise CodecError("undecodable", f"{topic}: record has no value")
     return decode(value, expected=enriched_schema, trusted=True).record
+
+
+ACTION_SCHEMA = "org.cityops.OperatorAction"
+
+
+def read_action(value: bytes | None, topic: str, wards: Mapping[str, Any]) -> dict[str, Any]:
+    """An operator action read from its topic (issue 14), fully checked: the web server writes
+    them, but the topic is not the board's alone, so the canonical-bytes check stays. An action
+    for a kelurahan the reference data does not know is an ENRICH/unknown_ward rejection."""
+    if value is None:
+        raise CodecError("undecodable", f"{topic}: record has no value")
+    action = decode(value, expected=ACTION_SCHEMA).record
+    if action["ward_code"] not in wards:
+        raise Rejection("ENRICH", "unknown_ward", f"no kelurahan {action['ward_code']!r}")
+    return action

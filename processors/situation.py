@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from core.vocabulary import level_rank, max_level
+from processors.operations import empty_fields
 from processors.state import WardState, from_ms, to_ms
 from processors.thresholds import Thresholds
 from schemas.codec import encode
@@ -441,6 +442,8 @@ def summarize_ward(
         "dispatch_count": totals.dispatch_count,
         "on_scene_count": totals.on_scene_count,
         "events_folded": 0,
+        # the command center's part, added by processors.operations.annotate in the ward step
+        **empty_fields(),
     }
 
 
@@ -561,6 +564,8 @@ def rollup(
         "dispatch_count": totals.dispatch_count,
         "on_scene_count": totals.on_scene_count,
         "events_folded": 0,
+        **empty_fields(),
+        "sla_overdue": sum(int(m.get("sla_overdue") or 0) for m in ward_situations),
     }
 
 

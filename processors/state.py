@@ -147,6 +147,10 @@ class IncidentRecord:
     closed_at: int | None = None
     counted_window: int | None = None
     counted_category: str | None = None
+    #: RW (neighbourhood unit) of the incident, from the newest event that named one; what an
+    #: SLA reason says where the incident is ("FLOOD at RW 003 unassigned for 12 min").
+    rw: str | None = None
+    rw_at: int | None = None
 
     @property
     def is_open(self) -> bool:
@@ -171,10 +175,11 @@ class IncidentRecord:
             self.closed_at,
             self.counted_window,
             self.counted_category,
-        ]
+        ] + ([] if self.rw is None else [self.rw, self.rw_at])
 
     @classmethod
     def from_list(cls, row: list[Any]) -> IncidentRecord:
+        """Rows without an RW (and rows written before the RW was kept) have 13 fields."""
         status = row[0]
         return cls(None if status is None else STATUS_RANK[status], *row[1:])
 
@@ -596,6 +601,9 @@ def _apply_incident(
             rec.category, rec.category_at = category, at
         if at > rec.last_seen:
             rec.last_seen = at
+    rw = event.get("rw")
+    if rw and (rec.rw_at is None or rec.rw is None or (at, rw) > (rec.rw_at, rec.rw)):
+        rec.rw, rec.rw_at = str(rw), at
     if severity != "UNKNOWN" and (
         rec.severity_at is None or (at, severity) > (rec.severity_at, rec.severity)
     ):

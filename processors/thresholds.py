@@ -157,6 +157,118 @@ def _neighbourhood_mapping(rules: NeighbourhoodRules) -> dict[str, Any]:
             for name in _NEIGHBOURHOOD_INT_KEYS + _NEIGHBOURHOOD_FLOAT_KEYS}
 
 
+#: Agencies a case can be assigned to (the Agency enum of OperatorAction, UNKNOWN aside).
+AGENCIES: Final[tuple[str, ...]] = ("POLRES", "DAMKAR", "BPBD", "DISHUB", "DLH", "DINKES")
+#: The SLA clocks of an incident, in lifecycle order.
+SLA_CLOCKS: Final[tuple[str, ...]] = ("dispatch", "on_scene", "resolve")
+_SLA_TIME_KEYS: Final[tuple[str, ...]] = tuple(f"{clock}_seconds" for clock in SLA_CLOCKS)
+
+
+@dataclass(frozen=True, slots=True)
+class SlaTimes:
+    """Seconds from report to dispatch (an agency assigned, or the partner's DISPATCHED), to
+    on-scene and to resolution; None leaves the clock to the next, less specific rule."""
+
+    dispatch_seconds: int | None = None
+    on_scene_seconds: int | None = None
+    resolve_seconds: int | None = None
+
+    def seconds(self, clock: str) -> int | None:
+        value: int | None = getattr(self, f"{clock}_seconds")
+        return value
+
+
+def _default_acknowledge() -> dict[str, int]:
+    return {"ALERT": 900, "CRITICAL": 300}
+
+
+def _default_sla_categories() -> dict[str, SlaTimes]:
+    return {
+        "FIRE": SlaTimes(300, 900, None),
+        "MEDICAL": SlaTimes(300, 1200, None),
+        "TRAFFIC_ACCIDENT": SlaTimes(300, 1200, None),
+        "FLOOD": SlaTimes(600, 3600, None),
+    }
+
+
+def _default_sla_agencies() -> dict[str, SlaTimes]:
+    return {"DAMKAR": SlaTimes(None, 900, None), "DINKES": SlaTimes(None, 1200, None)}
+
+
+@dataclass(frozen=True, slots=True)
+class SlaRules:
+    """The command center's own promises (issue 14): how long an ALERT or CRITICAL situation
+    may wait for an acknowledgement, and an incident for dispatch, on-scene and resolution.
+
+    A clock's limit is the assigned agency's, else the incident category's, else the default:
+    an agency that promises a faster arrival is held to it whatever the category. Project
+    defaults for a demo, not city policy (docs/rules.md, "SLA clocks").
+    """
+
+    acknowledge_seconds: dict[str, int] = field(default_factory=_default_acknowledge)
+    default: SlaTimes = SlaTimes(900, 2700, 86_400)
+    categories: dict[str, SlaTimes] = field(default_factory=_default_sla_categories)
+    agencies: dict[str, SlaTimes] = field(default_factory=_default_sla_agencies)
+    overdue_level: str = "ALERT"
+
+    def limit_seconds(self, clock: str, category: str, agency: str | None) -> int | None:
+        """The limit of `clock` for an incident of `category` assigned to `agency`."""
+        for times in (self.agencies.get(agency) if agency else None,
+                      self.categories.get(category), self.default):
+            if times is not None:
+                value = times.seconds(clock)
+                if value is not None:
+                    return value
+        return None
+
+
+def _parse_sla_times(value: object, key: str) -> SlaTimes:
+    section = _section(value, key, _SLA_TIME_KEYS)
+    return SlaTimes(**{name: _opt_int(section.get(name), f"{key}.{name}")
+                       for name in _SLA_TIME_KEYS})
+
+
+def _sla_times_mapping(times: SlaTimes) -> dict[str, int | None]:
+    return {name: getattr(times, name) for name in _SLA_TIME_KEYS}
+
+
+def _parse_sla(value: object) -> SlaRules:
+    section = _section(value, "sla", ("acknowledge_seconds", "default", "categories",
+                                      "agencies", "overdue_level"))
+    defaults = SlaRules()
+    values: dict[str, Any] = {}
+    if "acknowledge_seconds" in section:
+        ack = _section(section["acknowledge_seconds"], "sla.acknowledge_seconds",
+                       ("ALERT", "CRITICAL"))
+        values["acknowledge_seconds"] = {
+            level: _int(ack[level], f"sla.acknowledge_seconds.{level}", minimum=1)
+            for level in ("ALERT", "CRITICAL") if level in ack}
+    if "default" in section:
+        values["default"] = _parse_sla_times(section["default"], "sla.default")
+    if "categories" in section:
+        categories = _section(section["categories"], "sla.categories", INCIDENT_CATEGORIES)
+        values["categories"] = {name: _parse_sla_times(body, f"sla.categories.{name}")
+                                for name, body in categories.items()}
+    if "agencies" in section:
+        agencies = _section(section["agencies"], "sla.agencies", AGENCIES)
+        values["agencies"] = {name: _parse_sla_times(body, f"sla.agencies.{name}")
+                              for name, body in agencies.items()}
+    if "overdue_level" in section:
+        values["overdue_level"] = _level(section["overdue_level"], "sla.overdue_level")
+    return SlaRules(**{**{name: getattr(defaults, name) for name in (
+        "acknowledge_seconds", "default", "categories", "agencies", "overdue_level")}, **values})
+
+
+def _sla_mapping(rules: SlaRules) -> dict[str, Any]:
+    return {
+        "acknowledge_seconds": dict(rules.acknowledge_seconds),
+        "default": _sla_times_mapping(rules.default),
+        "categories": {name: _sla_times_mapping(t) for name, t in rules.categories.items()},
+        "agencies": {name: _sla_times_mapping(t) for name, t in rules.agencies.items()},
+        "overdue_level": rules.overdue_level,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Thresholds:
     """All tunables of state keeping and situation rules (project defaults, not city policy)."""
@@ -183,6 +295,7 @@ class Thresholds:
     overdue_level: str = "WATCH"
     rollup_max_reasons: int = 5
     neighbourhood: NeighbourhoodRules = NeighbourhoodRules()
+    sla: SlaRules = field(default_factory=SlaRules)
     # Derived in __post_init__ so the per-event path does no arithmetic on seconds.
     window_ms: int = field(init=False, repr=False, compare=False)
     grace_ms: int = field(init=False, repr=False, compare=False)
@@ -265,6 +378,7 @@ class Thresholds:
             "overdue_level": self.overdue_level,
             "rollup_max_reasons": self.rollup_max_reasons,
             "neighbourhood": _neighbourhood_mapping(self.neighbourhood),
+            "sla": _sla_mapping(self.sla),
         }
 
 
@@ -452,6 +566,8 @@ def _parse(mapping: Mapping[str, Any]) -> Thresholds:
         )
     if "neighbourhood" in mapping:
         values["neighbourhood"] = _parse_neighbourhood(mapping["neighbourhood"])
+    if "sla" in mapping:
+        values["sla"] = _parse_sla(mapping["sla"])
     return Thresholds(**values)
 
 

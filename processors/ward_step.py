@@ -31,26 +31,36 @@ continues from the higher of the two (`resume`), so its sequence never goes back
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from processors import operations
+from processors.operations import CaseBook
 from processors.situation import (
     WardAssetCounts,
     encode_situation,
     situation_changed,
     summarize_ward,
 )
-from processors.state import ApplyResult, EventKind, WardState, apply, from_ms
+from processors.state import ApplyResult, EventKind, WardState, apply, from_ms, to_ms
 from processors.thresholds import Thresholds
 
 
 def jsonable(situation: Mapping[str, Any]) -> dict[str, Any]:
-    """The situation with datetimes as epoch ms, so it can sit in a JSON table value."""
-    return {
-        key: int(value.timestamp() * 1000) if isinstance(value, datetime) else value
-        for key, value in situation.items()
-    }
+    """The situation with datetimes as epoch ms, so it can sit in a JSON table value (the
+    cases and timelines nested in it included)."""
+    return {key: _plain(value) for key, value in situation.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
 
 
 @dataclass
@@ -67,6 +77,8 @@ class WardEntry:
     """How many events changed the state since the ward was last evaluated."""
     pending_ingested_at: int | None = None
     """Epoch ms at which the last of them was ingested (for the latency metric)."""
+    book: CaseBook = field(default_factory=CaseBook)
+    """Operator actions on the ward (processors/operations.py)."""
 
     def to_table(self) -> dict[str, Any]:
         value: dict[str, Any] = {
@@ -74,6 +86,8 @@ class WardEntry:
             "situation": self.situation,
             "sequence": self.sequence,
         }
+        if not self.book.is_empty():
+            value["ops"] = self.book.to_dict()
         if self.pending_events:
             value["pending"] = [self.pending_event_id, self.pending_events,
                                 self.pending_ingested_at]
@@ -89,6 +103,7 @@ class WardEntry:
             pending_event_id=pending[0],
             pending_events=int(pending[1]),
             pending_ingested_at=pending[2],
+            book=CaseBook.from_dict(value["ops"]) if value.get("ops") else CaseBook(),
         )
 
 
@@ -131,6 +146,19 @@ def fold(entry: WardEntry, kind: EventKind | str, enriched: Mapping[str, Any],
     return result
 
 
+def fold_action(entry: WardEntry, action: Mapping[str, Any], thresholds: Thresholds) -> bool:
+    """Fold one operator action (a decoded OperatorAction) into the ward, remembering the change
+    for `flush`; False for a replayed action. Raises a Rejection for an action that cannot
+    apply (the caller dead-letters it; nothing changed)."""
+    if not operations.fold_action(entry.book, action):
+        return False
+    operations.forget_pruned(entry.book, entry.state, thresholds.closed_incident_horizon_ms)
+    entry.pending_event_id = action["action_id"]
+    entry.pending_events += 1
+    entry.pending_ingested_at = to_ms(action["occurred_at"])
+    return True
+
+
 def flush(entry: WardEntry, ward: Mapping[str, Any], assets: WardAssetCounts,
           thresholds: Thresholds, now: datetime) -> Publication | None:
     """The CHANGE to publish for everything folded since the last evaluation, if an operator
@@ -166,6 +194,11 @@ def _evaluate(entry: WardEntry, ward: Mapping[str, Any], assets: WardAssetCounts
                                caused_by)
     situation["events_folded"] = events_folded
     situation["emitted_at"] = from_ms(int(now.timestamp() * 1000))
+    # SLA clocks run on the wall clock (a promise to people), not on the ward's event time:
+    # the later of the two, as the situation's own evaluation time is.
+    watermark = entry.state.watermark
+    clock_ms = max(to_ms(now), to_ms(as_of), watermark if watermark is not None else 0)
+    operations.annotate(situation, entry.state, entry.book, thresholds.sla, clock_ms)
     comparable = jsonable(situation)
     changed = situation_changed(entry.situation, comparable)
     if not changed and kind == "CHANGE":

@@ -35,6 +35,7 @@ from streams.context import Deliveries, Record, WorkerContext
 from streams.liveness import EXIT_STALLED
 from streams.neighbourhood_agent import NeighbourhoodAgents
 from streams.neighbourhood_web import register_neighbourhood_web
+from streams.operator_web import register_operators
 from streams.runtime import fast_delivery, offsets, poison, taskdump
 from streams.runtime.batch_hop import BatchHop
 from streams.runtime.checkpoint import DeliveryFailedError
@@ -219,7 +220,7 @@ class Pipeline:
         self.neighbourhoods.wire()
         self.app.task(self.references.follow)
         self.app.timer(5.0)(self.wards.reload_thresholds)
-        register_web(self.context)
+        register_operators(register_web(self.context))
         register_neighbourhood_web(self.context)
 
         async def _start_metrics() -> None:

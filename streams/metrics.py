@@ -13,6 +13,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 RESPONSE_BUCKETS_S = (60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 3600.0, 7200.0)
+#: SLA clocks run from minutes (dispatch) to days (resolution).
+SLA_BUCKETS_S = (60.0, 300.0, 420.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0, 7200.0,
+                 21600.0, 86400.0, 604800.0)
 
 
 @dataclass
@@ -106,6 +109,28 @@ class WorkerMetrics:
             "cityops_incident_on_scene_seconds",
             "Time from an incident's report to a unit on scene, per kecamatan.",
             ["kecamatan"], buckets=RESPONSE_BUCKETS_S, registry=r)
+        # SLA clocks (issue 14). The gauge is set by the leader from the situations topic, like
+        # the ward level, so a rebalance leaves no stale copy that counts; the histogram and
+        # counter are observed by the ward's owner when a clock stops (KPIs: share within SLA,
+        # median and 90th percentile per kecamatan and agency, docs/operations.md).
+        self.sla_overdue = Gauge(
+            "cityops_sla_overdue_clocks",
+            "SLA clocks past their threshold per kelurahan (acknowledge, dispatch, on-scene, "
+            "resolve).", ["kelurahan_code", "kelurahan", "kecamatan"], registry=r)
+        self.sla_seconds = Histogram(
+            "cityops_sla_clock_seconds",
+            "Time an SLA clock ran before it stopped (raised situation to acknowledgement; report "
+            "to dispatch, on scene, resolved), per clock, kecamatan and assigned agency ('none' "
+            "when unassigned).",
+            ["clock", "kecamatan", "agency"], buckets=SLA_BUCKETS_S, registry=r)
+        self.sla_clocks = Counter(
+            "cityops_sla_clocks_total",
+            "SLA clocks stopped, by clock, kecamatan, agency and outcome (within, breached).",
+            ["clock", "kecamatan", "agency", "outcome"], registry=r)
+        self.operator_actions = Counter(
+            "cityops_operator_actions_total",
+            "Operator actions folded into ward state, by action and outcome (applied, duplicate).",
+            ["action", "outcome"], registry=r)
         self.reference_records = Gauge(
             "cityops_reference_records", "Reference records loaded in this worker, by kind.",
             ["kind"], registry=r)

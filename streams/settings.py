@@ -43,6 +43,17 @@ class WorkerSettings:
     ward_batch_within_s: float = 0.1
     #: How this deployment names the catalog's topics (`CITYOPS_TOPIC_PREFIX`).
     catalog: CatalogSettings = field(default_factory=CatalogSettings)
+    #: Host names the board answers to besides `web_host`, 127.0.0.1 and localhost
+    #: (`CITYOPS_WEB_ALLOWED_HOSTS`, comma-separated): any other Host header is refused, which
+    #: closes the API to DNS rebinding (issue 14).
+    web_allowed_hosts: tuple[str, ...] = ()
+    #: The operator accounts file (`CITYOPS_OPERATORS_FILE`, default var/operators.json).
+    operators_file: Path | None = None
+    #: How long a board sign-in lasts (`CITYOPS_BOARD_SESSION_S`, default 8 h: one shift).
+    session_ttl_s: float = 8 * 3600.0
+    #: Mark session cookies Secure (`CITYOPS_BOARD_SECURE_COOKIES=1`): set it when the board is
+    #: served over HTTPS by a reverse proxy; the worker itself speaks plain HTTP on loopback.
+    secure_cookies: bool = False
 
     @classmethod
     def from_env(cls, **flags: object) -> WorkerSettings:
@@ -84,4 +95,14 @@ class WorkerSettings:
                                                "CITYOPS_WARD_BATCH_WITHIN_S",
                                                cls.ward_batch_within_s))),
             catalog=CatalogSettings.from_env(env),
+            web_allowed_hosts=tuple(
+                host.strip().lower() for host in str(
+                    pick("web_allowed_hosts", "CITYOPS_WEB_ALLOWED_HOSTS", "")).split(",")
+                if host.strip()),
+            operators_file=(Path(str(env["CITYOPS_OPERATORS_FILE"]))
+                            if env.get("CITYOPS_OPERATORS_FILE") else None),
+            session_ttl_s=float(str(pick("session_ttl_s", "CITYOPS_BOARD_SESSION_S",
+                                         cls.session_ttl_s))),
+            secure_cookies=str(pick("secure_cookies", "CITYOPS_BOARD_SECURE_COOKIES", "0"))
+            in ("1", "true", "yes"),
         )

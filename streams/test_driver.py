@@ -4,6 +4,7 @@ letters out, through the same code the worker runs (as Kafka Streams' `TopologyT
 Each piped record takes both hops the worker gives it: `processors.records.enrich_record`
 (partner bytes to the enriched record and its bytes, as the enrich agents do), then
 `processors.records.read_enriched` and `processors.ward_step.fold` (as the ward agent does).
+`pipe_action` is an operator action on its topic (issue 14), folded as the ward agent folds it.
 `end_batch` is the end of a ward agent batch (`ward_step.flush`), `tick` the clock
 (`ward_step.tick`); with `batch=1` every pipe ends its batch, the per-event sequence.
 `pipe_enriched` puts a record straight on an enriched topic (what a writer other than a worker
@@ -44,7 +45,7 @@ from processors.neighbourhood import (
     screen_report,
     validation,
 )
-from processors.records import enrich_record, read_enriched
+from processors.records import enrich_record, read_action, read_enriched
 from processors.situation import WardAssetCounts, asset_counts_by_ward
 from processors.state import WardState
 from processors.thresholds import Thresholds
@@ -125,6 +126,25 @@ class TopologyTestDriver:
         for reason in data_quality(enriched):
             self.outputs.corrected[(topic, reason)] += 1
         self._fold(event_type, enriched_bytes, enriched["ward_code"].encode(), now)
+        self._in_batch += 1
+        if self._in_batch >= self.batch:
+            self.end_batch(now)
+
+    def pipe_action(self, value: bytes | None, *, now: datetime) -> None:
+        """One OperatorAction record on the actions topic (issue 14), folded as the ward agent
+        folds it; one that cannot apply is a dead letter."""
+        topic = catalog.OPERATOR_ACTIONS.name
+        offset = self._offsets.get(topic, 0)
+        self._offsets[topic] = offset + 1
+        try:
+            action = read_action(value, topic, self.reference.wards)
+            entry = self.entries.setdefault(action["ward_code"], WardEntry(WardState()))
+            ward_step.fold_action(entry, action, self.thresholds)
+        except Exception as error:
+            stage, reason = rejection_of(error)
+            self._dead(source_record(topic, 0, offset, now.timestamp(), None, value, ()), error,
+                       stage, reason, now)
+            return
         self._in_batch += 1
         if self._in_batch >= self.batch:
             self.end_batch(now)

@@ -34,7 +34,8 @@ from core.rejections import rejection_of
 from core.vocabulary import CITY_CODE, CITY_NAME, level_rank
 from processors import ward_step
 from processors.dead_letters import ward_source
-from processors.records import read_enriched
+from processors.operations import acknowledge_clock, completed_clocks
+from processors.records import read_action, read_enriched
 from processors.situation import (
     ResponseTotals,
     WardAssetCounts,
@@ -43,7 +44,7 @@ from processors.situation import (
     rollup,
     situation_changed,
 )
-from processors.state import WardState, evict_oldest_event_ids
+from processors.state import IncidentKey, WardState, evict_oldest_event_ids
 from processors.thresholds import DEFAULT_THRESHOLDS_PATH, Thresholds
 from processors.ward_step import WardEntry, jsonable
 from streams.context import STATE_RECORD_MAX_BYTES, WorkerContext
@@ -97,6 +98,9 @@ class WardAggregator:
         #: Every enriched topic is co-partitioned with the table: any one tells which wards
         #: this worker owns.
         self._ownership_topic = context.topics.name(EVENT_TYPES[0].enriched)
+        #: Operator actions (issue 14): keyed and partitioned like the enriched topics, read by
+        #: the same agent, so a ward's actions and events fold in one order.
+        self.actions_topic = context.topics.name(catalog.OPERATOR_ACTIONS)
         #: Events applied since the start (the liveness watch's sign of progress).
         self.applied_total = 0
         self.liveness = WardLiveness(context, lambda: self.applied_total, self.types_by_topic)
@@ -125,7 +129,8 @@ class WardAggregator:
 
     def wire(self) -> None:
         self.liveness.wire()
-        enriched = [self.context.raw_topics[name] for name in self.types_by_topic]
+        enriched = [self.context.raw_topics[name]
+                    for name in (*self.types_by_topic, self.actions_topic)]
         source = self.app.topic(
             *(topic.get_topic_name() for topic in enriched),
             key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
@@ -266,10 +271,76 @@ class WardAggregator:
             self.owned[ward_code] = entry
         return entry
 
+    async def process_action(self, event: faust.EventT[bytes],
+                             touched: dict[str, OwnedWard]) -> None:
+        """Fold one operator action into its ward; one that cannot apply (a role that may not
+        take it, a missing target, an unknown ward) becomes a dead letter with the reason."""
+        message = event.message
+        try:
+            wards = self.references.wards.values
+            action = read_action(message.value, message.topic, wards)
+            ward_code: str = action["ward_code"]
+            ward = wards[ward_code]
+            entry = self._owned(ward_code, message.partition)
+            key = ((action["incident_source"], action["incident_id"])
+                   if action["incident_source"] and action["incident_id"] else None)
+            before = self._stopped_clocks(entry, key)
+            was_acknowledged = entry.book.acknowledged()
+            applied = ward_step.fold_action(entry, action, self.thresholds)
+        except Exception as error:
+            stage, reason = rejection_of(error)
+            if reason == "processing_error":
+                log.exception("operator action failed on %s@%d", message.topic, message.offset)
+            await self.context.send_dead_letter(event, stage, reason, error)
+            return
+        self.metrics.operator_actions.labels(
+            action["action"], "applied" if applied else "duplicate").inc()
+        if entry.pending_events:
+            touched[ward_code] = entry
+        if applied:
+            self._dirty.add(ward_code)
+            self._observe_sla(ward, entry, key, before)
+            sample = None if was_acknowledged else acknowledge_clock(entry.book,
+                                                                     self.thresholds.sla)
+            if sample is not None:
+                self._observe_clock("acknowledge", str(ward["kecamatan_name"]), "none", *sample)
+
+    def _stopped_clocks(self, entry: OwnedWard, key: IncidentKey | None) -> set[str]:
+        """Names of the incident's SLA clocks already stopped (nothing for no incident)."""
+        rec = entry.state.incidents.get(key) if key is not None else None
+        if rec is None:
+            return set()
+        return {clock for clock, _, _ in completed_clocks(
+            rec, entry.book.cases.get(key) if key else None, self.thresholds.sla)}
+
+    def _observe_sla(self, ward: Mapping[str, Any], entry: OwnedWard, key: IncidentKey | None,
+                     before: set[str]) -> None:
+        """Observe each SLA clock the last fold stopped (the KPI samples)."""
+        rec = entry.state.incidents.get(key) if key is not None else None
+        if rec is None or key is None:
+            return
+        case = entry.book.cases.get(key)
+        agency = (case.assigned_agency if case else None) or "none"
+        kecamatan = str(ward["kecamatan_name"])
+        for clock, seconds, limit in completed_clocks(rec, case, self.thresholds.sla):
+            if clock not in before:
+                self._observe_clock(clock, kecamatan, agency, seconds, limit)
+
+    def _observe_clock(self, clock: str, kecamatan: str, agency: str, seconds: float,
+                       limit: float) -> None:
+        self.metrics.sla_seconds.labels(clock, kecamatan, agency).observe(seconds)
+        self.metrics.sla_clocks.labels(
+            clock, kecamatan, agency, "within" if seconds <= limit else "breached").inc()
+
     async def process(self, event: faust.EventT[bytes], touched: dict[str, OwnedWard]) -> None:
         """Fold one enriched event into its ward; a failure becomes a dead letter."""
         message = event.message
         topic = message.topic
+        if topic == self.actions_topic:
+            await self.process_action(event, touched)
+            return
+        incident_key: IncidentKey | None = None
+        before: set[str] = set()
         try:
             event_type = self.types_by_topic[topic]
             enriched = read_enriched(message.value, topic, event_type.enriched_schema)
@@ -278,6 +349,10 @@ class WardAggregator:
             if ward is None:
                 raise LookupError(f"ward {ward_code} vanished from the reference data")
             entry = self._owned(ward_code, message.partition)
+            if event_type.kind == "incident":
+                incident_key = (enriched["event"]["source_system"],
+                                enriched["event"]["incident_id"])
+                before = self._stopped_clocks(entry, incident_key)
             dispatch_before = (entry.state.dispatch_count, entry.state.dispatch_ms_sum)
             on_scene_before = (entry.state.on_scene_count, entry.state.on_scene_ms_sum)
             result = ward_step.fold(entry, event_type.kind, enriched, self.thresholds)
@@ -300,6 +375,7 @@ class WardAggregator:
             return
         self._dirty.add(ward_code)
         self._observe_response_times(ward, entry.state, dispatch_before, on_scene_before)
+        self._observe_sla(ward, entry, incident_key, before)
 
     async def publish_changes(self, touched: Mapping[str, OwnedWard]) -> None:
         """Evaluate each ward the batch changed once, and send what an operator would see."""
@@ -363,7 +439,12 @@ class WardAggregator:
         wards = self.references.wards.values
         for code, entry in list(self.owned.items()):
             if code in wards:
+                episode = (entry.book.raised_level, entry.book.raised_at)
                 await self._step(ward_step.tick, code, entry, wards[code], now)
+                if (entry.book.raised_level, entry.book.raised_at) != episode:
+                    # time alone raised (an SLA clock) or calmed the ward: the episode the next
+                    # acknowledgement is measured against must survive a restart
+                    self._dirty.add(code)
         if self.app.is_leader():
             await self.rollups(snapshot=True)
 
@@ -436,6 +517,8 @@ class WardAggregator:
         for s in wards:
             self.metrics.ward_level.labels(s["scope_code"], s["scope_name"],
                                            s["kecamatan_name"]).set(level_rank(s["level"]))
+            self.metrics.sla_overdue.labels(s["scope_code"], s["scope_name"],
+                                            s["kecamatan_name"]).set(s.get("sla_overdue") or 0)
 
     def _set_kecamatan_gauges(self, s: dict[str, Any]) -> None:
         name = s["scope_name"]

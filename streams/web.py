@@ -94,9 +94,19 @@ def iso(value: datetime) -> str:
 
 
 def situation_json(situation: Mapping[str, Any]) -> dict[str, Any]:
-    """A decoded SituationEvent as JSON: same field names and order, timestamps as ISO text."""
-    return {key: iso(value) if isinstance(value, datetime) else value
-            for key, value in situation.items()}
+    """A decoded SituationEvent as JSON: same field names and order, timestamps as ISO text
+    (also inside its cases and timelines)."""
+    return {key: _json_value(value) for key, value in situation.items()}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, list):
+        return [_json_value(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _json_value(item) for key, item in value.items()}
+    return value
 
 
 def board_order(situations: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

@@ -194,6 +194,20 @@ NEIGHBOURHOOD_INDICATORS = TopicSpec(
     "org.cityops.NeighbourhoodIndicator", 3,
     "Monthly indicators per RW, kelurahan, kecamatan and city from VALID RT reports.", _COMPACT,
 )
+#: How long the operator actions are kept: they are the command center's audit record (who
+#: acknowledged, assigned, escalated, noted and closed what, and when). Five years, never
+#: compacted, so every action stays readable in order (docs/operations.md, "Operator actions").
+ACTIONS_RETENTION_DAYS = 5 * 365
+OPERATOR_ACTIONS = TopicSpec(
+    "city.operator.actions.v1", Role.OUTPUT, "kelurahan code", "org.cityops.OperatorAction",
+    WARD_PARTITIONS,
+    "Command-center operator actions (acknowledge, assign, escalate, note, close), keyed and "
+    "partitioned like the enriched topics so the ward agent folds them in order with the "
+    "ward's events; the audit record, kept five years.",
+    {"cleanup.policy": "delete", "retention.ms": str(ACTIONS_RETENTION_DAYS * DAY_MS)},
+    scales=True,
+)
+
 #: The smart-village topics (issue 13), listed in `CATALOG`.
 NEIGHBOURHOOD_TOPICS: tuple[TopicSpec, ...] = (
     NEIGHBOURHOODS, RT_REPORTS, RT_REPORTS_BY_KELURAHAN, RT_VALIDATIONS, NEIGHBOURHOOD_INDICATORS,
@@ -204,6 +218,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     INCIDENTS_ENRICHED, LIGHTING_ENRICHED, WASTE_ENRICHED,
     WARDS, ASSETS, SITUATIONS, DEAD_LETTERS,
     *NEIGHBOURHOOD_TOPICS,
+    OPERATOR_ACTIONS,
 )
 
 

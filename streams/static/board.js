@@ -376,6 +376,8 @@
     panel.setAttribute("data-code", code);
     panel.hidden = false;
     $("detail-close").addEventListener("click", () => select(null));
+    // operators.js (issue 14) adds the command center's part: cases, actions, history
+    document.dispatchEvent(new CustomEvent("cityops:detail", { detail: { code, situation: s || null, panel } }));
   }
 
   // -- selection and detail ------------------------------------------------------------------

@@ -22,6 +22,8 @@ import pytest
 
 from bench.harness import Namespace, Worker, wait_until
 from tests.integration.test_web_api import (
+    BoardAccess,
+    board_access,
     get_json,
     incident,
     window_base,
@@ -66,26 +68,47 @@ def namespace(broker: str) -> Namespace:
 
 
 @pytest.fixture(scope="module")
+def access(tmp_path_factory: pytest.TempPathFactory) -> BoardAccess:
+    return board_access(tmp_path_factory.mktemp("board-access"))
+
+
+@pytest.fixture(scope="module")
 def worker(namespace: Namespace, tmp_path_factory: pytest.TempPathFactory,
-           artifacts_dir: Path) -> Iterator[Worker]:
+           artifacts_dir: Path, access: BoardAccess) -> Iterator[Worker]:
     with namespace.worker(f"board-{uuid.uuid4().hex[:8]}", artifacts_dir / "board-worker.log",
-                          tmp_path_factory.mktemp("board-worker")) as process:
-        wait_until(lambda: get_json(process.web_port, "/api/situations")[1]["ready"] is True)
+                          tmp_path_factory.mktemp("board-worker"), **access.env) as process:
+        wait_until(lambda: get_json(process.web_port, "/api/situations",
+                                    access.token)[1]["ready"] is True)
         yield process
 
 
+def signed_in_page(browser: Any, base_url: str, name: str, password: str,
+                   viewport: dict[str, int]) -> Any:
+    """A page of its own browser context (its own cookies), signed in through the sign-in
+    form (issue 14: the board needs an account), on the board."""
+    page = browser.new_context(viewport=viewport).new_page()
+    page.goto(f"{base_url}/board/")  # not signed in: the board sends the browser to sign in
+    page.wait_for_url(f"{base_url}/board/login")
+    page.fill("input[name='name']", name)
+    page.fill("input[name='password']", password)
+    page.click("button[type='submit']")
+    page.wait_for_url(f"{base_url}/board/")
+    return page
+
+
 def test_board_turns_the_flooded_kelurahan_to_alert_live(
-    browser: Any, namespace: Namespace, worker: Worker, artifacts_dir: Path
+    browser: Any, namespace: Namespace, worker: Worker, artifacts_dir: Path,
+    access: BoardAccess,
 ) -> None:
     base_url = f"http://127.0.0.1:{worker.web_port}"
     outside: list[str] = []
-    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page = signed_in_page(browser, base_url, "vera", access.passwords["vera"],
+                          {"width": 1600, "height": 1000})
     page.on("request", lambda request: None if request.url.startswith(base_url)
             else outside.append(request.url))
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
 
-    page.goto(f"{base_url}/board/")
     page.wait_for_selector("#connection[data-state='live']", timeout=UPDATE_TIMEOUT_MS)
     ward = page.locator(f"path.ward[data-code='{WARD}']")
     assert (page.locator("path.ward").count(), page.locator("path.kec-outline").count()) == (43, 8)
@@ -129,8 +152,8 @@ def test_board_turns_the_flooded_kelurahan_to_alert_live(
     page.screenshot(path=str(artifacts_dir / "board-ciwedus-alert.png"))
 
     # a page opened late gets the whole current picture from the stream's first event
-    late = browser.new_page(viewport={"width": 1280, "height": 800})
-    late.goto(f"{base_url}/board/")
+    late = signed_in_page(browser, base_url, "vera", access.passwords["vera"],
+                          {"width": 1280, "height": 800})
     late.wait_for_selector(f"path.ward[data-code='{WARD}'][data-level='ALERT']",
                            timeout=UPDATE_TIMEOUT_MS)
     # the first picture is painted without the fade: the colour is right at once

@@ -21,6 +21,7 @@ import pytest
 
 from bench.harness import Namespace, Worker, wait_until
 from processors.situation import NOT_COMPARED
+from tests.integration.test_web_api import sla_thresholds
 from tests.namespace import NamespacePlan
 from tests.pipeline_scenario import (
     CABINET_WARD,
@@ -49,10 +50,12 @@ def namespace(broker: str) -> Namespace:
 @pytest.fixture(scope="module")
 def worker(namespace: Namespace, tmp_path_factory: pytest.TempPathFactory,
            artifacts_dir: Path) -> Iterator[Worker]:
-    # A 2 s clock: the snapshots come during the test.
+    # A 2 s clock: the snapshots come during the test. The events lie 10-15 min in the past:
+    # SLA clocks of a day keep the expected reasons exact.
+    thresholds = sla_thresholds(tmp_path_factory.mktemp("thresholds"))
     with namespace.worker(f"e2e-{uuid.uuid4().hex[:8]}", artifacts_dir / "e2e-worker.log",
-                          tmp_path_factory.mktemp("worker"),
-                          CITYOPS_SNAPSHOT_INTERVAL_S="2") as process:
+                          tmp_path_factory.mktemp("worker"), CITYOPS_SNAPSHOT_INTERVAL_S="2",
+                          CITYOPS_THRESHOLDS=str(thresholds)) as process:
         yield process
 
 

@@ -26,8 +26,8 @@ from cityops.neighbourhoods import generate_registry
 from cityops.rt_simulator import SimulatedMonth, previous_month, simulate_month
 from core.reference_data import load_ward_records
 from core.vocabulary import CITY_CODE
-from tests.e2e.test_board import CHROMIUM, UPDATE_TIMEOUT_MS, browser
-from tests.integration.test_web_api import get_json
+from tests.e2e.test_board import CHROMIUM, UPDATE_TIMEOUT_MS, browser, signed_in_page
+from tests.integration.test_web_api import BoardAccess, board_access, get_json
 from tests.unit.test_rt_simulator import expected_indicators, published
 from topics import catalog
 
@@ -60,13 +60,20 @@ def namespace(broker: str) -> Iterator[Namespace]:
 
 
 @pytest.fixture(scope="module")
+def access(tmp_path_factory: pytest.TempPathFactory) -> BoardAccess:
+    return board_access(tmp_path_factory.mktemp("village-access"))
+
+
+@pytest.fixture(scope="module")
 def worker(namespace: Namespace, tmp_path_factory: pytest.TempPathFactory,
-           artifacts_dir: Path) -> Iterator[Worker]:
+           artifacts_dir: Path, access: BoardAccess) -> Iterator[Worker]:
     app_id = f"village-{uuid.uuid4().hex[:8]}"
     try:
         with namespace.worker(app_id, artifacts_dir / "village-worker.log",
-                              tmp_path_factory.mktemp("village-worker")) as process:
-            wait_until(lambda: get_json(process.web_port, "/api/neighbourhoods")[0] == 200)
+                              tmp_path_factory.mktemp("village-worker"), **access.env
+                              ) as process:
+            wait_until(lambda: get_json(process.web_port, "/api/neighbourhoods",
+                                        access.token)[0] == 200)
             yield process
     finally:  # the shared broker keeps nothing of this module (the NIK input included)
         namespace.teardown([app_id])
@@ -129,7 +136,7 @@ def test_a_simulated_month_gets_exactly_the_expected_verdicts_indicators_and_dea
 
 def test_the_board_shows_the_unemployment_layer_and_a_kelurahan_s_rws_and_reviews(
         browser: Any, namespace: Namespace, worker: Worker, month: SimulatedMonth,
-        artifacts_dir: Path) -> None:
+        artifacts_dir: Path, access: BoardAccess) -> None:
     assert CHROMIUM.exists()
     expected = expected_indicators(month, REGISTRY)
     wait_until(lambda: published(namespace.read(catalog.NEIGHBOURHOOD_INDICATORS)) == expected,
@@ -137,11 +144,11 @@ def test_the_board_shows_the_unemployment_layer_and_a_kelurahan_s_rws_and_review
     base_url = f"http://127.0.0.1:{worker.web_port}"
     outside: list[str] = []
     errors: list[str] = []
-    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page = signed_in_page(browser, base_url, "vera", access.passwords["vera"],
+                          {"width": 1600, "height": 1000})
     page.on("request", lambda request: None if request.url.startswith(base_url)
             else outside.append(request.url))
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{base_url}/board/")
     page.wait_for_selector("#connection[data-state='live']", timeout=UPDATE_TIMEOUT_MS)
     page.click("#layers button[data-layer='unemployment']")
     page.wait_for_selector(f"#village[data-period='{month.period}']", timeout=UPDATE_TIMEOUT_MS)

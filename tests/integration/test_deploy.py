@@ -423,7 +423,7 @@ def test_prometheus_config_passes_promtool() -> None:
 def test_prometheus_rules_pass_promtool_and_their_unit_tests() -> None:
     check = run_promtool("check", "rules", "deploy/prometheus/rules.yml")
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 8 rules found" in check.stdout + check.stderr
+    assert "SUCCESS: 9 rules found" in check.stdout + check.stderr
     tested = run_promtool("test", "rules", "rules.test.yml", cwd=PROMETHEUS_DIR)
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "SUCCESS" in tested.stdout + tested.stderr
@@ -481,7 +481,7 @@ def test_grafana_provisioning_points_at_prometheus_and_the_dashboard() -> None:
 def test_dashboard_panels_each_have_the_datasource_and_queries() -> None:
     board = dashboard()
     panels = board["panels"]
-    assert len(panels) == 13
+    assert len(panels) == 14
     assert len({p["id"] for p in panels}) == len(panels)
     for panel in panels:
         assert panel["datasource"] == {"type": "prometheus", "uid": "cityops-prometheus"}, panel

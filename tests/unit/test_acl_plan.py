@@ -72,6 +72,8 @@ def test_the_worker_reads_and_writes_every_catalog_topic_by_its_role() -> None:
         "t.city.neighbourhood.reports.enriched.v1": ("READ", "WRITE"),
         "t.city.neighbourhood.validations.v1": ("READ", "WRITE"),
         "t.city.neighbourhood.indicators.v1": ("READ", "WRITE"),
+        # issue 14: the board writes operator actions, the ward agent reads them
+        "t.city.operator.actions.v1": ("READ", "WRITE"),
     }
 
 

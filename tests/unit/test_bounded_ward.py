@@ -17,6 +17,16 @@ from core.reference_data import load_ward_records
 from core.rejections import Rejection
 from core.vocabulary import ASSET_REGISTRY_SEED
 from processors import ward_step
+from processors.operations import (
+    MAX_ENTRIES,
+    MAX_LISTED_CASES,
+    MAX_LISTED_ENTRIES,
+    MAX_SLA_REASONS,
+    MAX_TEXT,
+    CaseBook,
+    annotate,
+    fold_action,
+)
 from processors.situation import (
     MAX_CABINET_REASONS,
     MAX_LISTED_CABINETS,
@@ -33,6 +43,7 @@ from processors.state import (
     MAX_LAMPS,
     WardState,
     apply,
+    to_ms,
 )
 from processors.thresholds import Thresholds
 from schemas.codec import encode
@@ -216,3 +227,41 @@ def test_a_situation_that_fails_is_one_wards_dead_letter_and_it_keeps_its_last_g
     entry = driver.entries[CIBEBER]
     assert (entry.sequence, entry.situation, driver.situations_of(CIBEBER)) == (
         1, ward_step.jsonable(good), [good])
+
+
+def test_a_ward_at_every_cap_with_every_operator_cap_stays_under_its_budget() -> None:
+    """Issue 14: the command center's part of a situation (cases, timelines, notes) is capped
+    too; a ward at every cap whose listed cases and ward history are full of the longest notes
+    and names still encodes under the 64 KiB budget. The SLA clocks of 5,000 incidents (all
+    FIRE, reported up to 5 s after T0, evaluated 1 h later) make five reasons and a count of
+    the rest."""
+    state = _at_every_cap()
+    book = CaseBook()
+    operator = "o" * 32  # the longest account name
+    for n in range(MAX_LISTED_CASES):
+        for k in range(MAX_ENTRIES):
+            fold_action(book, {
+                "action_id": str(uuid.UUID(int=(4 << 100) + n * 100 + k)),
+                "occurred_at": T0 + timedelta(seconds=k), "operator_id": operator,
+                "operator_role": "OPERATOR", "action": "NOTE", "ward_code": GROGOL,
+                "incident_source": "POLICE", "incident_id": _id("INC", n), "agency": None,
+                "text": "<" * MAX_TEXT})
+    for k in range(MAX_ENTRIES):
+        fold_action(book, {
+            "action_id": str(uuid.UUID(int=(5 << 100) + k)), "occurred_at": T0,
+            "operator_id": operator, "operator_role": "OPERATOR", "action": "NOTE",
+            "ward_code": GROGOL, "incident_source": None, "incident_id": None, "agency": None,
+            "text": "<" * MAX_TEXT})
+    registry = WardAssetCounts(MAX_CABINETS * T.cabinet_fault_count, MAX_CONTAINERS)
+    now = T0 + timedelta(hours=1)
+    situation = summarize_ward(state, WARDS[GROGOL], registry, T, now, "CHANGE", 1, None)
+    annotate(situation, state, book, T.sla, to_ms(now))
+    size = len(encode_situation(situation))
+    assert (len(situation["cases"]), {len(c["timeline"]) for c in situation["cases"]},
+            len(situation["ward_timeline"]), situation["sla_overdue"]) == (
+        MAX_LISTED_CASES, {MAX_LISTED_ENTRIES}, MAX_LISTED_ENTRIES, 2 * MAX_INCIDENTS)
+    # dispatch (300 s) and on scene (900 s) of every fire are overdue; just raised: no ack due
+    assert situation["reasons"][0] == "CRITICAL not acknowledged"
+    assert [r for r in situation["reasons"] if "past their SLA" in r] == [
+        f"and {MAX_INCIDENTS - MAX_SLA_REASONS} more incidents past their SLA"]
+    assert size < SITUATION_BUDGET_BYTES

@@ -259,6 +259,35 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "dispatch_count": 0,
         "on_scene_count": 0,
         "events_folded": 0,
+        "acknowledged_by": "rina",
+        "acknowledged_at": datetime(2025, 3, 14, 8, 16, tzinfo=UTC),
+        "sla_overdue": 1,
+        "cases": [{
+            "source_system": "CALL_CENTER_112", "incident_id": "112-2025-000123",
+            "category": "FLOOD", "severity": "SEVERE", "status": "REPORTED", "rw": "003",
+            "reported_at": T0, "assigned_agency": "BPBD", "assigned_by": "rina",
+            "assigned_at": datetime(2025, 3, 14, 8, 17, tzinfo=UTC), "escalated_by": None,
+            "escalated_at": None, "closed_by": None, "closed_at": None, "overdue": ["on_scene"],
+            "timeline": [
+                {"at": T0, "actor": "partner CALL_CENTER_112", "kind": "REPORTED", "text": None},
+                {"at": datetime(2025, 3, 14, 8, 17, tzinfo=UTC), "actor": "rina",
+                 "kind": "ASSIGN", "text": "BPBD"},
+            ],
+        }],
+        "ward_timeline": [{"at": datetime(2025, 3, 14, 8, 16, tzinfo=UTC), "actor": "rina",
+                           "kind": "ACKNOWLEDGE", "text": None}],
+    },
+    "org.cityops.OperatorAction": {
+        "action_id": "0b6f3c1e-4a53-4c4e-9d2b-5f1f1e0c2a11",
+        "occurred_at": datetime(2025, 3, 14, 8, 17, tzinfo=UTC),
+        "operator_id": "rina",
+        "operator_role": "OPERATOR",
+        "action": "ASSIGN",
+        "ward_code": "36.72.01.1001",
+        "incident_source": "CALL_CENTER_112",
+        "incident_id": "112-2025-000123",
+        "agency": "BPBD",
+        "text": "<b>perahu karet</b> dikirim",
     },
     "org.cityops.DeadLetter": {
         "original_topic": "partner-incidents",
@@ -661,6 +690,9 @@ def situation_body(reasons: bytes) -> bytes:
         + zigzag(0) * 2  # mean dispatch / on scene null
         + zigzag(0) * 2  # dispatch_count, on_scene_count
         + zigzag(0)  # events_folded
+        + zigzag(0) * 2  # acknowledged_by, acknowledged_at null
+        + zigzag(0)  # sla_overdue
+        + zigzag(0) * 2  # cases, ward_timeline: empty
     )
     return head + reasons + tail
 

@@ -62,6 +62,7 @@ def test_schema_folders_hold_the_expected_files() -> None:
         "org.cityops.LightingEvent.avsc",
         "org.cityops.Neighbourhood.avsc",
         "org.cityops.NeighbourhoodIndicator.avsc",
+        "org.cityops.OperatorAction.avsc",
         "org.cityops.RtReport.avsc",
         "org.cityops.RtValidation.avsc",
         "org.cityops.SituationEvent.avsc",
@@ -71,6 +72,7 @@ def test_schema_folders_hold_the_expected_files() -> None:
     ]
     assert ids(HISTORY) == [
         "org.cityops.IncidentEvent.v1.avsc", "org.cityops.SituationEvent.v1.avsc",
+        "org.cityops.SituationEvent.v2.avsc",
     ]
 
 

@@ -227,6 +227,12 @@ def test_summary_of_an_empty_state_is_exact() -> None:
         "dispatch_count": 0,
         "on_scene_count": 0,
         "events_folded": 0,
+        # the command center's fields: filled in by the ward step (tests/unit/test_operations.py)
+        "acknowledged_by": None,
+        "acknowledged_at": None,
+        "sla_overdue": 0,
+        "cases": [],
+        "ward_timeline": [],
     }
 
 
@@ -288,6 +294,12 @@ def test_summary_of_a_busy_ward_is_exact() -> None:
         "dispatch_count": 1,
         "on_scene_count": 0,
         "events_folded": 0,
+        # the command center's fields: filled in by the ward step (tests/unit/test_operations.py)
+        "acknowledged_by": None,
+        "acknowledged_at": None,
+        "sla_overdue": 0,
+        "cases": [],
+        "ward_timeline": [],
     }
     assert ward_reasons(_busy_ward().state, WardAssetCounts(125, 12), DEFAULTS, at(1000)) == list(
         zip(["ALERT"] * 5 + ["WATCH"], record["reasons"], strict=True)
@@ -671,6 +683,12 @@ def test_kecamatan_rollup_is_exact() -> None:
         "dispatch_count": 3,
         "on_scene_count": 1,
         "events_folded": 0,
+        # the command center's fields: filled in by the ward step (tests/unit/test_operations.py)
+        "acknowledged_by": None,
+        "acknowledged_at": None,
+        "sla_overdue": 0,
+        "cases": [],
+        "ward_timeline": [],
     }
     fastavro.schemaless_writer(io.BytesIO(), _schema(), record, strict=True)
 

@@ -219,3 +219,36 @@ def test_the_clock_repeats_the_sequence_a_change_when_time_moved_a_window_then_s
     assert [(s["kind"], s["sequence"], s["open_incidents"], s["new_incidents_in_window"])
             for s in driver.situations_of(ward)] == [
         ("CHANGE", 1, 1, 1), ("CHANGE", 1, 1, 0), ("SNAPSHOT", 1, 1, 0), ("SNAPSHOT", 1, 1, 0)]
+
+
+def _action(kind: str, role: str, ward: str = FLOOD_WARD, n: int = 0,
+            **target: Any) -> bytes:
+    return encode("org.cityops.OperatorAction", {
+        "action_id": str(uuid.UUID(int=(7 << 100) + n)), "occurred_at": NOW,
+        "operator_id": "oscar", "operator_role": role, "action": kind, "ward_code": ward,
+        "incident_source": target.get("source"), "incident_id": target.get("incident"),
+        "agency": target.get("agency"), "text": target.get("text")})
+
+
+def test_operator_actions_fold_like_events_and_bad_ones_are_dead_letters() -> None:
+    driver = TopologyTestDriver(WARDS, REGISTRY, batch=1)
+    driver.pipe("incident", _incident("F-1", NOW - timedelta(minutes=5), "REPORTED",
+                                      severity="EXTREME"), now=NOW)
+    driver.pipe_action(_action("ACKNOWLEDGE", "OPERATOR"), now=NOW)
+    driver.pipe_action(_action("ASSIGN", "OPERATOR", n=1, source="CALL_CENTER_112",
+                               incident="F-1", agency="BPBD"), now=NOW)
+    driver.pipe_action(_action("ASSIGN", "OPERATOR", n=1, source="CALL_CENTER_112",
+                               incident="F-1", agency="BPBD"), now=NOW)  # a replay
+    driver.pipe_action(_action("ACKNOWLEDGE", "VIEWER", n=2), now=NOW)
+    driver.pipe_action(_action("NOTE", "OPERATOR", ward="36.72.99.9999", n=3, text="x"),
+                       now=NOW)
+    assert [(s["sequence"], s["reasons"], s["acknowledged_by"],
+             [c["assigned_agency"] for c in s["cases"]])
+            for s in driver.situations_of(FLOOD_WARD)] == [
+        (1, ["CRITICAL not acknowledged", "1 open EXTREME incident (FLOOD)"], None, [None]),
+        (2, ["1 open EXTREME incident (FLOOD)"], "oscar", [None]),
+        (3, ["1 open EXTREME incident (FLOOD)"], "oscar", ["BPBD"]),
+    ]
+    assert [(d["stage"], d["reason"], d["error_message"]) for d in driver.outputs.dead_letters] \
+        == [("VALIDATE", "action_not_allowed", "a viewer may not acknowledge"),
+            ("ENRICH", "unknown_ward", "no kelurahan '36.72.99.9999'")]

@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from processors.operations import CaseBook, annotate
 from processors.situation import situation_changed, summarize_ward
-from processors.state import WardState, apply, from_ms
+from processors.state import WardState, apply, from_ms, to_ms
 from processors.thresholds import Thresholds
 from processors.ward_step import WardEntry, flush, fold, jsonable, tick
 from tests.unit.test_state_property import (
@@ -44,8 +45,11 @@ def _from_scratch(applied: list[Event], ward: str, thresholds: Thresholds) -> di
     for kind, enriched in applied:
         apply(state, kind, enriched, thresholds)
     assert state.watermark is not None
-    return jsonable(summarize_ward(state, WARDS[ward], REGISTRY, thresholds,
-                                   from_ms(state.watermark), "CHANGE", 1, None))
+    situation = summarize_ward(state, WARDS[ward], REGISTRY, thresholds,
+                               from_ms(state.watermark), "CHANGE", 1, None)
+    # the command center's part: SLA clocks on the wall clock (NOW), no operator action
+    annotate(situation, state, CaseBook(), thresholds.sla, max(to_ms(NOW), state.watermark))
+    return jsonable(situation)
 
 
 def test_a_batch_of_three_reports_is_one_change_that_folds_three() -> None:

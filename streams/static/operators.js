@@ -1,0 +1,232 @@
+/* The command center acts (issue 14): who is signed in, the cases of the selected kelurahan with
+ * their SLA clocks and history, and the actions the operator's role allows. Kept apart from
+ * board.js, which announces each render of the detail panel with a "cityops:detail" event.
+ * Every text that came from a partner or an operator is set with textContent, never as markup. */
+"use strict";
+
+(() => {
+  const url = (path) => new URL(path, document.baseURI).toString();
+  const AGENCY_NAMES = {
+    POLRES: "Polres", DAMKAR: "Damkar", BPBD: "BPBD", DISHUB: "Dishub", DLH: "DLH", DINKES: "Dinkes",
+  };
+  const CLOCKS = { dispatch: "dispatch", on_scene: "on scene", resolve: "resolution" };
+  const timeFmt = new Intl.DateTimeFormat("en-GB", {
+    timeZone: "Asia/Jakarta", day: "2-digit", month: "short", hour: "2-digit", minute: "2-digit",
+    second: "2-digit", hour12: false,
+  });
+  const at = (iso) => (iso ? `${timeFmt.format(new Date(iso))} WIB` : "–");
+
+  let me = null; // body of /api/me
+  const drafts = new Map(); // note drafts by case key, kept across re-renders
+  let lastDetail = null;
+
+  function h(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (name === "class") node.className = value;
+      else if (name.startsWith("data-") || name === "type" || name === "placeholder" ||
+               name === "maxlength" || name === "aria-label") node.setAttribute(name, value);
+      else node[name] = value;
+    }
+    for (const child of children) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(typeof child === "string" ? document.createTextNode(child) : child);
+    }
+    return node;
+  }
+
+  const may = (action) => Boolean(me && me.actions.includes(action));
+
+  function status(text, failed) {
+    const line = document.getElementById("ops-status");
+    if (!line) return;
+    line.textContent = text;
+    line.setAttribute("data-failed", failed ? "true" : "false");
+  }
+
+  async function act(code, action, body) {
+    const response = await fetch(
+      url(`../api/wards/${encodeURIComponent(code)}/actions/${action}`), {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": me.csrf_token },
+        body: JSON.stringify(body || {}),
+      });
+    const result = await response.json().catch(() => ({}));
+    if (response.ok) status(`${action} sent; the board shows it once the ward is updated`, false);
+    else status(`${action} refused (${response.status}): ${result.error || "error"}`, true);
+    return response.ok;
+  }
+
+  // -- header: who is signed in -------------------------------------------------------------
+  function renderUser() {
+    const box = h("div", { class: "operator", id: "operator" },
+      h("span", { class: "who", "data-role": me.role }, `${me.name} · ${me.role.toLowerCase()}`));
+    if (me.kind === "operator") {
+      const out = h("button", { type: "button", id: "sign-out" }, "Sign out");
+      out.addEventListener("click", async () => {
+        await fetch(url("logout"), { method: "POST", headers: { "X-CSRF-Token": me.csrf_token } });
+        window.location.assign(url("login"));
+      });
+      box.append(out);
+    }
+    if (me.audit) {
+      const audit = h("button", { type: "button", id: "audit-open" }, "Audit trail");
+      audit.addEventListener("click", showAudit);
+      box.append(audit);
+    }
+    document.querySelector(".status").prepend(box);
+  }
+
+  // -- the cases of the selected kelurahan ----------------------------------------------------
+  function timeline(entries) {
+    return h("ol", { class: "timeline" }, ...entries.map((entry) => h("li", {
+      "data-kind": entry.kind,
+      "data-actor": entry.actor,
+    }, h("span", { class: "when" }, at(entry.at)), " ",
+    h("span", { class: "actor" }, entry.actor), " ",
+    h("span", { class: "kind" }, entry.kind.toLowerCase().replace("_", " ")),
+    entry.text ? h("span", { class: "text" }, entry.text) : null)));
+  }
+
+  function caseCard(code, c) {
+    const key = `${c.source_system}|${c.incident_id}`;
+    const target = { incident_source: c.source_system, incident_id: c.incident_id };
+    const assigned = c.assigned_agency
+      ? `Assigned to ${AGENCY_NAMES[c.assigned_agency] || c.assigned_agency} by ${c.assigned_by} at ${at(c.assigned_at)}`
+      : "Unassigned";
+    const card = h("div", { class: "case", "data-incident": c.incident_id,
+                            "data-overdue": c.overdue.length ? "true" : "false" },
+      h("div", { class: "case-head" },
+        h("span", { class: "case-title" },
+          `${c.category} · ${c.severity} · ${c.status || "status unknown"}${c.rw ? ` · RW ${c.rw}` : ""}`),
+        h("span", { class: "mono" }, c.incident_id)),
+      h("div", { class: "assigned" }, assigned),
+      c.overdue.length
+        ? h("div", { class: "overdue" }, `SLA overdue: ${c.overdue.map((k) => CLOCKS[k] || k).join(", ")}`)
+        : null,
+      c.escalated_by ? h("div", { class: "escalated" }, `Escalated by ${c.escalated_by} at ${at(c.escalated_at)}`) : null,
+      c.closed_by ? h("div", { class: "closed" }, `Closed by ${c.closed_by} at ${at(c.closed_at)}`) : null);
+    const tools = h("div", { class: "case-actions" });
+    if (may("ASSIGN")) {
+      const agency = h("select", { class: "agency", "aria-label": "Agency" },
+        ...Object.entries(AGENCY_NAMES).map(([value, name]) => h("option", { value }, name)));
+      agency.value = drafts.get(`agency|${key}`) || c.assigned_agency || "POLRES";
+      agency.addEventListener("change", () => drafts.set(`agency|${key}`, agency.value));
+      const assign = h("button", { type: "button", class: "assign" }, "Assign");
+      assign.addEventListener("click", () => act(code, "assign", { ...target, agency: agency.value }));
+      tools.append(agency, assign);
+    }
+    if (may("ESCALATE")) {
+      const escalate = h("button", { type: "button", class: "escalate" }, "Escalate");
+      escalate.addEventListener("click", () => act(code, "escalate", target));
+      tools.append(escalate);
+    }
+    if (may("CLOSE") && !c.closed_by) {
+      const close = h("button", { type: "button", class: "close-case" }, "Close case");
+      close.addEventListener("click", () => act(code, "close", target));
+      tools.append(close);
+    }
+    if (may("NOTE")) {
+      const note = h("input", { class: "note-text", type: "text", maxlength: "500",
+                                placeholder: "Note", "data-key": key });
+      note.value = drafts.get(key) || "";
+      note.addEventListener("input", () => drafts.set(key, note.value));
+      const add = h("button", { type: "button", class: "add-note" }, "Add note");
+      add.addEventListener("click", async () => {
+        if (!note.value.trim()) return;
+        if (await act(code, "note", { ...target, text: note.value })) {
+          drafts.delete(key);
+          note.value = "";
+        }
+      });
+      tools.append(note, add);
+    }
+    if (tools.childNodes.length) card.append(tools);
+    card.append(timeline(c.timeline));
+    return card;
+  }
+
+  // The detail panel is rebuilt whenever any situation changes; the section is rebuilt only
+  // when what it shows changed, and otherwise the same node is put back, so a button being
+  // clicked or a note being typed survives the rebuild.
+  let shown = { signature: null, section: null };
+
+  function render(detail) {
+    lastDetail = detail;
+    const { code, situation, panel } = detail;
+    if (!me || !situation) return;
+    const signature = JSON.stringify([code, situation.level, situation.acknowledged_by,
+      situation.acknowledged_at, situation.sla_overdue, situation.cases, situation.ward_timeline]);
+    let section = shown.section;
+    if (signature !== shown.signature || !section) {
+      section = build(code, situation);
+      shown = { signature, section };
+    }
+    const focused = document.activeElement && document.activeElement.classList.contains("note-text")
+      ? document.activeElement.getAttribute("data-key") : null;
+    const old = panel.querySelector("#ops");
+    if (old && old !== section) old.remove();
+    // right under the reasons, where an operator looks first
+    const kpis = panel.querySelector(".kpis");
+    if (kpis) panel.insertBefore(section, kpis); else panel.append(section);
+    if (focused && document.activeElement !== section.querySelector(`input.note-text[data-key="${CSS.escape(focused)}"]`)) {
+      const input = section.querySelector(`input.note-text[data-key="${CSS.escape(focused)}"]`);
+      if (input) { input.focus(); input.setSelectionRange(input.value.length, input.value.length); }
+    }
+  }
+
+  function build(code, situation) {
+    const raised = situation.level === "ALERT" || situation.level === "CRITICAL";
+    const ack = situation.acknowledged_by
+      ? h("p", { class: "ack", "data-acknowledged": "true" },
+        `Acknowledged by ${situation.acknowledged_by} at ${at(situation.acknowledged_at)}`)
+      : h("p", { class: "ack", "data-acknowledged": "false" },
+        raised ? `${situation.level} not acknowledged` : "Nothing to acknowledge");
+    const section = h("section", { class: "ops", id: "ops" }, h("h3", {}, "Command center"), ack);
+    if (raised && !situation.acknowledged_by && may("ACKNOWLEDGE")) {
+      const button = h("button", { type: "button", id: "acknowledge" }, "Acknowledge");
+      button.addEventListener("click", () => act(code, "acknowledge", {}));
+      section.append(button);
+    }
+    section.append(h("p", { class: "note", id: "ops-status", "data-failed": "false" }, ""));
+    if (situation.sla_overdue) {
+      section.append(h("p", { class: "overdue sla-count" }, `${situation.sla_overdue} SLA clock(s) overdue`));
+    }
+    section.append(h("h3", {}, `Open cases (${situation.cases.length})`),
+      ...situation.cases.map((c) => caseCard(code, c)));
+    if (situation.ward_timeline.length) {
+      section.append(h("h3", {}, "Kelurahan history"), timeline(situation.ward_timeline));
+    }
+    return section;
+  }
+
+  // -- audit trail (supervisors) ----------------------------------------------------------
+  async function showAudit() {
+    const response = await fetch(url("../api/audit"));
+    const body = await response.json().catch(() => ({ entries: [] }));
+    let panel = document.getElementById("audit");
+    if (panel) panel.remove();
+    panel = h("section", { class: "audit", id: "audit" },
+      h("div", { class: "dhead" }, h("div", { class: "dname" }, "Audit trail"),
+        h("button", { type: "button", id: "audit-close" }, "✕")),
+      h("ol", { class: "timeline" }, ...(body.entries || []).map((e) => h("li", { "data-kind": e.kind },
+        h("span", { class: "when" }, at(e.at)), " ",
+        h("span", { class: "actor" }, e.actor), " ",
+        h("span", { class: "kind" }, e.kind.toLowerCase()), " ",
+        h("span", { class: "where" }, `${e.kelurahan}${e.incident_id ? ` · ${e.incident_id}` : ""}`),
+        e.text ? h("span", { class: "text" }, e.text) : null))));
+    document.querySelector(".side").prepend(panel);
+    document.getElementById("audit-close").addEventListener("click", () => panel.remove());
+  }
+
+  document.addEventListener("cityops:detail", (event) => render(event.detail));
+
+  fetch(url("../api/me")).then((r) => (r.ok ? r.json() : null)).then((body) => {
+    if (!body) return;
+    me = body;
+    renderUser();
+    shown = { signature: null, section: null };
+    if (lastDetail && lastDetail.panel.isConnected) render(lastDetail);
+  }).catch((error) => console.warn("who am I failed", error));
+})();
