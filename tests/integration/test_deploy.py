@@ -227,7 +227,8 @@ def test_compose_parses_into_the_expected_services() -> None:
         "cluster-init", "cluster-simulator", "cluster-worker-1", "cluster-worker-2",
         "kafka-1", "kafka-2", "kafka-3"]
     assert sorted(data["volumes"]) == ["grafana-data", "kafka-1-data", "kafka-2-data",
-                                       "kafka-3-data", "kafka-data", "prometheus-data"]
+                                       "kafka-3-data", "kafka-data", "operator-accounts",
+                                       "prometheus-data"]
 
 
 def test_every_build_context_dockerfile_and_bind_mount_exists() -> None:
