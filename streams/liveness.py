@@ -29,6 +29,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from core.connection import aiokafka_security
 from streams.context import WorkerContext
 from streams.runtime import taskdump
+from streams.runtime.batch_hop import group_offsets
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,6 @@ class WardLiveness:
         @app.on_partitions_assigned.connect
         async def _assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
             self._quiet_since = time.monotonic()
-
-    def reset(self) -> None:
-        self._quiet_since = time.monotonic()
 
     async def check(self) -> None:
         now = time.monotonic()
@@ -116,7 +114,4 @@ class WardLiveness:
                                         **aiokafka_security())
             await admin.start()
             self._admin = admin
-        found = await self._admin.list_consumer_group_offsets(
-            self.context.settings.app_id, partitions=partitions)
-        return {tp: meta.offset for tp, meta in found.items()
-                if meta is not None and meta.offset >= 0}
+        return await group_offsets(self._admin, self.context.settings.app_id, partitions)

@@ -47,6 +47,15 @@ COMMIT_INTERVAL_S = 1.0
 Handler = Callable[[Sequence[ConsumerRecord[bytes, bytes]]], Awaitable[None]]
 
 
+async def group_offsets(admin: AIOKafkaAdminClient, group: str,
+                        partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+    """The offsets `group` committed for `partitions` (a partition it never committed is
+    absent)."""
+    found = await admin.list_consumer_group_offsets(group, partitions=list(partitions))
+    return {tp: meta.offset for tp, meta in found.items()
+            if meta is not None and meta.offset >= 0}
+
+
 def hop_group(app_id: str) -> str:
     """The consumer group of the enrichment hop of the app `app_id`."""
     return f"{app_id}-enrich"
@@ -173,14 +182,13 @@ class BatchHop(Service):
                                     client_id=f"{self.client_id}-admin", **self.security)
         await admin.start()
         try:
-            offsets = await admin.list_consumer_group_offsets(self.app_id, partitions=fresh)
+            offsets = await group_offsets(admin, self.app_id, fresh)
         except Exception as error:  # no such group, no access: start from the beginning
             log.info("no offsets of group %s to start from (%r)", self.app_id, error)
             return
         finally:
             await admin.close()
-        for tp, meta in offsets.items():
-            if meta is not None and meta.offset >= 0:
-                consumer.seek(tp, meta.offset)
-                log.info("%s[%d] starts at offset %d, committed by group %s", tp.topic,
-                         tp.partition, meta.offset, self.app_id)
+        for tp, offset in offsets.items():
+            consumer.seek(tp, offset)
+            log.info("%s[%d] starts at offset %d, committed by group %s", tp.topic,
+                     tp.partition, offset, self.app_id)
