@@ -38,12 +38,13 @@ PRODUCER_MAX_BATCH_BYTES = 256 * 1024
 #: 20,000 events per ward per dedupe horizon (2.8 events/s in one kelurahan over 2 h).
 STATE_RECORD_MAX_BYTES = 8 * 1024 * 1024
 PRODUCER_MAX_REQUEST_BYTES = STATE_RECORD_MAX_BYTES + 1024 * 1024
-#: Bytes fetched per partition per request (Faust's default is 1 MiB). The client hands out
-#: fetched partitions in the order they arrived and Faust's one delivery loop waits on a full
-#: agent queue, so with a backlog every input partition's whole fetch (about 7,000 events at
-#: 1 MiB) went through enrichment before the ward agent saw its first enriched record: after
-#: an outage, situations waited for nearly the whole backlog. A batch larger than this is
-#: still returned whole (Kafka returns at least one batch per fetch).
+#: Bytes fetched per partition per request by Faust's consumer (its default is 1 MiB). The client
+#: hands out fetched partitions in the order they arrived and Faust's one delivery loop waits on a
+#: full agent queue, so with a backlog each partition's whole fetch went through its agent before
+#: the next partition's records were delivered. Under at_least_once partner topics no longer pass
+#: through Faust (the batch hop, docs/runtime.md); this keeps the turns short for what still does:
+#: the partner topics under exactly_once, the enriched and action topics, the RT reports. A batch
+#: larger than this is still returned whole (Kafka returns at least one batch per fetch).
 CONSUMER_MAX_FETCH_BYTES = 128 * 1024
 
 Deliveries = list["Awaitable[Any]"]
