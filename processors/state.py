@@ -256,6 +256,7 @@ class WardState:
         "containers",
         "dispatch_count",
         "dispatch_ms_sum",
+        "frontier",
         "incidents",
         "lamps",
         "lamps_out",
@@ -270,6 +271,9 @@ class WardState:
 
     def __init__(self) -> None:
         self.watermark: int | None = None
+        #: The time the watermark would be at without the upstream hold (the newest event
+        #: time, capped by ingestion): where `release` takes it once the hold lets it.
+        self.frontier: int | None = None
         self.late_events = 0
         self.seen: dict[str, int] = {}
         self.incidents: dict[IncidentKey, IncidentRecord] = {}
@@ -293,6 +297,7 @@ class WardState:
             return NotImplemented
         return (
             self.watermark == other.watermark
+            and self.frontier == other.frontier
             and self.late_events == other.late_events
             and self.seen == other.seen
             and self.incidents == other.incidents
@@ -317,6 +322,7 @@ class WardState:
         return {
             "v": STATE_FORMAT_VERSION,
             "wm": self.watermark,
+            **({} if self.frontier == self.watermark else {"fr": self.frontier}),
             "late": self.late_events,
             "seen": [[bucket, buckets[bucket]] for bucket in sorted(buckets)],
             "inc": self._incident_rows_now(),
@@ -353,6 +359,7 @@ class WardState:
             raise ValueError(f"unsupported WardState format version {version!r}")
         state = cls()
         state.watermark = data["wm"]
+        state.frontier = data.get("fr", state.watermark)
         state.late_events = data["late"]
         state.seen = {
             event_id: int(bucket) for bucket, event_ids in data["seen"] for event_id in event_ids
@@ -389,8 +396,14 @@ def apply(
     kind: EventKind | str,
     enriched: Mapping[str, Any],
     thresholds: Thresholds,
+    hold: int | None = None,
 ) -> ApplyResult:
-    """Fold one enriched event (an Enriched*Event dict) into `state`, in place."""
+    """Fold one enriched event (an Enriched*Event dict) into `state`, in place.
+
+    `hold` is the upstream low watermark (processors/event_order.py): the watermark advances
+    to this event's time only as far as every input channel has delivered (None: no bound;
+    negative: a channel has delivered nothing yet, no advance). The event time it could not
+    advance to is kept (`frontier`) for `release`."""
     if kind != "incident" and kind != "lighting" and kind != "waste":
         raise ValueError(f"unknown event kind {kind!r} (expected incident, lighting or waste)")
     event = enriched["event"]
@@ -405,6 +418,10 @@ def apply(
     # `ingested_at` travels in the enriched record, so a replay moves it the same way.
     clock = min(at, to_ms(enriched["ingested_at"]))
     watermark = state.watermark
+    if state.frontier is None or clock > state.frontier:
+        state.frontier = clock
+    if hold is not None:
+        clock = min(clock, hold)
     late = False
     if watermark is not None:
         if (
@@ -422,7 +439,8 @@ def apply(
             _advance(state, clock, thresholds)
     else:
         state.seen[event_id] = at - at % DEDUPE_BUCKET_MS
-        state.watermark = clock
+        if clock >= 0:
+            state.watermark = clock
     if kind == "incident":
         _apply_incident(state, event, at, late, thresholds)
     elif kind == "lighting":
@@ -433,6 +451,23 @@ def apply(
         state.late_events += 1
         return LATE
     return APPLIED
+
+
+def release(state: WardState, hold: int | None, thresholds: Thresholds) -> bool:
+    """Advance the watermark towards the newest event time folded as far as `hold` (the
+    upstream low watermark, None: no bound) now allows; True when it moved (the ward's windows
+    are then evaluated again)."""
+    frontier = state.frontier
+    if frontier is None:
+        return False
+    target = frontier if hold is None else min(frontier, hold)
+    if target < 0 or (state.watermark is not None and target <= state.watermark):
+        return False
+    if state.watermark is None:
+        state.watermark = target
+    else:
+        _advance(state, target, thresholds)
+    return True
 
 
 def _check_capacity(state: WardState, kind: str, event: Mapping[str, Any]) -> None:

@@ -44,6 +44,7 @@ from processors.situation import (
     summarize_ward,
 )
 from processors.state import ApplyResult, EventKind, WardState, apply, from_ms, to_ms
+from processors.state import release as state_release
 from processors.thresholds import Thresholds
 
 
@@ -79,6 +80,9 @@ class WardEntry:
     """Epoch ms at which the last of them was ingested (for the latency metric)."""
     book: CaseBook = field(default_factory=CaseBook)
     """Operator actions on the ward (processors/operations.py)."""
+    released: bool = False
+    """The upstream hold let the watermark move since the last evaluation (`release`); not
+    stored: a recovered ward is evaluated at its next event or tick anyway."""
 
     def to_table(self) -> dict[str, Any]:
         value: dict[str, Any] = {
@@ -135,15 +139,25 @@ def resume(entry: WardEntry, published_sequence: int,
 
 
 def fold(entry: WardEntry, kind: EventKind | str, enriched: Mapping[str, Any],
-         thresholds: Thresholds) -> ApplyResult:
-    """Apply one enriched event to the ward's state, remembering the change for `flush`."""
-    result = apply(entry.state, kind, enriched, thresholds)
+         thresholds: Thresholds, hold: int | None = None) -> ApplyResult:
+    """Apply one enriched event to the ward's state, remembering the change for `flush`;
+    `hold` is the upstream low watermark (`processors.state.apply`)."""
+    result = apply(entry.state, kind, enriched, thresholds, hold)
     if result.changed:
         entry.pending_event_id = enriched["event"]["event_id"]
         entry.pending_events += 1
         ingested: datetime = enriched["ingested_at"]
         entry.pending_ingested_at = int(ingested.timestamp() * 1000)
     return result
+
+
+def release(entry: WardEntry, hold: int | None, thresholds: Thresholds) -> bool:
+    """Move the ward's watermark as far as the upstream hold now allows (`state.release`);
+    when it moved, the next `flush` evaluates the ward at its new watermark."""
+    if state_release(entry.state, hold, thresholds):
+        entry.released = True
+        return True
+    return False
 
 
 def fold_action(entry: WardEntry, action: Mapping[str, Any], thresholds: Thresholds) -> bool:
@@ -164,7 +178,7 @@ def flush(entry: WardEntry, ward: Mapping[str, Any], assets: WardAssetCounts,
     """The CHANGE to publish for everything folded since the last evaluation, if an operator
     would see something new; evaluated at the ward's watermark, so a replay gives the same
     situation. Nothing pending: None."""
-    if not entry.pending_events:
+    if not entry.pending_events and not entry.released:
         return None
     as_of = from_ms(entry.state.watermark) if entry.state.watermark is not None else now
     ingested = (from_ms(entry.pending_ingested_at) if entry.pending_ingested_at is not None
@@ -174,6 +188,7 @@ def flush(entry: WardEntry, ward: Mapping[str, Any], assets: WardAssetCounts,
                          entry.pending_event_id, entry.pending_events, ingested)
     finally:  # a failed evaluation is reported once, not again with every later batch
         entry.pending_event_id, entry.pending_events, entry.pending_ingested_at = None, 0, None
+        entry.released = False
 
 
 def tick(entry: WardEntry, ward: Mapping[str, Any], assets: WardAssetCounts,

@@ -30,7 +30,9 @@ from prometheus_client import Counter, Histogram, start_http_server
 from core.connection import aiokafka_security
 from core.rejections import Rejection
 from processors.enrich import EnrichmentRules, data_quality
+from processors.event_order import MARK_HEADER, encode_mark
 from processors.records import enrich_record
+from processors.state import to_ms
 from streams.context import Deliveries, Record, WorkerContext
 from streams.liveness import EXIT_STALLED
 from streams.neighbourhood_agent import NeighbourhoodAgents
@@ -79,6 +81,7 @@ class Pipeline:
                 self.metrics.unparseable.labels(name, kind)
         self._inputs: dict[str, tuple[EventType, tuple[str, str] | None, str]] = {}
         self.hop: BatchHop | None = None
+        self._expired_holds = 0
         self._deliveries: Deliveries = []
         self.wards = WardAggregator(context)
         # RT reports (issue 13) follow the ward aggregator's thresholds file and its reloads.
@@ -103,6 +106,14 @@ class Pipeline:
         the record must name that source (docs/security.md). Returns (partition, key, value)
         of the enriched record to send, or None when the record went to the dead-letter topic.
         """
+        enriched = await self._enrich(message, timestamp_s, event_type, source, deliveries)
+        return None if enriched is None else enriched[0]
+
+    async def _enrich(self, message: Any, timestamp_s: float | None, event_type: EventType,
+                      source: tuple[str, str] | None, deliveries: Deliveries | None,
+                      ) -> tuple[Record, int] | None:
+        """`enrich_message`, with the event time the ward will fold it at (its occurred_at,
+        capped by its ingestion: `processors.state.apply`), for the hop's event-time order."""
         self._consumed[message.topic].inc()
         now = datetime.now(UTC)
         try:
@@ -132,23 +143,48 @@ class Pipeline:
         if age is None:
             age = self._event_age[message.topic] = self.metrics.event_age.labels(message.topic)
         age.observe(max(0.0, (now - occurred).total_seconds()))
-        return self.context.ward_partition(ward_code), ward_code.encode(), value
+        clock = to_ms(min(occurred, now))
+        return (self.context.ward_partition(ward_code), ward_code.encode(), value), clock
 
-    async def enrich_batch(self, records: Sequence[Any]) -> None:
-        """The batch hop's handler: every record of a `getmany`, enriched records sent in one
-        record batch per enriched topic and partition."""
+    async def enrich_batch(self, records: Sequence[Any]) -> list[tuple[int, Any] | None]:
+        """The batch hop's `prepare`: every record of a `getmany` enriched (or dead-lettered),
+        with its event time; the hop orders them across partitions before `send_enriched`."""
         await self.context.backlog.room()
-        outputs: dict[str, list[Record]] = defaultdict(list)
+        prepared: list[tuple[int, Any] | None] = []
         for message in records:
             event_type, source, enriched_topic = self._inputs[message.topic]
             timestamp_s = None if message.timestamp is None else message.timestamp / 1000
-            record = await self.enrich_message(message, timestamp_s, event_type, source,
-                                               self._deliveries)
-            if record is not None:
-                outputs[enriched_topic].append(record)
+            enriched = await self._enrich(message, timestamp_s, event_type, source,
+                                          self._deliveries)
+            prepared.append(None if enriched is None
+                            else (enriched[1], (enriched_topic, enriched[0])))
+        return prepared
+
+    async def send_enriched(self, items: Sequence[tuple[str, Record]], mark: int) -> None:
+        """The batch hop's `emit`: enriched records in the order given, one record batch per
+        enriched topic and partition, each carrying the hop's low watermark."""
+        outputs: dict[str, list[Record]] = defaultdict(list)
+        for topic, record in items:
+            outputs[topic].append(record)
+        headers = [(MARK_HEADER, encode_mark(self.settings.worker_id, mark))]
+        self.metrics.hop_watermark_lag.set(self._mark_lag(mark))
         for topic, batch in outputs.items():
             self.context.backlog.sending(topic, batch)
-            await self.context.send_batch(topic, batch, self._deliveries)
+            await self.context.send_batch(topic, batch, self._deliveries, headers)
+
+    def _mark_lag(self, mark: int) -> float:
+        """Event-time seconds between the newest event the hop released and its low watermark
+        (0 when it holds nothing back)."""
+        hop = self.hop
+        if hop is None:
+            return 0.0
+        expired = hop.merge.expired_holds - self._expired_holds
+        if expired:
+            self._expired_holds = hop.merge.expired_holds
+            self.metrics.hop_hold_expired.inc(expired)
+        if mark < 0 or hop.newest < 0:
+            return 0.0
+        return max(0.0, (hop.newest - mark) / 1000)
 
     def _wire_batch_hop(self) -> None:
         """Partner topics through the batch hop (streams/runtime/batch_hop.py)."""
@@ -171,7 +207,8 @@ class Pipeline:
 
         self.hop = BatchHop(
             bootstrap=self.settings.bootstrap, app_id=self.settings.app_id,
-            topics=sorted(self._inputs), handler=self.enrich_batch, flush=flush,
+            topics=sorted(self._inputs), prepare=self.enrich_batch, emit=self.send_enriched,
+            flush=flush,
             settle=self.fence.settle, security=aiokafka_security(),
             ready=self.references.wait_ready, client_id=f"{self.settings.app_id}-enrich",
             session_timeout_s=self.settings.session_timeout_s,

@@ -225,14 +225,15 @@ class WorkerContext:
     # -- sending ------------------------------------------------------------------------------
 
     async def send_batch(self, topic: str, records: list[Record],
-                         deliveries: Deliveries | None = None) -> None:
+                         deliveries: Deliveries | None = None,
+                         headers: list[tuple[str, bytes]] | None = None) -> None:
         """Hand a batch's records to the producer with one record batch per partition.
 
         aiokafka's batch API costs a few microseconds per record where `send()` costs tens
         (a future and a lookup per record). The batches go into the same producer Faust
         flushes before it commits offsets, so at-least-once is unchanged. Under
         exactly-once, or if Faust's producer hides its aiokafka client, records go one by
-        one through `send_fast` instead.
+        one through `send_fast` instead. `headers` go on every record.
         """
         producer = self._producer
         if producer is None:
@@ -240,19 +241,20 @@ class WorkerContext:
         client = getattr(producer, "_producer", None)
         if client is None or self.app.in_transaction or len(records) < 2:
             for partition, key, value in records:
-                await self.send_fast(topic, key, value, partition, deliveries)
+                await self.send_fast(topic, key, value, partition, deliveries, headers)
             return
+        extra = headers or []
         builders: dict[int, Any] = {}
         for partition, key, value in records:
             builder = builders.get(partition)
             if builder is None:
                 builder = builders[partition] = client.create_batch()
-            if builder.append(key=key, value=value, timestamp=None) is None:
+            if builder.append(key=key, value=value, timestamp=None, headers=extra) is None:
                 sent = await client.send_batch(builder, topic, partition=partition)
                 if deliveries is not None:
                     deliveries.append(sent)
                 builder = builders[partition] = client.create_batch()
-                builder.append(key=key, value=value, timestamp=None)
+                builder.append(key=key, value=value, timestamp=None, headers=extra)
         for partition, builder in builders.items():
             if builder.record_count():
                 sent = await client.send_batch(builder, topic, partition=partition)
@@ -260,14 +262,15 @@ class WorkerContext:
                     deliveries.append(sent)
 
     async def send_fast(self, topic: str, key: bytes, value: bytes, partition: int,
-                        deliveries: Deliveries | None = None) -> None:
+                        deliveries: Deliveries | None = None,
+                        headers: list[tuple[str, bytes]] | None = None) -> None:
         """Send through the app's producer, as `Topic.send` ends up doing, minus Faust's
         per-message wrapping (future message, sensors), which took ~18 % of a worker's CPU.
         Offsets are still committed only after this producer was flushed."""
         producer = self._producer
         if producer is None:
             producer = self._producer = await self.app.maybe_start_producer()
-        sent = await producer.send(topic, key, value, partition, None, None)
+        sent = await producer.send(topic, key, value, partition, None, headers)
         if deliveries is not None:
             deliveries.append(sent)
 

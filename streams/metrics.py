@@ -167,6 +167,19 @@ class WorkerMetrics:
             "cityops_worker_ready",
             "1 once the worker's agents run with the reference data read to the end.",
             registry=r)
+        self.hop_watermark_lag = Gauge(
+            "cityops_hop_watermark_lag_seconds",
+            "Event-time seconds between the newest event the batch hop released and its low "
+            "watermark (what its slowest input partition holds back; 0 when all are caught "
+            "up).", registry=r)
+        self.hop_hold_expired = Counter(
+            "cityops_hop_hold_expired_total",
+            "Input partitions that stopped holding the hop's low watermark back after "
+            "delivering nothing for the bound (docs/rules.md).", registry=r)
+        self.ward_watermark_held = Gauge(
+            "cityops_ward_watermark_held_seconds",
+            "Event-time seconds the most held-back ward's watermark is behind the newest event "
+            "it folded, because an input channel has not delivered up to it yet.", registry=r)
         self.leader = Gauge(
             "cityops_worker_is_leader",
             "1 on the worker that computes kecamatan and city rollups.", registry=r)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,11 +30,13 @@ from pathlib import Path
 from typing import Any, cast
 
 import faust
+from faust.types import TP
 
 from core.rejections import rejection_of
 from core.vocabulary import CITY_CODE, CITY_NAME, level_rank
 from processors import ward_step
 from processors.dead_letters import ward_source
+from processors.event_order import MARK_HEADER, WatermarkHolds, decode_mark
 from processors.operations import acknowledge_clock, completed_clocks
 from processors.records import read_action, read_enriched
 from processors.situation import (
@@ -58,6 +61,10 @@ log = logging.getLogger(__name__)
 #: assignment (issue 12, hole 7): long enough for a normal catch-up (well under a second), short
 #: enough that a stuck reader delays situations instead of stopping them.
 CATCH_UP_TIMEOUT_S = 5.0
+
+#: A hop whose low watermark was not read on a channel for this long (wall clock) no longer
+#: holds the wards of that channel back (a stopped or killed worker's hop; docs/rules.md).
+HOLD_EXPIRY_S = 30.0
 
 #: A ward's serialised state is kept under this; above it the oldest dedupe ids are evicted.
 STATE_TARGET_BYTES = 6 * 1024 * 1024
@@ -124,6 +131,10 @@ class WardAggregator:
         # before a ward taken over (or a rollup) publishes again (`_caught_up`).
         self._stale = True
         self._catch_up: asyncio.Future[None] | None = None
+        #: The upstream hops' low watermarks per enriched (topic, partition) (issue 26).
+        self.holds: WatermarkHolds[tuple[str, int]] = WatermarkHolds(HOLD_EXPIRY_S)
+        #: The offset of the last record read per enriched (topic, partition).
+        self._read: dict[tuple[str, int], int] = {}
 
     # -- wiring ------------------------------------------------------------------------------
 
@@ -153,6 +164,8 @@ class WardAggregator:
             self.flush()
             await self.app.producer.flush()
             self.owned.clear()
+            self.holds.forget(list(self._read))
+            self._read.clear()
 
         @self.app.on_partitions_assigned.connect
         async def _catch_up(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -173,6 +186,7 @@ class WardAggregator:
             touched: dict[str, OwnedWard] = {}
             for event in events:
                 await self.process(event, touched)
+            self.release(touched)
             await self.publish_changes(touched)
             self.context.backlog.applied_events(len(events))
             self.applied_total += len(events)
@@ -197,6 +211,53 @@ class WardAggregator:
             log.warning("situations topic not read to its end in %.0f s; a ward taken over now "
                         "may repeat sequence numbers its previous owner published",
                         CATCH_UP_TIMEOUT_S)
+
+    # -- event-time order (issue 26) ------------------------------------------------------------
+
+    def _mark(self, message: Any) -> None:
+        """Remember the low watermark the record's hop sent with it, on its channel."""
+        channel = (message.topic, message.partition)
+        self._read[channel] = message.offset
+        headers = message.headers
+        if not headers:
+            return
+        items = headers.items() if isinstance(headers, Mapping) else headers
+        for name, value in items:
+            if name == MARK_HEADER and value is not None:
+                mark = decode_mark(value)
+                if mark is not None:
+                    self.holds.seen(channel, mark[0], mark[1], time.monotonic())
+                return
+
+    def _lagging(self, channel: tuple[str, int]) -> bool:
+        """The channel still has records this worker has not read (the hold counts only
+        those: a channel read to its end holds nothing back)."""
+        try:
+            end = self.app.consumer.highwater(TP(*channel))
+        except Exception:  # not assigned (any more) or not fetched yet
+            return False
+        return end is not None and self._read.get(channel, -1) + 1 < end
+
+    def hold(self, partition: int) -> int | None:
+        """The event time the wards of `partition` may advance to (None: no bound)."""
+        return self.holds.hold([(topic, partition) for topic in self.types_by_topic],
+                               self._lagging, time.monotonic())
+
+    def release(self, touched: dict[str, OwnedWard]) -> None:
+        """Move each owned ward's watermark as far as its partition's hold now allows; a ward
+        whose watermark moved is evaluated again."""
+        holds: dict[int, int | None] = {}
+        held = 0
+        for code, entry in self.owned.items():
+            if entry.partition not in holds:
+                holds[entry.partition] = self.hold(entry.partition)
+            if ward_step.release(entry, holds[entry.partition], self.thresholds):
+                touched[code] = entry
+                self._dirty.add(code)
+            state = entry.state
+            if state.frontier is not None and state.watermark is not None:
+                held = max(held, state.frontier - state.watermark)
+        self.metrics.ward_watermark_held.set(held / 1000)
 
     def _resumed(self, code: str, entry: OwnedWard) -> OwnedWard:
         ward_step.resume(entry, self.references.published_sequences.get(code, 0),
@@ -341,6 +402,7 @@ class WardAggregator:
             return
         incident_key: IncidentKey | None = None
         before: set[str] = set()
+        self._mark(message)
         try:
             event_type = self.types_by_topic[topic]
             enriched = read_enriched(message.value, topic, event_type.enriched_schema)
@@ -355,7 +417,8 @@ class WardAggregator:
                 before = self._stopped_clocks(entry, incident_key)
             dispatch_before = (entry.state.dispatch_count, entry.state.dispatch_ms_sum)
             on_scene_before = (entry.state.on_scene_count, entry.state.on_scene_ms_sum)
-            result = ward_step.fold(entry, event_type.kind, enriched, self.thresholds)
+            result = ward_step.fold(entry, event_type.kind, enriched, self.thresholds,
+                                    self.hold(message.partition))
         except Exception as error:
             stage, reason = rejection_of(error)
             if reason == "processing_error":
@@ -436,6 +499,9 @@ class WardAggregator:
         await self._caught_up()
         now = datetime.now(UTC)
         self._adopt_stored_wards()
+        released: dict[str, OwnedWard] = {}
+        self.release(released)
+        await self.publish_changes(released)
         wards = self.references.wards.values
         for code, entry in list(self.owned.items()):
             if code in wards:

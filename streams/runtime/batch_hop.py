@@ -12,6 +12,14 @@ stateful hop (the ward agent, its table, changelog and recovery), the app's life
 web server; this hop starts after Faust's table recovery, as an `app.service`, and stops with
 the app. Public aiokafka and Faust APIs only.
 
+Event-time order (issue 26, docs/rules.md "Event-time order across partitions"): `prepare`
+enriches each fetched record as it arrives (dead letters go out at once) and returns its event
+time; the enriched outputs wait in a buffer per input partition (`processors.event_order.
+PartitionMerge`) and are handed to `emit` lowest event time first across the partitions this
+hop owns, with the hop's low watermark, which every enriched record carries to the ward stage.
+A partition whose buffer is full is paused; a commit never passes a partition's first
+buffered record.
+
 Rebalances: the consumer's rebalance listener commits what was processed before the
 partitions go (the handler never runs during that commit: both hold one lock). A worker that
 upgrades from the Faust-agent enrichment finds no offsets in the new group: the partitions
@@ -28,11 +36,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 from mode import Service
 
-from streams.runtime.checkpoint import Checkpoint, Flush, Settle
+from processors.event_order import PartitionMerge
+from streams.runtime.checkpoint import POSITION_WAIT_S, Checkpoint, Flush, Settle
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +53,19 @@ FETCH_BYTES_PER_PARTITION = 256 * 1024
 #: A commit at most this often (the replay after a crash is at most this long).
 COMMIT_INTERVAL_S = 1.0
 
-Handler = Callable[[Sequence[ConsumerRecord[bytes, bytes]]], Awaitable[None]]
+#: Longest wait for a partition that has lag but an empty buffer before the others go on
+#: (Kafka Streams' max.task.idle.ms), and longest a partition that delivers nothing holds the
+#: hop's low watermark back (docs/rules.md).
+IDLE_S = 0.5
+HOLD_MAX_S = 60.0
+#: Records buffered per input partition before its fetches pause.
+BUFFER_RECORDS = 4_000
+
+Prepare = Callable[[Sequence[ConsumerRecord[bytes, bytes]]],
+                   Awaitable[list[tuple[int, Any] | None]]]
+"""Per record: (event time ms, what to emit for it), or None (it went to the dead letters)."""
+Emit = Callable[[Sequence[Any], int], Awaitable[None]]
+"""Send what `prepare` returned for these records, in this order, with the low watermark."""
 
 
 async def group_offsets(admin: AIOKafkaAdminClient, group: str,
@@ -70,16 +91,18 @@ class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
             await self.hop.checkpoint_commit()
             if self.hop.checkpoint is not None:
                 self.hop.checkpoint.forget(revoked)
+            self.hop.merge.revoke(revoked)  # buffered, not committed: the next owner reads them
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.hop.merge.assign(assigned, time.monotonic())
         await self.hop.adopt_faust_offsets(set(assigned))
 
 
 class BatchHop(Service):
     """Reads `topics` in batches, hands each batch to `handler`, commits at least once."""
 
-    def __init__(self, *, bootstrap: str, app_id: str, topics: Sequence[str], handler: Handler,
-                 flush: Flush, settle: Settle, security: dict[str, Any],
+    def __init__(self, *, bootstrap: str, app_id: str, topics: Sequence[str], prepare: Prepare,
+                 emit: Emit, flush: Flush, settle: Settle, security: dict[str, Any],
                  ready: Callable[[], Awaitable[None]], client_id: str,
                  session_timeout_s: float = 10.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -87,7 +110,14 @@ class BatchHop(Service):
         self.app_id = app_id
         self.group = hop_group(app_id)
         self.topics = list(topics)
-        self.handler = handler
+        self.prepare = prepare
+        self.emit = emit
+        self.merge: PartitionMerge[TopicPartition, Any] = PartitionMerge(
+            IDLE_S, HOLD_MAX_S, BUFFER_RECORDS)
+        #: The low watermark sent with the last records (processors.event_order).
+        self.low_watermark = -1
+        #: The newest event time released (the low watermark's lag is measured against it).
+        self.newest = -1
         self.flush = flush
         self.settle = settle
         self.security = security
@@ -148,26 +178,100 @@ class BatchHop(Service):
                 await asyncio.sleep(1.0)
                 continue
             async with self.lock:
+                if batch and not await self._take(batch):
+                    await asyncio.sleep(1.0)
+                    continue
+                if not await self._release():
+                    await asyncio.sleep(1.0)
+                    continue
                 if batch:
-                    records = [record for records in batch.values() for record in records]
-                    try:
-                        await self.handler(records)
-                    except Exception:
-                        # The handler dead-letters every bad record itself: what raises here is
-                        # the way out (the producer). Read the batch again in a second.
-                        log.exception("a batch of %d records failed; read again", len(records))
-                        for tp, part in batch.items():
-                            consumer.seek(tp, part[0].offset)
-                        await asyncio.sleep(1.0)
-                        continue
-                    await self.checkpoint.processed(batch)
                     self.batches += 1
-                    self.records += len(records)
                 if time.monotonic() - last_commit >= COMMIT_INTERVAL_S:
                     last_commit = time.monotonic()
                     # positions also move past transaction markers and skipped batches
-                    await self.checkpoint.processed(consumer.assignment())
+                    await self.checkpoint.processed(consumer.assignment(),
+                                                    before=self.merge.first_offsets())
                     await self.checkpoint_commit()
+
+    async def _take(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+                    ) -> bool:
+        """Prepare a fetched batch into the partitions' buffers; False when it must be read
+        again (what raises out of `prepare` is the way out, the producer of dead letters)."""
+        consumer = self.consumer
+        assert consumer is not None
+        records = [record for part in batch.values() for record in part]
+        try:
+            prepared = await self.prepare(records)
+        except Exception:
+            log.exception("a batch of %d records failed; read again", len(records))
+            for tp, part in batch.items():
+                self._rewind(tp, part[0].offset)
+            return False
+        now = time.monotonic()
+        merge = self.merge
+        for record, item in zip(records, prepared, strict=True):
+            if item is not None:
+                merge.add(TopicPartition(record.topic, record.partition), item[0],
+                          record.offset, item[1], now)
+        self.records += len(records)
+        return True
+
+    async def _release(self) -> bool:
+        """Emit what the partitions' buffers allow, lowest event time first; pause the
+        partitions whose buffer is full. False when the emit failed (read again)."""
+        consumer = self.consumer
+        assert consumer is not None
+        merge = self.merge
+        now = time.monotonic()
+        assignment = consumer.assignment()
+        for tp in assignment:
+            merge.fetched(tp, await self._caught_up(tp), now)
+        released = merge.release(now)
+        mark = merge.low_watermark(now)
+        if released:
+            self.newest = max(self.newest, max(clock for _, clock, _, _ in released))
+            try:
+                await self.emit([item for _, _, _, item in released], mark)
+            except Exception:
+                log.exception("%d records failed; read again", len(released))
+                first: dict[TopicPartition, int] = {}
+                for tp, _, offset, _ in released:
+                    first.setdefault(tp, offset)
+                for tp, offset in merge.first_offsets().items():
+                    first.setdefault(tp, offset)
+                for tp, offset in first.items():
+                    self._rewind(tp, offset)
+                return False
+        self.low_watermark = mark
+        full = set(merge.full()) & assignment
+        paused = consumer.paused()
+        if full - paused:
+            consumer.pause(*(full - paused))
+        if paused - full:
+            consumer.resume(*(paused - full))
+        return True
+
+    def _rewind(self, tp: TopicPartition, offset: int) -> None:
+        self.merge.clear(tp)
+        assert self.consumer is not None
+        if tp in self.consumer.assignment():
+            self.consumer.seek(tp, offset)
+
+    async def _caught_up(self, tp: TopicPartition) -> bool:
+        """Nothing more of `tp` on the broker right now (its position at the last stable
+        offset, or at the high watermark where there is none)."""
+        consumer = self.consumer
+        assert consumer is not None
+        end = consumer.last_stable_offset(tp)
+        if end is None or end < 0:
+            end = consumer.highwater(tp)
+        if end is None:
+            return False
+        try:
+            position = await asyncio.wait_for(consumer.position(tp), POSITION_WAIT_S)
+        except (TimeoutError, IllegalStateError):
+            return False
+        return bool(position >= end)
 
     async def adopt_faust_offsets(self, assigned: set[TopicPartition]) -> None:
         """Partitions this group never committed start where the app's Faust group (which

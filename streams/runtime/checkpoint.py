@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -54,9 +54,11 @@ class Checkpoint:
     def pending(self) -> bool:
         return bool(self._processed)
 
-    async def processed(self, partitions: Iterable[TopicPartition]) -> None:
+    async def processed(self, partitions: Iterable[TopicPartition],
+                        before: Mapping[TopicPartition, int] | None = None) -> None:
         """Every record the consumer returned for `partitions` has been handled (its outputs
-        handed to the producer): their positions may be committed at the next commit.
+        handed to the producer), except from `before[tp]` on (records still buffered): their
+        positions may be committed at the next commit.
 
         The position, not the last record's offset + 1: it also moves past transaction markers,
         aborted transactions and batches the fence skipped, which hold nothing to process."""
@@ -70,6 +72,8 @@ class Checkpoint:
                 position = await asyncio.wait_for(self._consumer.position(tp), POSITION_WAIT_S)
             except (TimeoutError, IllegalStateError):
                 continue
+            if before is not None and tp in before:
+                position = min(position, before[tp])
             if self._committed.get(tp) != position:
                 self._processed[tp] = position
 
