@@ -14,8 +14,8 @@ feeds: its events are counted `late`. Two pieces, as Kafka Streams (KIP-353) and
   holds it without delivering anything for `hold_max_s` stops holding (the bound).
 - `WatermarkHolds`, in the ward stage: every enriched record carries its hop's low watermark
   (`encode_mark`); the ward stage keeps the last one per (enriched topic, partition, hop) and
-  a ward's watermark may advance only up to the minimum over those channels that still have
-  records to read (`hold`), never to the maximum seen. An entry not refreshed for `expiry_s`
+  a ward's watermark may advance only up to the minimum over the channels and hops (`hold`),
+  never to the maximum seen. An entry not refreshed for `expiry_s`
   (a hop that stopped) stops holding.
 
 An event older than its window's grace against that minimum is genuinely late, as before.
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -178,6 +178,20 @@ class PartitionMerge(Generic[K, T]):
                     bound = part.last if bound is None else min(bound, part.last)
         return out
 
+    @staticmethod
+    def marks(clocks: Sequence[int], low_watermark: int) -> list[int]:
+        """The mark each released record carries: the lowest event time it and every record
+        after it may have, i.e. the lowest of its own and the later ones of its release (the
+        release goes up, but a partition out of order in itself may step down) and the low
+        watermark after the release (which bounds every later release)."""
+        out = [0] * len(clocks)
+        floor = low_watermark
+        for index in range(len(clocks) - 1, -1, -1):
+            low = lower(floor, clocks[index])
+            floor = clocks[index] if low is None else low
+            out[index] = floor
+        return out
+
     def low_watermark(self, now: float) -> int:
         """The lowest event time a later record of this hop may carry (LIVE: no bound)."""
         mark: int | None = None
@@ -236,20 +250,42 @@ class WatermarkHolds(Generic[K]):
 
     def hold(self, channels: Iterable[K], lagging: Callable[[K], bool],
              now: float) -> int | None:
-        """The event time the wards fed by `channels` may advance to: the lowest mark among
-        those channels that still have records to read and whose hop is not expired. None: no
-        bound. UNKNOWN: a hop that has not delivered up to anything yet (no advance)."""
-        mark: int | None = None
+        """The event time the wards fed by `channels` may advance to. None: no bound.
+        UNKNOWN: a hop that has not delivered up to anything yet (no advance).
+
+        Per hop: everything it sends after a record marked L carries at least L, so a channel
+        read to its end is bounded by the highest mark read from the hop (on any of the
+        channels), and a channel with records left to read by the last mark read on it (the
+        lowest mark read from the hop where none was). The minimum over the hops not expired."""
+        channels = list(channels)
+        hops: dict[str, dict[K, int]] = {}
         for channel in channels:
-            hops = self._channels.get(channel)
-            if not hops or not lagging(channel):
+            entries = self._channels.get(channel)
+            if not entries:
                 continue
-            for hop, entry in list(hops.items()):
+            for hop, entry in list(entries.items()):
                 if now - entry.seen_at >= self.expiry_s:
-                    del hops[hop]  # bounded: a stopped hop is forgotten
+                    del entries[hop]  # bounded: a stopped hop is forgotten
                     continue
-                mark = lower(mark, entry.mark)
-        return None if mark == LIVE else mark
+                hops.setdefault(hop, {})[channel] = entry.mark
+        if not hops:
+            return None
+        lags = {channel: lagging(channel) for channel in channels}
+        mark: int | None = None
+        for marks in hops.values():
+            values = list(marks.values())
+            top = LIVE if LIVE in values else max(values)
+            low: int | None = None
+            for value in values:
+                low = lower(low, value)
+            for channel in channels:
+                if not lags[channel]:
+                    mark = lower(mark, top)
+                else:
+                    seen = marks.get(channel)
+                    mark = lower(mark, seen if seen is not None else
+                                 (LIVE if low is None else low))
+        return None if mark is None or mark == LIVE else mark
 
     def forget(self, channels: Iterable[K]) -> None:
         for channel in channels:

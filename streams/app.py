@@ -160,17 +160,20 @@ class Pipeline:
                             else (enriched[1], (enriched_topic, enriched[0])))
         return prepared
 
-    async def send_enriched(self, items: Sequence[tuple[str, Record]], mark: int) -> None:
+    async def send_enriched(self, items: Sequence[tuple[int, tuple[str, Record]]]) -> None:
         """The batch hop's `emit`: enriched records in the order given, one record batch per
-        enriched topic and partition, each carrying the hop's low watermark."""
+        enriched topic and partition, each carrying its mark of the hop's low watermark."""
         outputs: dict[str, list[Record]] = defaultdict(list)
-        for topic, record in items:
+        marks: dict[str, list[list[tuple[str, bytes]]]] = defaultdict(list)
+        hop = self.settings.worker_id
+        for mark, (topic, record) in items:
             outputs[topic].append(record)
-        headers = [(MARK_HEADER, encode_mark(self.settings.worker_id, mark))]
-        self.metrics.hop_watermark_lag.set(self._mark_lag(mark))
+            marks[topic].append([(MARK_HEADER, encode_mark(hop, mark))])
+        if self.hop is not None:
+            self.metrics.hop_watermark_lag.set(self._mark_lag(self.hop.low_watermark))
         for topic, batch in outputs.items():
             self.context.backlog.sending(topic, batch)
-            await self.context.send_batch(topic, batch, self._deliveries, headers)
+            await self.context.send_batch(topic, batch, self._deliveries, marks[topic])
 
     def _mark_lag(self, mark: int) -> float:
         """Event-time seconds between the newest event the hop released and its low watermark

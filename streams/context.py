@@ -226,26 +226,28 @@ class WorkerContext:
 
     async def send_batch(self, topic: str, records: list[Record],
                          deliveries: Deliveries | None = None,
-                         headers: list[tuple[str, bytes]] | None = None) -> None:
+                         headers: list[list[tuple[str, bytes]]] | None = None) -> None:
         """Hand a batch's records to the producer with one record batch per partition.
 
         aiokafka's batch API costs a few microseconds per record where `send()` costs tens
         (a future and a lookup per record). The batches go into the same producer Faust
         flushes before it commits offsets, so at-least-once is unchanged. Under
         exactly-once, or if Faust's producer hides its aiokafka client, records go one by
-        one through `send_fast` instead. `headers` go on every record.
+        one through `send_fast` instead. `headers` are each record's, in order.
         """
         producer = self._producer
         if producer is None:
             producer = self._producer = await self.app.maybe_start_producer()
         client = getattr(producer, "_producer", None)
         if client is None or self.app.in_transaction or len(records) < 2:
-            for partition, key, value in records:
-                await self.send_fast(topic, key, value, partition, deliveries, headers)
+            for index, (partition, key, value) in enumerate(records):
+                await self.send_fast(topic, key, value, partition, deliveries,
+                                     headers[index] if headers else None)
             return
-        extra = headers or []
+        no_headers: list[tuple[str, bytes]] = []
         builders: dict[int, Any] = {}
-        for partition, key, value in records:
+        for index, (partition, key, value) in enumerate(records):
+            extra = headers[index] if headers else no_headers
             builder = builders.get(partition)
             if builder is None:
                 builder = builders[partition] = client.create_batch()

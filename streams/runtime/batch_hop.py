@@ -64,8 +64,9 @@ BUFFER_RECORDS = 4_000
 Prepare = Callable[[Sequence[ConsumerRecord[bytes, bytes]]],
                    Awaitable[list[tuple[int, Any] | None]]]
 """Per record: (event time ms, what to emit for it), or None (it went to the dead letters)."""
-Emit = Callable[[Sequence[Any], int], Awaitable[None]]
-"""Send what `prepare` returned for these records, in this order, with the low watermark."""
+Emit = Callable[[Sequence[tuple[int, Any]]], Awaitable[None]]
+"""Send what `prepare` returned for these records, in this order, each with the mark it must
+carry (`PartitionMerge.marks`)."""
 
 
 async def group_offsets(admin: AIOKafkaAdminClient, group: str,
@@ -227,11 +228,13 @@ class BatchHop(Service):
         for tp in assignment:
             merge.fetched(tp, await self._caught_up(tp), now)
         released = merge.release(now)
-        mark = merge.low_watermark(now)
+        mark = self.low_watermark = merge.low_watermark(now)
         if released:
             self.newest = max(self.newest, max(clock for _, clock, _, _ in released))
             try:
-                await self.emit([item for _, _, _, item in released], mark)
+                await self.emit(list(zip(PartitionMerge.marks(
+                    [clock for _, clock, _, _ in released], mark),
+                    [item for _, _, _, item in released], strict=True)))
             except Exception:
                 log.exception("%d records failed; read again", len(released))
                 first: dict[TopicPartition, int] = {}
@@ -242,7 +245,6 @@ class BatchHop(Service):
                 for tp, offset in first.items():
                     self._rewind(tp, offset)
                 return False
-        self.low_watermark = mark
         full = set(merge.full()) & assignment
         paused = consumer.paused()
         if full - paused:
