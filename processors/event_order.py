@@ -97,8 +97,9 @@ class PartitionMerge(Generic[K, T]):
     """Per-partition buffers, released lowest event time first (see the module docstring)."""
 
     def __init__(self, idle_s: float = 0.5, hold_max_s: float = 60.0,
-                 buffer_max: int = 4_000) -> None:
+                 buffer_max: int = 4_000, caught_up_hold_s: float = 1.0) -> None:
         self.idle_s = idle_s
+        self.caught_up_hold_s = caught_up_hold_s
         self.hold_max_s = hold_max_s
         self.buffer_max = buffer_max
         self._partitions: dict[K, _Partition[T]] = {}
@@ -193,20 +194,34 @@ class PartitionMerge(Generic[K, T]):
         return out
 
     def low_watermark(self, now: float) -> int:
-        """The lowest event time a later record of this hop may carry (LIVE: no bound)."""
+        """The lowest event time a later record of this hop may carry (LIVE: no bound).
+
+        While any partition has lag, a partition that caught up holds at the last time it
+        delivered for `caught_up_hold_s` more: a backlog still being written (a partner
+        sending as fast as it can) reaches the partitions with a skew of the producer's
+        batches, so what a caught-up partition gets next may be older than another
+        partition's head. With no partition lagging the hop is live and holds nothing back."""
         mark: int | None = None
+        lagging = False
+        recent: list[int] = []
         for part in self._partitions.values():
             if part.buffer:
+                lagging = True
                 mark = lower(mark, part.buffer[0][0])
             elif part.caught_up:
-                continue
+                if part.last is not None and now - part.delivered_at < self.caught_up_hold_s:
+                    recent.append(part.last)
             elif now - part.delivered_at >= self.hold_max_s:
                 if not part.expired:  # counted once per silence
                     part.expired = True
                     self.expired_holds += 1
-                continue
             else:
+                lagging = True
                 mark = lower(mark, part.last if part.last is not None else UNKNOWN)
+        if not lagging:
+            return LIVE
+        for last in recent:
+            mark = lower(mark, last)
         return LIVE if mark is None else mark
 
     def first_offsets(self) -> dict[K, int]:

@@ -25,8 +25,11 @@ the `neighbourhood_state` table stores it), then the kelurahan's and its RWs' in
 from __future__ import annotations
 
 import json
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+import math
+import random
+import zlib
+from collections import Counter, deque
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -35,6 +38,7 @@ from core.rejections import Rejection, rejection_of
 from processors import ward_step
 from processors.dead_letters import letter_for, source_record, ward_source
 from processors.enrich import EnrichmentRules, ReferenceData, data_quality
+from processors.event_order import PartitionMerge, WatermarkHolds
 from processors.neighbourhood import (
     KelurahanReports,
     current_month,
@@ -47,14 +51,17 @@ from processors.neighbourhood import (
 )
 from processors.records import enrich_record, read_action, read_enriched
 from processors.situation import WardAssetCounts, asset_counts_by_ward
-from processors.state import WardState
+from processors.state import WardState, to_ms
 from processors.thresholds import Thresholds
 from processors.ward_step import WardEntry
 from topics import catalog
-from topics.event_types import EventType, by_kind
+from topics.event_types import EVENT_TYPES, EventType, by_kind
 
 DRIVER_ID = "test-driver"
 SITUATIONS_TOPIC = catalog.SITUATIONS.name
+
+PartnerRecord = tuple[str, bytes | None, bytes | None, str | None]
+"""(kind, value, key, source) of one partner record, as `pipe` takes it."""
 
 
 @dataclass
@@ -105,6 +112,20 @@ class TopologyTestDriver:
         """One partner record of event type `kind` ("incident", "lighting", "waste"), on the
         type's shared topic, or with `source` on that source's own topic (as the worker binds
         it: the record must name that source)."""
+        enriched = self._enrich(kind, value, now=now, key=key, headers=headers, source=source)
+        if enriched is None:
+            return
+        event_type, enriched_bytes, ward_key, _ = enriched
+        self._fold(event_type, enriched_bytes, ward_key, now)
+        self._in_batch += 1
+        if self._in_batch >= self.batch:
+            self.end_batch(now)
+
+    def _enrich(self, kind: str, value: bytes | None, *, now: datetime, key: bytes | None,
+                headers: Iterable[tuple[str, bytes | None]] = (), source: str | None = None,
+                ) -> tuple[EventType, bytes, bytes, int] | None:
+        """The first hop: (event type, enriched bytes, ward key, event time the ward folds it
+        at), or None when the record went to the dead letters."""
         event_type = by_kind(kind)
         spec = event_type.shared_input if source is None else event_type.input_for_source(source)
         bound = event_type.binding(spec)
@@ -118,17 +139,86 @@ class TopologyTestDriver:
                 event_type.enricher, self.reference, self.rules, now, bound)
         except Rejection as error:
             self._dead(origin, error, error.stage, error.reason, now)
-            return
+            return None
         except Exception as error:
             self._dead(origin, error, "PROCESS", "processing_error", now)
-            return
+            return None
         self.outputs.enriched.append(enriched)
         for reason in data_quality(enriched):
             self.outputs.corrected[(topic, reason)] += 1
-        self._fold(event_type, enriched_bytes, enriched["ward_code"].encode(), now)
-        self._in_batch += 1
-        if self._in_batch >= self.batch:
+        clock = to_ms(min(enriched["event"]["occurred_at"], now))
+        return event_type, enriched_bytes, enriched["ward_code"].encode(), clock
+
+    def drain(self, partitions: Mapping[Hashable, Sequence[PartnerRecord]], *, now: datetime,
+              rng: random.Random, fetch_max: int = 300, read_max: int = 300,
+              idle_s: float = 0.05, ward_partitions: int = catalog.WARD_PARTITIONS) -> None:
+        """A backlog drained the way a worker drains it (issue 26), through the rule both
+        stages run (`processors.event_order`): the input partitions are fetched in chunks of
+        random size in random order (as `getmany` interleaves them), enriched into the hop's
+        `PartitionMerge` and released lowest event time first (a logical clock of 10 ms per
+        step for its idle bound), each enriched record with its mark, onto a channel per
+        (enriched topic, ward partition); the ward stage reads the channels in chunks of
+        random size in random order (as Faust interleaves the enriched topics), folds each
+        event with its partition's hold (`WatermarkHolds`) and ends each chunk as a batch
+        (`release`, then `end_batch`). It ends as a worker is `HOLD_EXPIRY_S` after its
+        drain: the hop's marks expired, every ward at the newest event time it folded."""
+        inputs = {key: deque(records) for key, records in partitions.items()}
+        merge: PartitionMerge[Hashable, tuple[EventType, bytes, bytes]] = PartitionMerge(
+            idle_s, math.inf, buffer_max=10 ** 9)
+        holds: WatermarkHolds[tuple[str, int]] = WatermarkHolds(math.inf)
+        channels: dict[tuple[str, int], deque[tuple[EventType, bytes, bytes, int]]] = {}
+        ward_channels = {p: [(et.enriched.name, p) for et in EVENT_TYPES]
+                         for p in range(ward_partitions)}
+        for channel_list in ward_channels.values():
+            for channel in channel_list:
+                channels[channel] = deque()
+        moment = 0.0
+        merge.assign(inputs, moment)
+
+        def partition_of(ward_key: bytes) -> int:
+            return zlib.crc32(ward_key) % ward_partitions
+
+        def lagging(channel: tuple[str, int]) -> bool:
+            return bool(channels[channel])
+
+        while any(inputs.values()) or merge.buffered() or any(channels.values()):
+            moment += 0.01
+            waiting = [key for key, queue in inputs.items() if queue]
+            if waiting and (rng.random() < 0.5 or not any(channels.values())):
+                key = rng.choice(waiting)
+                fetched = inputs[key]
+                for _ in range(min(len(fetched), rng.randint(1, fetch_max))):
+                    kind, value, record_key, source = fetched.popleft()
+                    enriched = self._enrich(kind, value, now=now, key=record_key,
+                                            source=source)
+                    if enriched is not None:
+                        merge.add(key, enriched[3], 0, enriched[:3], moment)
+            for key, left in inputs.items():
+                merge.fetched(key, not left, moment)
+            released = merge.release(moment)
+            marks = PartitionMerge.marks([clock for _, clock, _, _ in released],
+                                         merge.low_watermark(moment))
+            for mark, (_, _, _, (event_type, enriched_bytes, ward_key)) in zip(
+                    marks, released, strict=True):
+                channels[(event_type.enriched.name, partition_of(ward_key))].append(
+                    (event_type, enriched_bytes, ward_key, mark))
+            readable = [channel for channel, queue in channels.items() if queue]
+            if not readable or (waiting and rng.random() < 0.5):
+                continue
+            channel = rng.choice(readable)
+            unread = channels[channel]
+            for _ in range(min(len(unread), rng.randint(1, read_max))):
+                event_type, enriched_bytes, ward_key, mark = unread.popleft()
+                holds.seen(channel, DRIVER_ID, mark, moment)
+                hold = holds.hold(ward_channels[channel[1]], lagging, moment)
+                self._fold(event_type, enriched_bytes, ward_key, now, hold)
+            for code, entry in self.entries.items():
+                ward_step.release(entry, holds.hold(
+                    ward_channels[partition_of(code.encode())], lagging, moment), self.thresholds)
             self.end_batch(now)
+        for entry in self.entries.values():
+            ward_step.release(entry, None, self.thresholds)
+        self.end_batch(now)
 
     def pipe_action(self, value: bytes | None, *, now: datetime) -> None:
         """One OperatorAction record on the actions topic (issue 14), folded as the ward agent
@@ -250,7 +340,7 @@ class TopologyTestDriver:
             self.end_batch(now)
 
     def _fold(self, event_type: EventType, enriched_bytes: bytes | None, key: bytes | None,
-              now: datetime) -> None:
+              now: datetime, hold: int | None = None) -> None:
         topic = event_type.enriched.name
         offset = self._offsets.get(topic, 0)
         self._offsets[topic] = offset + 1
@@ -260,7 +350,7 @@ class TopologyTestDriver:
             if code not in self.reference.wards:  # as the ward agent: the reference data rules
                 raise LookupError(f"ward {code} vanished from the reference data")
             entry = self.entries.setdefault(code, WardEntry(WardState()))
-            result = ward_step.fold(entry, event_type.kind, enriched, self.thresholds)
+            result = ward_step.fold(entry, event_type.kind, enriched, self.thresholds, hold)
         except Exception as error:
             source = source_record(topic, 0, offset, now.timestamp(), key, enriched_bytes, ())
             stage, reason = rejection_of(error)
