@@ -161,9 +161,9 @@ def build(start: datetime, hours: float, seed: int = 21, rate_per_s: float = 1.0
 
 
 def publish(bootstrap: str, feed: HistoryFeed, records: Sequence[tuple[TopicSpec, bytes, bytes]]
-            | None = None) -> int:
+            | None = None, names: TopicCatalog | None = None) -> int:
     """Send the feed's records (or a slice of them) to the deployment's topics, acks=all."""
-    names = TopicCatalog.from_env()
+    names = names or TopicCatalog.from_env()
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
                              enable_idempotence=True)
     chosen = feed.records if records is None else records
@@ -174,11 +174,12 @@ def publish(bootstrap: str, feed: HistoryFeed, records: Sequence[tuple[TopicSpec
     return len(chosen)
 
 
-def read_topics(bootstrap: str, specs: Iterable[TopicSpec] = SINK_TOPICS
+def read_topics(bootstrap: str, specs: Iterable[TopicSpec] = SINK_TOPICS,
+                names: TopicCatalog | None = None
                 ) -> dict[str, list[tuple[str, int, int, bytes | None]]]:
     """The oracle: every record of the sink's topics read back, per topic, as (topic,
-    partition, offset, value)."""
-    names = TopicCatalog.from_env()
+    partition, offset, value), in offset order per partition."""
+    names = names or TopicCatalog.from_env()
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              isolation_level="read_committed", consumer_timeout_ms=3000)
     found: dict[str, list[tuple[str, int, int, bytes | None]]] = {}
@@ -193,6 +194,26 @@ def read_topics(bootstrap: str, specs: Iterable[TopicSpec] = SINK_TOPICS
         while any(consumer.position(tp) < ends[tp] for tp in partitions):
             for batch in consumer.poll(timeout_ms=1000).values():
                 rows.extend((r.topic, r.partition, r.offset, r.value) for r in batch)
-        found[spec.name] = rows
+        found[spec.name] = sorted(rows, key=lambda row: (row[1], row[2]))
     consumer.close()
     return found
+
+
+def board_at(records: Iterable[tuple[str, int, int, bytes | None]], at_ms: int
+             ) -> dict[str, dict[str, Any]]:
+    """The oracle of the board at a past moment: the situations topic read in order, keeping
+    per scope the latest record emitted up to `at_ms` whose sequence is not lower than the one
+    held (README, the situation contract; as cityops/watch.py)."""
+    from processors.state import to_ms
+
+    held: dict[str, dict[str, Any]] = {}
+    for _, _, _, value in records:
+        if value is None:
+            continue
+        record = decode(value, expected="org.cityops.SituationEvent").record
+        if to_ms(record["emitted_at"]) > at_ms:
+            continue
+        previous = held.get(record["scope_code"])
+        if previous is None or record["sequence"] >= previous["sequence"]:
+            held[record["scope_code"]] = record
+    return held

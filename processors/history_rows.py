@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from processors.state import to_ms
@@ -162,7 +162,8 @@ def _ms(value: datetime | None) -> int | None:
 
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+        # as the board's JSON (streams/web.py): UTC, milliseconds, a Z
+        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     if isinstance(value, Mapping):
         return {key: _json_value(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
@@ -171,9 +172,9 @@ def _json_value(value: Any) -> Any:
 
 
 def record_json(record: Mapping[str, Any]) -> str:
-    """A decoded record as compact JSON with ISO-8601 UTC times (the board's JSON form)."""
-    return json.dumps(_json_value(record), separators=(",", ":"), sort_keys=True,
-                      ensure_ascii=False)
+    """A decoded record as compact JSON in its schema's field order, times as ISO 8601 UTC:
+    the body `/api/situations` serves for the same record."""
+    return json.dumps(_json_value(record), separators=(",", ":"), ensure_ascii=False)
 
 
 def situation_row(record: Mapping[str, Any], at: Position) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from processors.history_rows import (
 from schemas.codec import decode
 from streams.history_sink import SINK_TOPICS, HistorySink
 from streams.history_store import HistoryStore
+from streams.web import situation_json
 from tests.conftest import CITYOPS, ROOT
 from topics import catalog
 
@@ -201,5 +202,5 @@ def test_situation_rows_keep_the_whole_record(sink_topics: str, history_url: str
                      if value is not None]
     assert len(bodies) == len(topic_records) > 0
     assert sorted(b["emitted_at"] for b in bodies) == sorted(
-        r["emitted_at"].isoformat().replace("+00:00", "Z") for r in topic_records)
+        situation_json(r)["emitted_at"] for r in topic_records)
     assert {b["scope_code"] for b in bodies} == {r["scope_code"] for r in topic_records}
