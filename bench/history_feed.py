@@ -90,6 +90,7 @@ def build(start: datetime, hours: float, seed: int = 21, rate_per_s: float = 1.0
         for record in out.situations[seen_situations:]:
             feed.records.append((catalog.SITUATIONS, record["scope_code"].encode(),
                                  encode_situation(record)))
+            _plan_acknowledgement(record)
         for record in out.validations[seen_validations:]:
             feed.records.append((catalog.RT_VALIDATIONS, record["rt_code"].encode(),
                                  encode("org.cityops.RtValidation", record)))
@@ -121,6 +122,24 @@ def build(start: datetime, hours: float, seed: int = 21, rate_per_s: float = 1.0
             counter += 1
             heapq.heappush(pending, (when, counter, _action(
                 when, kind, key[0], key[1], key[2], chosen, text, operator, role)))
+
+    raised: set[str] = set()
+
+    def _plan_acknowledgement(situation: dict[str, Any]) -> None:
+        """An operator acknowledges most raised episodes, some minutes after they start."""
+        nonlocal counter
+        code = situation["scope_code"]
+        if situation["level"] not in ("ALERT", "CRITICAL"):
+            raised.discard(code)
+            return
+        if code in raised:
+            return
+        raised.add(code)
+        if rng.random() < 0.8:
+            when = situation["emitted_at"] + timedelta(seconds=rng.randint(20, 1500))
+            counter += 1
+            heapq.heappush(pending, (when, counter, _action(
+                when, "ACKNOWLEDGE", code, None, None, None, None, "rina", "OPERATOR")))
 
     def act(until: datetime) -> None:
         while pending and pending[0][0] <= until:

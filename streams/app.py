@@ -223,7 +223,7 @@ class Pipeline:
         self.app.timer(5.0)(self.wards.reload_thresholds)
         register_operators(register_web(self.context))
         register_neighbourhood_web(self.context)
-        register_history_web(self.context)
+        register_history_web(self.context, rules=lambda: self.wards.thresholds.sla)
 
         async def _start_metrics() -> None:
             start_http_server(self.settings.metrics_port, addr=self.settings.metrics_host,

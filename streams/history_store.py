@@ -31,8 +31,10 @@ from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
 from core.paths import var_dir
+from processors import reports
 from processors.history_rows import (
     INCIDENT_EVENTS,
+    INDICATORS,
     NOTE_RETENTION_DAYS,
     OPERATOR_ACTIONS,
     PURGES,
@@ -41,6 +43,7 @@ from processors.history_rows import (
     TABLES_BY_NAME,
     Table,
 )
+from processors.thresholds import SlaRules
 
 URL_VARIABLE: Final = "CITYOPS_HISTORY_URL"
 RETENTION_VARIABLE: Final = "CITYOPS_HISTORY_RETENTION"
@@ -259,6 +262,38 @@ class HistoryStore:
         return [case for case in found
                 if (since_ms is None or (case["reported_at_ms"] or 0) >= since_ms)
                 and (until_ms is None or (case["reported_at_ms"] or 0) < until_ms)]
+
+    # -- monthly reports (processors/reports.py computes) -----------------------------------
+
+    def monthly_report(self, month: str, kecamatan: str | None, rules: SlaRules
+                       ) -> dict[str, Any]:
+        """The month's report for a kecamatan (None: the city) from the stored rows."""
+        start, end = reports.month_bounds(month)
+        cases = self.cases()
+        ward_levels = self.query(
+            "SELECT scope_code, emitted_at_ms, level FROM situations WHERE scope = 'KELURAHAN' "
+            "AND emitted_at_ms < ? ORDER BY scope_code, sequence, src_partition, src_offset",
+            (end,))
+        acknowledgements = self.query(
+            "SELECT ward_code, occurred_at_ms FROM operator_actions WHERE action = "
+            "'ACKNOWLEDGE' AND occurred_at_ms < ? ORDER BY occurred_at_ms, src_partition, "
+            "src_offset", (end,))
+        assets = self.query(
+            "SELECT scope_code, emitted_at_ms, lamps_out, containers_full FROM situations "
+            "WHERE scope = 'KELURAHAN' AND emitted_at_ms >= ? AND emitted_at_ms < ?",
+            (start, end))
+        names = INDICATORS.column_names
+        indicators = [dict(zip(names, row, strict=True)) for row in self.query(
+            f"SELECT {', '.join(names)} FROM indicators WHERE period IN (?, ?)",
+            (month, reports.previous_month(month)))]
+        acknowledged = reports.acknowledge_samples(ward_levels, acknowledgements, rules)
+        return {
+            "month": month, "kecamatan": kecamatan,
+            "sla": reports.sla_report(cases, acknowledged, rules, month, kecamatan),
+            "incidents": reports.incidents_report(cases, month, kecamatan),
+            "assets": reports.assets_report(assets, month, kecamatan),
+            "unemployment": reports.unemployment_report(indicators, month, kecamatan),
+        }
 
     # -- retention (UU 27/2022) ----------------------------------------------------------------
 

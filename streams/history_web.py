@@ -16,22 +16,33 @@ Routes (GET, documented in docs/board.md):
     /api/history/cases?kelurahan=&kecamatan=&agency=&category=&from=&to=&outcome=
                                                closed cases (outcome: closed, default; open;
                                                all) reported in [from, to) (YYYY-MM-DD, WIB)
+    /api/reports/monthly?month=YYYY-MM&kecamatan=CODE
+                                               the month's report (processors/reports.py) for
+                                               a kecamatan, or the city without `kecamatan`
+    /api/reports/monthly.csv?month=&kecamatan=&section=sla|incidents|assets|unemployment
+                                               one section as a CSV download
+    /board/report                              the printable report page (static/report.html)
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from faust.web import Request, Response, View
 
+from core.reference_data import load_ward_records
 from processors.operations import AGENCY_NAMES
+from processors.reports import ReportError, csv_rows
 from processors.state import from_ms, to_ms
+from processors.thresholds import SlaRules
 from streams.history_store import HistoryError, HistoryStore
-from streams.web import iso, situations_payload
+from streams.web import BOARD_PATH, STATIC_DIR, iso, situations_payload
 
 if TYPE_CHECKING:
     from streams.context import WorkerContext
@@ -103,10 +114,41 @@ def case_json(case: Mapping[str, Any]) -> dict[str, Any]:
 
 class HistoryApi:
     """The store queries behind the routes; plain methods so tests call them without a web
-    server."""
+    server. `rules` gives the worker's current SLA rules (they are re-read with the
+    thresholds file)."""
 
-    def __init__(self, store: HistoryStore) -> None:
+    def __init__(self, store: HistoryStore, rules: Callable[[], SlaRules] = SlaRules) -> None:
         self.store = store
+        self.rules = rules
+
+    def report(self, query: Mapping[str, str]) -> dict[str, Any]:
+        month = query.get("month") or ""
+        kecamatan = _code(query.get("kecamatan"), "kecamatan")
+        if kecamatan is not None and kecamatan.count(".") != 2:
+            raise QueryError("kecamatan must be a kecamatan code such as 36.72.01")
+        try:
+            body = self.store.monthly_report(month, kecamatan, self.rules())
+        except ReportError as error:
+            raise QueryError(str(error)) from None
+        wards = {w["kelurahan_code"]: w for w in load_ward_records()}
+        body["names"] = {code: w["kelurahan_name"] for code, w in wards.items()}
+        body["names"].update({w["kecamatan_code"]: w["kecamatan_name"] for w in wards.values()})
+        return body
+
+    def report_csv(self, query: Mapping[str, str]) -> tuple[str, str]:
+        """(file name, CSV text) of one section."""
+        section = query.get("section") or "sla"
+        report = self.report(query)
+        try:
+            header, rows = csv_rows(report, section)
+        except ReportError as error:
+            raise QueryError(str(error)) from None
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+        scope = report["kecamatan"] or "36.72"
+        return f"cityops-{section}-{report['month']}-{scope}.csv", out.getvalue()
 
     def situations_at(self, at: datetime) -> dict[str, Any]:
         found = self.store.situations_at(to_ms(at))
@@ -159,6 +201,29 @@ class HistoryView(View):
             return self.json({"error": f"history store unavailable: {error}"}, status=503)
 
 
+class MonthlyReport(HistoryView):
+    async def get(self, request: Request) -> Response:
+        return await self.answer(self.api.report, dict(request.query))
+
+
+class MonthlyReportCsv(HistoryView):
+    async def get(self, request: Request) -> Response:
+        try:
+            name, text = await asyncio.to_thread(self.api.report_csv, dict(request.query))
+        except QueryError as error:
+            return self.json({"error": str(error)}, status=400)
+        except HistoryError as error:
+            return self.json({"error": f"history store unavailable: {error}"}, status=503)
+        return self.bytes(text.encode(), content_type="text/csv",
+                          headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+class ReportPage(View):
+    async def get(self, request: Request) -> Response:
+        return self.bytes((STATIC_DIR / "report.html").read_bytes(), content_type="text/html",
+                          headers={"Cache-Control": "no-cache"})
+
+
 class PastSituations(HistoryView):
     async def get(self, request: Request) -> Response:
         try:
@@ -187,11 +252,14 @@ class CaseSearch(HistoryView):
         return await self.answer(self.api.cases, dict(request.query))
 
 
-def register_history_web(context: WorkerContext, store: HistoryStore | None = None
-                         ) -> HistoryApi:
+def register_history_web(context: WorkerContext, rules: Callable[[], SlaRules] = SlaRules,
+                         store: HistoryStore | None = None) -> HistoryApi:
     """Serve the history routes on the worker's web server; call before it starts."""
-    api = HistoryApi(store or HistoryStore.from_env())
+    api = HistoryApi(store or HistoryStore.from_env(), rules)
+    context.app.page(f"{BOARD_PATH}report", name="board-report")(ReportPage)
     for path, view, name in (
+            ("/api/reports/monthly", MonthlyReport, "api-reports-monthly"),
+            ("/api/reports/monthly.csv", MonthlyReportCsv, "api-reports-monthly-csv"),
             ("/api/history/situations", PastSituations, "api-history-situations"),
             ("/api/history/wards/{code}/timeline", WardTimeline, "api-history-timeline"),
             ("/api/history/cases", CaseSearch, "api-history-cases")):

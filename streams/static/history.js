@@ -37,7 +37,9 @@
 
   function build(wards) {
     const panel = node("section", { id: "history", class: "history" });
-    panel.append(node("h2", {}, "History"));
+    const title = node("h2", {}, "History ");
+    title.append(node("a", { id: "history-report", href: "report" }, "· monthly report"));
+    panel.append(title);
 
     // the board at a past moment
     const moment = node("div", { class: "row" });
