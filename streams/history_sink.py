@@ -58,6 +58,9 @@ WORKER_SCHEMAS: Final = frozenset(spec.value_schema for spec in SINK_TOPICS
 MAX_BATCH: Final = 2_000
 BATCH_VARIABLE: Final = "CITYOPS_HISTORY_BATCH"
 SESSION_VARIABLE: Final = "CITYOPS_SESSION_TIMEOUT_S"
+PURGE_VARIABLE: Final = "CITYOPS_HISTORY_PURGE_INTERVAL_S"
+#: How often the sink applies the retention settings (UU 27/2022): at start, then hourly.
+PURGE_INTERVAL_S: Final = 3600.0
 
 
 def group_id(app_id: str | None = None) -> str:
@@ -103,8 +106,11 @@ class HistorySink:
     """One sink process: its consumer, its store and its loop."""
 
     def __init__(self, bootstrap: str, store: HistoryStore, app_id: str | None = None,
-                 catalog: TopicCatalog | None = None, max_batch: int = MAX_BATCH) -> None:
+                 catalog: TopicCatalog | None = None, max_batch: int = MAX_BATCH,
+                 purge_interval_s: float | None = None) -> None:
         self.store = store
+        self.purge_interval_s = purge_interval_s
+        self._purged_at: float | None = None
         self.catalog = catalog or TopicCatalog.from_env()
         self.schemas = {self.catalog.name(spec): spec.value_schema for spec in SINK_TOPICS}
         self.group = group_id(app_id)
@@ -143,6 +149,20 @@ class HistorySink:
             self.stats.per_table[table.name] = self.stats.per_table.get(table.name, 0) + 1
         return len(records)
 
+    def purge_when_due(self) -> None:
+        """Apply the retention settings (`HistoryStore.purge`, itself audited) at the first
+        loop and every `purge_interval_s` after; None or 0 never."""
+        if not self.purge_interval_s:
+            return
+        now = time.monotonic()
+        if self._purged_at is not None and now - self._purged_at < self.purge_interval_s:
+            return
+        self._purged_at = now
+        for row in self.store.purge(int(time.time() * 1000)):
+            if row["rows_purged"]:
+                log.info("retention: %s %d (%s)", row["table_name"], row["rows_purged"],
+                         row["what"])
+
     def lag(self) -> int:
         """Records on the assigned partitions not stored yet (0 when caught up)."""
         assigned = self.consumer.assignment()
@@ -157,6 +177,7 @@ class HistorySink:
         that long."""
         idle_since = time.monotonic()
         while not self._stop:
+            self.purge_when_due()
             handled = self.step()
             if handled:
                 idle_since = time.monotonic()
@@ -183,7 +204,8 @@ def run_sink(bootstrap: str, url: str | None = None, app_id: str | None = None,
     finally:
         admin.close()
     sink = HistorySink(bootstrap, store, app_id,
-                       max_batch=int(os.environ.get(BATCH_VARIABLE, MAX_BATCH)))
+                       max_batch=int(os.environ.get(BATCH_VARIABLE, MAX_BATCH)),
+                       purge_interval_s=float(os.environ.get(PURGE_VARIABLE, PURGE_INTERVAL_S)))
     signal.signal(signal.SIGTERM, sink.stop)
     log.info("history sink: group %s, store %s", sink.group, store.describe())
     try:

@@ -204,3 +204,30 @@ def test_situation_rows_keep_the_whole_record(sink_topics: str, history_url: str
     assert sorted(b["emitted_at"] for b in bodies) == sorted(
         situation_json(r)["emitted_at"] for r in topic_records)
     assert {b["scope_code"] for b in bodies} == {r["scope_code"] for r in topic_records}
+
+
+def test_the_sink_purges_old_operator_notes_and_audits_the_purge(
+        sink_topics: str, history_url: str) -> None:
+    """UU 27/2022: a note past its retention (90 days) loses its text when the sink applies
+    the retention settings; the action stays in the audit record, the purge is recorded."""
+    from bench.history_feed import HistoryFeed, _action
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    feed = HistoryFeed(records=[
+        (catalog.OPERATOR_ACTIONS, b"36.72.01.1001", _action(
+            now - timedelta(days=days), "NOTE", "36.72.01.1001", None, None, None,
+            f"SYNTHETIC note {days} days old: pelapor 0812-0000-0000", "rina", "OPERATOR"))
+        for days in (120, 91, 10)])
+    publish(sink_topics, feed)
+    store = HistoryStore(history_url)
+    store.create_tables()
+    sink = HistorySink(sink_topics, store, f"test-history-{uuid.uuid4().hex[:8]}",
+                       purge_interval_s=0.5)
+    sink.run(idle_exit_s=2.0)  # stores the three, and purges again within the idle time
+    sink.close()
+    texts = sorted(store.query("SELECT occurred_at_ms, text FROM operator_actions"))
+    assert [text for _, text in texts] == [
+        None, None, "SYNTHETIC note 10 days old: pelapor 0812-0000-0000"]
+    purged = store.query("SELECT table_name, rows_purged, what FROM purges "
+                         "WHERE table_name = 'operator_actions.text' AND rows_purged > 0")
+    assert purged == [("operator_actions.text", 2, "operator note text older than 90 days")]
