@@ -259,6 +259,7 @@ def _history(args: argparse.Namespace) -> int:
             from streams.history_sink import run_sink
 
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+            logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO is per connection
             stats = run_sink(_bootstrap(args), args.url, args.app_id,
                              idle_exit_s=args.idle_exit)
             print(f"history sink: {stats.records} records in {stats.batches} batches, "
