@@ -51,7 +51,8 @@ def test_each_raised_episode_gives_one_acknowledgement_sample_against_its_highes
 
 def test_a_situation_row_keeps_the_record_as_the_board_serves_it() -> None:
     emitted = datetime(2026, 11, 23, 8, 15, 0, 5000, tzinfo=UTC)
-    record: dict[str, Any] = {"scope": "KELURAHAN", "scope_code": "36.72.01.1001", "scope_name": "Cibeber",
+    record: dict[str, Any] = {
+              "scope": "KELURAHAN", "scope_code": "36.72.01.1001", "scope_name": "Cibeber",
               "kecamatan_code": "36.72.01", "kind": "CHANGE", "level": "ALERT",
               "reasons": ["3 flood reports in 20 min"],
               "emitted_at": emitted,
