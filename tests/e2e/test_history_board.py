@@ -137,9 +137,27 @@ def test_the_time_control_shows_the_board_as_the_topic_said_at_that_moment(
     assert page.locator("#history-timeline li .pill").all_inner_texts() == [
         c["level"] for c in timeline["changes"]]
 
+    # a closed-case search: the table lists what the API lists
+    page.click("#history-search")
+    page.wait_for_selector("#history-cases .count", timeout=UPDATE_TIMEOUT_MS)
+    closed = get_json(worker.web_port, "/api/history/cases", access.token)[1]
+    assert page.locator("#history-cases .count").inner_text().startswith(f"{closed['count']} ")
+    assert page.locator("#history-cases tr[data-incident]").count() == len(closed["cases"])
+
     # back to the present
     page.click("#history-live")
     page.wait_for_selector("#connection[data-state='live']", timeout=UPDATE_TIMEOUT_MS)
     assert page.locator("#history-banner").is_hidden()
+
+    # the printable monthly report of the moment's month, with its CSV links
+    month = moment.astimezone(WIB).strftime("%Y-%m")
+    page.goto(f"{base_url}/board/report?month={month}")
+    page.wait_for_selector("#report-incidents", timeout=UPDATE_TIMEOUT_MS)
+    report = get_json(worker.web_port, f"/api/reports/monthly?month={month}", access.token)[1]
+    assert page.locator("#report-incidents tr").count() == 1 + len(report["incidents"])
+    assert page.locator("#report-assets tr").count() == 1 + len(report["assets"]["per_day"])
+    assert [a.inner_text() for a in page.locator("#report-csv a").all()] == [
+        "sla", "incidents", "assets", "unemployment"]
+    page.screenshot(path=str(artifacts_dir / "history-monthly-report.png"), full_page=True)
     page.close()
     assert errors == []
