@@ -8,6 +8,8 @@
     .venv/bin/python -m bench chaos [--cluster] ...  # chaos runs (bench/chaos.py --help)
     .venv/bin/python -m bench capacity --villages N --events-per-village-per-s R
                                                      # the capacity model (bench/capacity.py)
+    .venv/bin/python -m bench history [--hours H]    # the history sink's rows/s and CPU per
+                                                     # situation (bench/history_bench.py)
 
 Writes the figures as JSON (--json) and as Markdown (--report); a full run also replaces the
 "latest run" section of BENCHMARKS.md unless --no-benchmarks-md is given. Exits 1 when the
@@ -36,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("chaos", help="a chaos run (options: python -m bench chaos --help)")
     sub.add_parser("capacity", help="the capacity model (python -m bench capacity --help)")
+    sub.add_parser("history", help="the history sink's rows/s and CPU per situation "
+                   "(python -m bench history --help)")
     run = sub.add_parser("run", help="run the benchmarks")
     run.add_argument("--bootstrap", default=os.environ.get("CITYOPS_BOOTSTRAP",
                                                            "127.0.0.1:9092"))
@@ -102,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench import capacity
 
         return capacity.main(argv[1:])
+    if argv[:1] == ["history"]:  # its own options: bench/history_bench.py
+        from bench import history_bench
+
+        return history_bench.main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "codec":
         from bench import decode_cost

@@ -225,6 +225,62 @@ def _operators(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- history store (issue 21) -------------------------------------------------------------------
+
+
+def _db(args: argparse.Namespace) -> int:
+    from cityops import database
+
+    try:
+        if args.action == "start":
+            print(database.start())
+        elif args.action == "stop":
+            print(database.stop())
+        elif args.action == "url":
+            print(database.url())
+        else:
+            state = database.status()
+            print(state)
+            return 0 if state.startswith("running") else 1
+    except database.DatabaseError as error:
+        print(f"cityops db: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    import logging
+    import time
+
+    from streams.history_store import HistoryError, HistoryStore
+
+    try:
+        if args.action == "sink":
+            from streams.history_sink import run_sink
+
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+            logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO is per connection
+            stats = run_sink(_bootstrap(args), args.url, args.app_id,
+                             idle_exit_s=args.idle_exit)
+            print(f"history sink: {stats.records} records in {stats.batches} batches, "
+                  f"{stats.inserted} rows inserted, {stats.rejected} rejected")
+            return 0
+        store = HistoryStore.from_env(args.url)
+        store.create_tables()
+        if args.action == "purge":
+            for row in store.purge(int(time.time() * 1000)):
+                print(f"{row['table_name']:24} {row['rows_purged']:>8}  {row['what']}")
+            return 0
+        from processors.history_rows import TABLES
+
+        for table in TABLES:
+            print(f"{table.name:20} {store.count(table):>10}  {table.doc}")
+        return 0
+    except HistoryError as error:
+        print(f"cityops history: {error}", file=sys.stderr)
+        return 2
+
+
 # --- sample feed and live view -----------------------------------------------------------------
 
 
@@ -419,6 +475,24 @@ def build_parser() -> argparse.ArgumentParser:
                            help="read the password from the first line of stdin (scripts)")
     operators.add_argument("--file", help="accounts file (env CITYOPS_OPERATORS_FILE, default "
                            "var/operators.json)")
+
+    db = command("db", _db, "The private PostgreSQL server of the history store (Debian's "
+                 "postgresql package; as root it runs as the postgres user).")
+    db.add_argument("action", choices=["start", "stop", "status", "url"],
+                    help="start (initdb on first use, port CITYOPS_PG_PORT, default 5439, data "
+                    "in var/postgres), stop, status, or url (for CITYOPS_HISTORY_URL)")
+
+    history = command("history", _history, "The history store: the sink that fills it from "
+                      "the topics, its tables, and the retention purge.")
+    history.add_argument("action", choices=["sink", "tables", "purge"],
+                         help="sink (consumer group <app id>-history, until SIGTERM), tables "
+                         "(row counts), purge (delete what is past its retention, audited)")
+    history.add_argument("--url", help="store URL (env CITYOPS_HISTORY_URL, default "
+                         "sqlite:///var/history.sqlite3; postgresql://USER:PASS@HOST:PORT/DB)")
+    history.add_argument("--app-id", help="the deployment's app id (env CITYOPS_APP_ID)")
+    history.add_argument("--idle-exit", type=float, default=None, metavar="S",
+                         help="sink: exit once caught up and idle for S seconds")
+    _add_bootstrap(history)
 
     demo = command("demo", _demo, "The main job: broker, topics, reference data, a worker, a "
                    "simulated city feed and the live situation view.")

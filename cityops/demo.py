@@ -1,7 +1,9 @@
 """The main job in one command: the whole city on this machine.
 
 Starts (or reuses) the broker, creates topics, publishes wards, the synthetic asset registry and
-the SYNTHETIC RW/RT registry, starts a worker and the simulated city feed as child processes,
+the SYNTHETIC RW/RT registry, starts a worker, the history sink (issue 21: every situation,
+case, action and RT month into the embedded SQLite store, or `CITYOPS_HISTORY_URL`) and the
+simulated city feed as child processes,
 sends one simulated month of RT reports (issue 13: a clean base month, then last month with
 human mistakes; the worker judges them beside the live situations and the board's
 "Unemployment" layer shows the result), and shows the live situation board until Ctrl-C or
@@ -23,6 +25,7 @@ from cityops.simulate import run_simulate_rt_month
 from cityops.watch import watch
 from core import accounts
 from core.paths import var_dir
+from streams.history_store import HistoryStore
 from topics.admin import admin_client, create_topics
 
 #: The demo's own accounts file: made afresh by every `cityops demo`, never the deployment's.
@@ -82,8 +85,11 @@ def run_demo(bootstrap: str, seconds: float = 0.0, rate_per_s: float = 20.0,
     port = os.environ.get("CITYOPS_WEB_PORT", "6066")
     sign_in = (f"board http://127.0.0.1:{port}/board/ - demo sign-in (this demo only): name "
                f"{DEMO_OPERATOR}, password {password} (supervisor; {accounts_file})")
+    sink = _spawn("history", ["history", "sink", "--bootstrap", bootstrap], logs)
     print(f"[4/6] worker started (pid {worker.pid}); metrics http://127.0.0.1:9108/metrics; "
           f"log {logs / 'worker.log'}")
+    print(f"      history sink started (pid {sink.pid}) into {HistoryStore.from_env().describe()}"
+          f"; log {logs / 'history.log'}")
     print(f"      {sign_in}")
     time.sleep(3.0)
     feed = _spawn("feed", ["simulate", "--bootstrap", bootstrap, "--rate", str(rate_per_s),
@@ -101,9 +107,9 @@ def run_demo(bootstrap: str, seconds: float = 0.0, rate_per_s: float = 20.0,
     try:
         watch(bootstrap, seconds=seconds, footer=sign_in)
     finally:
-        for process in (feed, worker):
+        for process in (feed, worker, sink):
             process.terminate()
-        for process in (feed, worker):
+        for process in (feed, worker, sink):
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:

@@ -34,6 +34,7 @@ from processors.event_order import MARK_HEADER, encode_mark
 from processors.records import enrich_record
 from processors.state import to_ms
 from streams.context import Deliveries, Record, WorkerContext
+from streams.history_web import register_history_web
 from streams.liveness import EXIT_STALLED
 from streams.neighbourhood_agent import NeighbourhoodAgents
 from streams.neighbourhood_web import register_neighbourhood_web
@@ -262,6 +263,7 @@ class Pipeline:
         self.app.timer(5.0)(self.wards.reload_thresholds)
         register_operators(register_web(self.context))
         register_neighbourhood_web(self.context)
+        register_history_web(self.context, rules=lambda: self.wards.thresholds.sla)
 
         async def _start_metrics() -> None:
             start_http_server(self.settings.metrics_port, addr=self.settings.metrics_host,

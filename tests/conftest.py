@@ -63,3 +63,43 @@ def artifacts_dir() -> Path:
     path = ROOT / "test-artifacts"
     path.mkdir(exist_ok=True)
     return path
+
+
+# --- the history store's PostgreSQL (issue 21) ------------------------------------------------
+
+#: The tests' own server: its own folder (reachable by the `postgres` user when run as root) and
+#: port, so a developer's `cityops db start` on 5439 is never touched.
+TEST_PG_HOME = ROOT / "var" / "test-postgres"
+TEST_PG_PORT = "5440"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> str:
+    """A real PostgreSQL server started with `cityops db start` (reused when it answers);
+    returns the server's URL without a database name."""
+    os.environ["CITYOPS_PG_HOME"] = str(TEST_PG_HOME)
+    os.environ["CITYOPS_PG_PORT"] = TEST_PG_PORT
+    result = subprocess.run([*CITYOPS, "db", "start"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300, check=False)
+    if result.returncode != 0:
+        pytest.fail(f"cityops db start failed: {result.stdout}{result.stderr}")
+    from cityops import database
+
+    return database.url().rsplit("/", 1)[0]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def history_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty history store: a SQLite file, or a new database on the test server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'history.sqlite3'}"
+        return
+    import psycopg
+
+    server = request.getfixturevalue("postgres")
+    name = f"history_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    yield f"{server}/{name}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

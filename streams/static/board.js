@@ -436,18 +436,52 @@
     scheduleRender();
   }
 
+  // -- the board at a past moment (issue 21): history.js drives it through this hook; while
+  // a past moment is shown the live feed is kept but not applied, and "live" fetches the
+  // present picture again.
+  let pastAt = null;
+  window.cityopsBoard = {
+    async showAt(when) {
+      const response = await fetch(url(`../api/history/situations?at=${encodeURIComponent(when)}`));
+      const body = await response.json();
+      if (!response.ok) throw new Error(body.error || `history: HTTP ${response.status}`);
+      pastAt = body.at;
+      state.lastChange = null;
+      applySnapshot(body);
+      setConnection("past", `As at ${at(body.at)}`);
+      return body;
+    },
+    async live() {
+      const response = await fetch(url("../api/situations"));
+      const body = await response.json();
+      pastAt = null;
+      state.lastChange = null;
+      applySnapshot(body);
+      setConnection("live", "Live");
+    },
+    isPast: () => pastAt !== null,
+  };
+
   function connect() {
     const source = new EventSource(url("../api/situations/stream"));
     source.addEventListener("snapshot", (event) => {
+      if (pastAt !== null) return;
       applySnapshot(JSON.parse(event.data));
       setConnection("live", "Live");
     });
-    source.addEventListener("situation", (event) => applySituation(JSON.parse(event.data)));
+    source.addEventListener("situation", (event) => {
+      if (pastAt === null) applySituation(JSON.parse(event.data));
+    });
     source.addEventListener("removed", (event) => {
+      if (pastAt !== null) return;
       state.situations.delete(JSON.parse(event.data).scope_code);
       scheduleRender();
     });
     source.addEventListener("error", () => {
+      if (pastAt !== null) {
+        if (source.readyState === EventSource.CLOSED) setTimeout(connect, 5000);
+        return;
+      }
       if (source.readyState === EventSource.CLOSED) {
         setConnection("reconnecting", "Offline · retrying");
         setTimeout(connect, 5000);

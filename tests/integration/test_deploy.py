@@ -70,7 +70,7 @@ def workers() -> list[str]:
 
 
 def app_services() -> list[str]:
-    return ["init", *workers(), "simulator"]
+    return ["init", *workers(), "simulator", "history-sink"]
 
 
 def promtool() -> str:
@@ -222,13 +222,14 @@ def metric_names_in(expr: str) -> set[str]:
 def test_compose_parses_into_the_expected_services() -> None:
     data = compose()
     assert workers()[:2] == ["worker-1", "worker-2"]
-    assert sorted(services()) == sorted(["kafka", *app_services(), "prometheus", "grafana"])
+    assert sorted(services()) == sorted(["kafka", *app_services(), "postgres", "prometheus",
+                                         "grafana"])
     assert sorted(services("cluster")) == sorted(data["services"].keys() - services().keys()) == [
         "cluster-init", "cluster-simulator", "cluster-worker-1", "cluster-worker-2",
         "kafka-1", "kafka-2", "kafka-3"]
-    assert sorted(data["volumes"]) == ["grafana-data", "kafka-1-data", "kafka-2-data",
-                                       "kafka-3-data", "kafka-data", "operator-accounts",
-                                       "prometheus-data"]
+    assert sorted(data["volumes"]) == ["grafana-data", "history-data", "kafka-1-data",
+                                       "kafka-2-data", "kafka-3-data", "kafka-data",
+                                       "operator-accounts", "prometheus-data"]
 
 
 def test_every_build_context_dockerfile_and_bind_mount_exists() -> None:
@@ -244,6 +245,8 @@ def test_every_build_context_dockerfile_and_bind_mount_exists() -> None:
                        ("./deploy/prometheus/rules.yml", "/etc/prometheus/rules.yml")],
         "grafana": [("./deploy/grafana/provisioning", "/etc/grafana/provisioning"),
                     ("./deploy/grafana/dashboards", "/etc/grafana/dashboards")],
+        "postgres": [("./deploy/postgres/init-grafana-role.sh",
+                      "/docker-entrypoint-initdb.d/init-grafana-role.sh")],
     }
     for service_mounts in mounts.values():
         for source, _ in service_mounts:
@@ -259,9 +262,11 @@ def test_every_cityops_command_parses_with_the_real_cli() -> None:
         "init": [["topics", "create"], ["wards", "load"], ["assets", "load"]],
         **{name: [["worker", "--app-id", "cityops"]] for name in workers()},
         "simulator": [["simulate", "--bootstrap", "kafka:9092", "--rate", "20", "--realtime"]],
+        "history-sink": [["history", "sink", "--app-id", "cityops"]],
     }
     commands = [parse_cli(argv).command for argvs in invocations.values() for argv in argvs]
-    assert commands == ["topics", "wards", "assets", *(["worker"] * len(workers())), "simulate"]
+    assert commands == ["topics", "wards", "assets", *(["worker"] * len(workers())), "simulate",
+                        "history"]
 
 
 def test_app_services_reach_kafka_inside_the_network() -> None:
@@ -282,6 +287,23 @@ def test_workers_share_an_app_id_and_prometheus_scrapes_each_of_them(
     [job] = [j for j in config["scrape_configs"] if j["job_name"] == "cityops-worker"]
     targets = [t for group in job["static_configs"] for t in group["targets"]]
     assert targets == [f"{name}:{s.metrics_port}" for name, s in settings.items()]
+
+
+def test_history_store_is_the_stacks_postgresql_for_the_sink_and_the_workers() -> None:
+    """Issue 21: the sink writes and the workers' board reads the same store; the image is the
+    major version of Debian's postgresql package the tests run (15)."""
+    postgres = services()["postgres"]
+    assert postgres["image"] == "postgres:15"
+    env = postgres["environment"]
+    url = (f"postgresql://{env['POSTGRES_USER']}:${{HISTORY_DB_PASSWORD:-cityops}}"
+           f"@postgres:5432/{env['POSTGRES_DB']}")
+    for name in ["history-sink", *workers()]:
+        assert services()[name]["environment"]["CITYOPS_HISTORY_URL"] == url, name
+        assert services()[name]["depends_on"]["postgres"] == {"condition": "service_healthy"}
+    assert services()["grafana"]["environment"]["GRAFANA_DB_PASSWORD"] == env[
+        "GRAFANA_DB_PASSWORD"]
+    script = (ROOT / "deploy" / "postgres" / "init-grafana-role.sh").read_text()
+    assert "GRANT SELECT ON TABLES TO grafana" in script
 
 
 def test_kafka_image_matches_the_local_brokers_major_version() -> None:
