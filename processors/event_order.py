@@ -196,32 +196,24 @@ class PartitionMerge(Generic[K, T]):
     def low_watermark(self, now: float) -> int:
         """The lowest event time a later record of this hop may carry (LIVE: no bound).
 
-        While any partition has lag, a partition that caught up holds at the last time it
-        delivered for `caught_up_hold_s` more: a backlog still being written (a partner
-        sending as fast as it can) reaches the partitions with a skew of the producer's
-        batches, so what a caught-up partition gets next may be older than another
-        partition's head. With no partition lagging the hop is live and holds nothing back."""
+        A partition that caught up holds at the last time it delivered for `caught_up_hold_s`
+        more: records being written (a partner sending a backlog as fast as it can, or live)
+        reach the partitions with the skew of the producer's batches, so what a caught-up
+        partition gets next may be older than another partition's head. A partition silent
+        for longer holds nothing back (LIVE when none holds)."""
         mark: int | None = None
-        lagging = False
-        recent: list[int] = []
         for part in self._partitions.values():
             if part.buffer:
-                lagging = True
                 mark = lower(mark, part.buffer[0][0])
             elif part.caught_up:
                 if part.last is not None and now - part.delivered_at < self.caught_up_hold_s:
-                    recent.append(part.last)
+                    mark = lower(mark, part.last)
             elif now - part.delivered_at >= self.hold_max_s:
                 if not part.expired:  # counted once per silence
                     part.expired = True
                     self.expired_holds += 1
             else:
-                lagging = True
                 mark = lower(mark, part.last if part.last is not None else UNKNOWN)
-        if not lagging:
-            return LIVE
-        for last in recent:
-            mark = lower(mark, last)
         return LIVE if mark is None else mark
 
     def first_offsets(self) -> dict[K, int]:
@@ -270,8 +262,9 @@ class WatermarkHolds(Generic[K]):
 
         Per hop: everything it sends after a record marked L carries at least L, so a channel
         read to its end is bounded by the highest mark read from the hop (on any of the
-        channels), and a channel with records left to read by the last mark read on it (the
-        lowest mark read from the hop where none was). The minimum over the hops not expired."""
+        channels), and a channel with records left to read by the last mark read on it (none
+        read: the hop's records there may be older than anything read, no advance until it is
+        read). The minimum over the hops not expired."""
         channels = list(channels)
         hops: dict[str, dict[K, int]] = {}
         for channel in channels:
@@ -290,16 +283,11 @@ class WatermarkHolds(Generic[K]):
         for marks in hops.values():
             values = list(marks.values())
             top = LIVE if LIVE in values else max(values)
-            low: int | None = None
-            for value in values:
-                low = lower(low, value)
             for channel in channels:
                 if not lags[channel]:
                     mark = lower(mark, top)
                 else:
-                    seen = marks.get(channel)
-                    mark = lower(mark, seen if seen is not None else
-                                 (LIVE if low is None else low))
+                    mark = lower(mark, marks.get(channel, UNKNOWN))
         return None if mark is None or mark == LIVE else mark
 
     def forget(self, channels: Iterable[K]) -> None:

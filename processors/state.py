@@ -670,9 +670,9 @@ def _recount_new_incident(state: WardState, rec: IncidentRecord, t: Thresholds) 
     if rec.first_seen is None:
         return
     watermark = state.watermark
-    assert watermark is not None
     window_ms = t.window_ms
-    closed_until = watermark - window_ms - t.grace_ms  # a window starting <= this is closed
+    # a window starting <= this is closed (none while the upstream hold lets no watermark be)
+    closed_until = -math.inf if watermark is None else watermark - window_ms - t.grace_ms
     target = rec.first_seen - rec.first_seen % window_ms
     current = rec.counted_window
     if target <= closed_until:
@@ -725,8 +725,7 @@ def _apply_lighting(
             _window(state, at - at % t.window_ms).lamp_faults += 1
         cabinet = enriched.get("cabinet_id") or event.get("cabinet_id")
         watermark = state.watermark
-        assert watermark is not None
-        if cabinet and at >= watermark - t.cabinet_window_ms:
+        if cabinet and (watermark is None or at >= watermark - t.cabinet_window_ms):
             faults = state.cabinets.get(cabinet)
             if faults is None:
                 if len(state.cabinets) >= MAX_CABINETS:

@@ -149,7 +149,7 @@ class TopologyTestDriver:
         clock = to_ms(min(enriched["event"]["occurred_at"], now))
         return event_type, enriched_bytes, enriched["ward_code"].encode(), clock
 
-    def drain(self, partitions: Mapping[Hashable, Sequence[PartnerRecord]], *, now: datetime,
+    def drain(self, partitions: Mapping[Any, Sequence[PartnerRecord]], *, now: datetime,
               rng: random.Random, fetch_max: int = 300, read_max: int = 300,
               idle_s: float = 0.05, ward_partitions: int = catalog.WARD_PARTITIONS) -> None:
         """A backlog drained the way a worker drains it (issue 26), through the rule both

@@ -64,7 +64,10 @@ CATCH_UP_TIMEOUT_S = 5.0
 
 #: A hop whose low watermark was not read on a channel for this long (wall clock) no longer
 #: holds the wards of that channel back (a stopped or killed worker's hop; docs/rules.md).
-HOLD_EXPIRY_S = 30.0
+HOLD_EXPIRY_S = 15.0
+#: How often owned wards move up to what the holds allow when no record comes (the hold of a
+#: hop that went quiet expires; docs/rules.md).
+RELEASE_INTERVAL_S = 1.0
 
 #: A ward's serialised state is kept under this; above it the oldest dedupe ids are evicted.
 STATE_TARGET_BYTES = 6 * 1024 * 1024
@@ -154,6 +157,7 @@ class WardAggregator:
             await self.rollups()
 
         self.app.timer(self.context.settings.rollup_interval_s)(rollup_tick)
+        self.app.timer(RELEASE_INTERVAL_S)(self.release_tick)
         if self.context.settings.snapshot_interval_s > 0:
             self.app.timer(self.context.settings.snapshot_interval_s)(self.clock_tick)
 
@@ -258,6 +262,16 @@ class WardAggregator:
             if state.frontier is not None and state.watermark is not None:
                 held = max(held, state.frontier - state.watermark)
         self.metrics.ward_watermark_held.set(held / 1000)
+
+    async def release_tick(self) -> None:
+        """Wards held back by a hop that went quiet (a drain's last records) move up once its
+        marks expire, without waiting for the next record or the snapshot tick."""
+        if self._stale:  # before the first batch after an assignment: nothing owned yet
+            return
+        released: dict[str, OwnedWard] = {}
+        self.release(released)
+        if released:
+            await self.publish_changes(released)
 
     def _resumed(self, code: str, entry: OwnedWard) -> OwnedWard:
         ward_step.resume(entry, self.references.published_sequences.get(code, 0),
