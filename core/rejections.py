@@ -51,6 +51,7 @@ REASONS: Final[tuple[str, ...]] = (
     "personal_data",
     "future_period",
     "inconsistent_counts",
+    "too_many_reports",
     # VALIDATE, operator actions (issue 14): a role that may not take the action, an action
     # without the target it needs (an incident, an agency).
     "action_not_allowed",
@@ -71,12 +72,14 @@ A tuple (not a set) so metrics can pre-declare one label per reason in a stable 
 dashboards show zero-valued series before the first rejection happens.
 """
 
-DATA_QUALITY_REASONS: Final[tuple[str, ...]] = ("ward_code_mismatch",)
+DATA_QUALITY_REASONS: Final[tuple[str, ...]] = ("ward_code_mismatch", "personal_data_redacted")
 """Why an event was accepted with a correction (not a rejection: nothing is dead-lettered).
 
 ``ward_code_mismatch``: a lighting or waste event named a registered asset and sent a
 ``ward_code`` other than the asset's registry ward; the registry ward is used (so the asset is
 counted in one ward only) and the partner's code stays in the enriched record's embedded event.
+``personal_data_redacted``: an incident description held a NIK-shaped number, replaced by
+"[NIK withheld]" (`processors.personal_data`) in the enriched record; the incident is kept.
 A tuple in a fixed order, like :data:`REASONS`, so the metric can pre-declare its series.
 """
 

@@ -8,6 +8,10 @@ One exception: a record rejected because it carries personal data (`WITHHELD_REA
 RT report whose note holds a NIK) keeps its key, partition and offset but not its value or
 headers, and the message says so: copying the bytes would put the NIK on a topic kept 30 days
 and read by partners. The partner still has what it sent; the offset says which record it was.
+And whatever the reason, a key, value or header in which the personal-data screen
+(`processors.personal_data.contains_nik`, bytes read as UTF-8) finds a NIK-shaped run is
+withheld the same way (issue 23): a record rejected for a broken count must not carry a NIK
+the screen never had the chance to name, in a field it does not read (a header, the key).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from processors.personal_data import contains_nik, redact_nik
 
 MAX_MESSAGE_CHARS = 1000
 #: Original bytes kept in the envelope; above this they are cut (and the message says so) so the
@@ -71,9 +77,14 @@ def dead_letter(source: SourceRecord, *, stage: str, reason: str, message: str,
     value, key = source.value, source.key
     note = ""
     original_headers = source.headers
-    if reason in WITHHELD_REASONS:
+    carried = contains_nik(value[:MAX_ORIGINAL_BYTES] if value else None) or any(
+        contains_nik(name) or contains_nik(data) for name, data in original_headers)
+    if reason in WITHHELD_REASONS or carried:
         note += " [original value and headers withheld: they carry personal data]"
         value, original_headers = None, ()
+    if contains_nik(key):
+        note += " [original key withheld: it carries personal data]"
+        key = None
     if value is not None and len(value) > MAX_ORIGINAL_BYTES:
         note += f" [original value cut from {len(value)} to {MAX_ORIGINAL_BYTES} bytes]"
         value = value[:MAX_ORIGINAL_BYTES]
@@ -90,7 +101,7 @@ def dead_letter(source: SourceRecord, *, stage: str, reason: str, message: str,
             break
         header_bytes += size
         headers.append({"key": name, "value": data})
-    message = message[: MAX_MESSAGE_CHARS - len(note)] + note
+    message = redact_nik(message[: MAX_MESSAGE_CHARS - len(note)])[0] + note
     return {
         "original_topic": source.topic,
         "original_partition": source.partition,

@@ -47,6 +47,7 @@ from core.rejections import Rejection
 from core.text import forbidden_id_characters
 from core.vocabulary import MAX_EVENT_AGE
 from processors.geo import DEFAULT_TOLERANCE_M, WardLocator
+from processors.personal_data import REDACTED, redact_nik
 
 LAMP_KINDS: Final = frozenset({"LAMP"})
 WASTE_KINDS: Final = frozenset({"WASTE_CONTAINER", "TPS"})
@@ -449,9 +450,11 @@ def enrich_incident(
     coordinates = _coordinates(_INCIDENT, event, ref, rules)
     ward, resolution = _resolve_ward(_INCIDENT, event, ref, coordinates, None)
     copy = dict(event)
-    copy["description"] = normalise_description(
-        event.get("description"), rules.max_description_chars
-    )
+    # the personal-data screen (issue 23): a NIK a dispatcher typed is replaced by a marker,
+    # the incident itself is kept (nothing valid is lost); `data_quality` counts it
+    copy["description"] = redact_nik(
+        normalise_description(event.get("description"), rules.max_description_chars)
+    )[0]
     return _enriched(copy, ward, resolution, now)
 
 
@@ -520,4 +523,6 @@ def data_quality(enriched: Mapping[str, Any]) -> tuple[str, ...]:
         and sent != enriched["ward_code"]
     ):
         return ("ward_code_mismatch",)
+    if REDACTED in (enriched["event"].get("description") or ""):
+        return ("personal_data_redacted",)
     return ()

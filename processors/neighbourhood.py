@@ -31,8 +31,9 @@ from typing import Any, Final, Literal
 
 from core.rejections import Rejection
 from core.vocabulary import CITY_CODE
+from processors.personal_data import NIK_DIGITS, WITHHELD, contains_nik, nik_fields
 from processors.thresholds import NeighbourhoodRules
-from schemas.codec import CodecError, decode
+from schemas.codec import CodecError, decode, encode
 
 Verdict = Literal["VALID", "NEEDS_REVIEW", "REJECTED"]
 Outcome = Literal["judged", "duplicate", "superseded"]
@@ -46,12 +47,19 @@ COUNT_FIELDS: Final[tuple[str, ...]] = (
 )
 PERIOD_PATTERN: Final = re.compile(r"(?P<year>[0-9]{4})-(?P<month>0[1-9]|1[0-2])")
 RT_CODE_PATTERN: Final = re.compile(r"[0-9]{2}\.[0-9]{2}\.[0-9]{2}\.[0-9]{4}\.[0-9]{3}\.[0-9]{3}")
-NIK_LIKE: Final = re.compile(r"(?<![0-9])[0-9](?:[ .\-]?[0-9]){15}(?![0-9])")
-"""Sixteen digits, optionally grouped by single spaces, dots or dashes ("3672 0101 0101 0001"),
-not part of a longer number: the shape of a NIK (Nomor Induk Kependudukan)."""
+TEXT_FIELDS: Final[tuple[str, ...]] = ("report_id", "reporter_id", "rt_code", "period", "note")
+"""Every field of an RT report a person types: each goes through the personal-data screen."""
 MAD_SCALE: Final = 1.4826
 """Makes the median absolute deviation estimate a standard deviation for normal data."""
 
+COPY_FIELDS: Final[tuple[str, ...]] = (
+    "households", "residents", "working_age", "labour_force", "unemployed", "births", "deaths",
+    "moved_in", "moved_out",
+)
+"""Counts RTs' reports share when they were copied from one (copied_report)."""
+COPY_MIN_OTHERS: Final = 2
+"""Identical reports of other RTs of the RW that make one a copy: two RTs may match by chance
+(small RTs with no births, deaths or moves), a third is a pattern."""
 STORED_FIELDS: Final[tuple[str, ...]] = (
     "report_id", "revision", "households", "residents", "working_age", "labour_force",
     "unemployed", "births", "deaths", "moved_in", "moved_out",
@@ -85,10 +93,6 @@ def rw_code(rt_code: str) -> str:
     return rt_code.rsplit(".", 1)[0]
 
 
-def contains_nik(text: str | None) -> bool:
-    return text is not None and NIK_LIKE.search(text) is not None
-
-
 # -- the stateless screen ----------------------------------------------------------------------
 
 
@@ -96,17 +100,18 @@ def screen_report(report: Mapping[str, Any], registry: Mapping[str, Mapping[str,
                   rules: NeighbourhoodRules, now: datetime) -> Mapping[str, Any]:
     """The registry record of the report's RT; raises `Rejection` if the report is unusable.
 
-    Personal data is checked first and its message never quotes the note or the reporter id,
-    so neither can reach the dead letter's text (its original bytes are withheld too:
-    `processors.dead_letters.WITHHELD_REASONS`).
+    Personal data is checked first, in every field a person types (`TEXT_FIELDS`, through
+    `processors.personal_data`): its message names the fields, never their values, so no
+    later rule can quote them either, and the dead letter withholds the original bytes
+    (`processors.dead_letters.WITHHELD_REASONS`).
     """
-    if contains_nik(report.get("note")):
+    carrying = nik_fields(report, TEXT_FIELDS, registry)
+    if carrying:
         raise Rejection("VALIDATE", "personal_data",
-                        "the note contains a 16-digit number shaped like a NIK; personal data "
-                        "must not enter the pipeline (note not copied)")
-    if contains_nik(report["reporter_id"]):
-        raise Rejection("VALIDATE", "personal_data",
-                        "reporter_id is shaped like a NIK; send the opaque reporter id")
+                        f"{', '.join(carrying)} {'holds' if len(carrying) == 1 else 'hold'} a "
+                        f"{NIK_DIGITS}-digit number shaped like a NIK (in any digits, with any "
+                        "separators); personal data must not enter the pipeline (value not "
+                        "copied)")
     for name in ("report_id", "reporter_id", "rt_code"):
         if not str(report[name]).strip():
             raise Rejection("VALIDATE", "blank_id", f"{name} is blank")
@@ -116,6 +121,12 @@ def screen_report(report: Mapping[str, Any], registry: Mapping[str, Mapping[str,
     negative = [name for name in COUNT_FIELDS if report[name] < 0]
     if negative:
         raise Rejection("VALIDATE", "out_of_range", f"negative count: {', '.join(negative)}")
+    over = [f"{name} {report[name]} is above {limit}" for name, limit in bounds(rules)
+            if report[name] > limit]
+    if over:
+        raise Rejection("VALIDATE", "out_of_range",
+                        f"more than one RT can hold: {'; '.join(over)} (the city-wide maximum "
+                        "per RT)")
     period = report["period"]
     try:
         month = month_index(period)
@@ -138,6 +149,14 @@ def screen_report(report: Mapping[str, Any], registry: Mapping[str, Mapping[str,
     if problems:
         raise Rejection("VALIDATE", "inconsistent_counts", "; ".join(problems))
     return rt
+
+
+def bounds(rules: NeighbourhoodRules) -> list[tuple[str, int]]:
+    """(count, city-wide maximum per RT): residents and households by their own bound, a
+    month's births, deaths and moves by the residents' (none can exceed what an RT holds)."""
+    return [("residents", rules.max_rt_residents), ("households", rules.max_rt_households),
+            *((name, rules.max_rt_residents)
+              for name in ("births", "deaths", "moved_in", "moved_out"))]
 
 
 def inconsistencies(report: Mapping[str, Any]) -> list[str]:
@@ -164,7 +183,8 @@ class Judgement:
 
 
 REVIEW_CODES: Final[tuple[str, ...]] = (
-    "continuity", "outlier_unemployment_rate", "outlier_household_size", "second_report",
+    "continuity", "large_moves", "household_size_bound", "copied_report",
+    "outlier_unemployment_rate", "outlier_household_size", "second_report",
 )
 """Every reason a report needs review, in a fixed order (a bounded metric label)."""
 
@@ -205,6 +225,12 @@ class KelurahanReports:
             return Judgement("duplicate")
         if earlier is not None and revision < earlier[0]:
             return Judgement("superseded")
+        if earlier is None:
+            ids = sum(1 for pair in seen.values() if pair[1] == month)
+            if ids >= rules.max_report_ids_per_rt_month:
+                raise Rejection("VALIDATE", "too_many_reports",
+                                f"the RT already sent {ids} report ids for {period}, the most "
+                                "kept; send a new revision of one of them instead")
         seen[report_id] = [revision, month]
         codes: list[str] = []
         reasons: list[str] = []
@@ -213,12 +239,22 @@ class KelurahanReports:
             codes.append("second_report")
             reasons.append(f"a second report for this RT and {period} (report "
                            f"{replaced['report_id']} came first); it replaces the first")
-        previous = self.current(rt_code, period_of(month - 1))
-        if previous is not None:
-            reason = continuity(previous, report, rules)
+        base = self.base(rt_code, month, rules)
+        if base is not None:
+            since = None if base[1] == period_of(month - 1) else base[1]
+            reason = continuity(base[0], report, rules, since, base[2])
             if reason is not None:
                 codes.append("continuity")
                 reasons.append(reason)
+        for code, reason in plausibility(report, base[0] if base else None, rules):
+            codes.append(code)
+            reasons.append(reason)
+        copied = self._copied(report)
+        if copied:
+            codes.append("copied_report")
+            reasons.append(f"every count equals the reports of {len(copied)} other RTs of the "
+                           f"RW for {period} ({', '.join(c.rsplit('.', 1)[1] for c in copied)})"
+                           ": copied?")
         for code, reason in self._outliers(report, rules):
             codes.append(code)
             reasons.append(reason)
@@ -227,6 +263,38 @@ class KelurahanReports:
         stored["verdict"] = verdict
         self.rts.setdefault(rt_code, {})[period] = stored
         return Judgement("judged", verdict, tuple(codes), tuple(reasons))
+
+    def base(self, rt_code: str, month: int, rules: NeighbourhoodRules
+             ) -> tuple[dict[str, Any], str, dict[str, int]] | None:
+        """The report continuity starts from: the RT's latest earlier month whose report is
+        trusted (VALID, or accepted or corrected by a reviewer), within the kept window; with
+        its period and the flows of the months between (from their untrusted reports). A
+        NEEDS_REVIEW report is never a base, so a jump cannot become next month's normal
+        before someone looked at it."""
+        periods = self.rts.get(rt_code, {})
+        between = {"births": 0, "deaths": 0, "moved_in": 0, "moved_out": 0}
+        for back in range(1, rules.max_period_age_months + 2):
+            stored = periods.get(period_of(month - back))
+            if stored is None:
+                continue
+            if stored["verdict"] == "VALID":
+                return stored, period_of(month - back), between
+            if stored["verdict"] == "NEEDS_REVIEW":
+                for name in between:
+                    between[name] += stored[name]
+        return None
+
+    def _copied(self, report: Mapping[str, Any]) -> list[str]:
+        """The other RTs of the same RW whose current report of the month has every count of
+        this one, when there are at least COPY_MIN_OTHERS (an RW filling in its RTs' forms
+        from one), else []."""
+        rt_code, period = report["rt_code"], report["period"]
+        rw = rw_code(rt_code)
+        counts = tuple(report[name] for name in COPY_FIELDS)
+        same = [code for code, periods in sorted(self.rts.items())
+                if code != rt_code and rw_code(code) == rw and period in periods
+                and tuple(periods[period][name] for name in COPY_FIELDS) == counts]
+        return same if len(same) >= COPY_MIN_OTHERS else []
 
     def _peers(self, report: Mapping[str, Any], min_peers: int
                ) -> tuple[str, list[dict[str, Any]]]:
@@ -288,23 +356,49 @@ class KelurahanReports:
 
 
 def continuity(previous: Mapping[str, Any], report: Mapping[str, Any],
-               rules: NeighbourhoodRules) -> str | None:
-    """Why residents do not follow from last month's report, or None when they do.
+               rules: NeighbourhoodRules, since: str | None = None,
+               between: Mapping[str, int] | None = None) -> str | None:
+    """Why residents do not follow from the base report, or None when they do.
 
-    Expected = last month's residents + births - deaths + moved in - moved out (this month's
-    flows); allowed difference = max(continuity_abs_tolerance, ceil(continuity_rel_tolerance x
-    expected)).
+    Expected = the base's residents + births - deaths + moved in - moved out (this month's
+    flows, plus `between`: those of the untrusted months after the base of `since`, None when
+    the base is last month's); allowed
+    difference = max(continuity_abs_tolerance, ceil(continuity_rel_tolerance x expected)).
     """
-    expected = (previous["residents"] + report["births"] - report["deaths"]
-                + report["moved_in"] - report["moved_out"])
+    flows = {name: report[name] + (between or {}).get(name, 0)
+             for name in ("births", "deaths", "moved_in", "moved_out")}
+    expected = (previous["residents"] + flows["births"] - flows["deaths"]
+                + flows["moved_in"] - flows["moved_out"])
     allowed = max(rules.continuity_abs_tolerance,
                   math.ceil(rules.continuity_rel_tolerance * max(expected, 0)))
     if abs(report["residents"] - expected) <= allowed:
         return None
-    return (f"residents {report['residents']} do not follow from last month: "
-            f"{previous['residents']} + {report['births']} births - {report['deaths']} deaths "
-            f"+ {report['moved_in']} moved in - {report['moved_out']} moved out = {expected} "
+    origin = "last month" if since is None else f"the last VALID or reviewed report ({since})"
+    return (f"residents {report['residents']} do not follow from {origin}: "
+            f"{previous['residents']} + {flows['births']} births - {flows['deaths']} deaths "
+            f"+ {flows['moved_in']} moved in - {flows['moved_out']} moved out = {expected} "
             f"(allowed difference {allowed})")
+
+
+def plausibility(report: Mapping[str, Any], base: Mapping[str, Any] | None,
+                 rules: NeighbourhoodRules) -> list[tuple[str, str]]:
+    """(code, reason) of each bound a plausible-looking report breaks: more moved in or out in
+    one month than the RT's base (else the report itself) allows, and more residents per
+    household than a household holds."""
+    found = []
+    residents = (base or report)["residents"]
+    allowed = max(rules.moves_abs_tolerance, math.ceil(rules.moves_rel_tolerance * residents))
+    large = [f"{name.replace('_', ' ')} {report[name]}" for name in ("moved_in", "moved_out")
+             if report[name] > allowed]
+    if large:
+        found.append(("large_moves", f"{' and '.join(large)} in one month: more than the "
+                      f"{allowed} an RT of {residents} residents allows without review"))
+    size = household_size(report)
+    if size is not None and size > rules.max_household_size:
+        found.append(("household_size_bound",
+                      f"{size:.1f} residents per household, more than "
+                      f"{rules.max_household_size:g}"))
+    return found
 
 
 def unemployment_rate(report: Mapping[str, Any]) -> float | None:
@@ -453,15 +547,34 @@ def read_report(value: bytes | None, topic: str, schema: str, *, trusted: bool =
     return decode(value, expected=schema, trusted=trusted).record
 
 
+def screened_report(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The record the screen passes on (the enriched topic's), never the partner's bytes: the
+    decoded report without its note, which no later hop reads and no record carries."""
+    return {**report, "note": None}
+
+
+def screened_bytes(report: Mapping[str, Any], schema: str) -> bytes:
+    """`screened_report` encoded for the screened topic (the judge hop reads it back)."""
+    return encode(schema, screened_report(report), validate=False)
+
+
+def _shown(value: Any, limit: int) -> str:
+    """A report's identifier as a verdict shows it: cut, and `WITHHELD` when it holds a NIK."""
+    text = str(value)
+    return WITHHELD if contains_nik(text) else text[:limit]
+
+
 def validation(report: Mapping[str, Any], rt: Mapping[str, Any] | None, verdict: Verdict,
                codes: Sequence[str], reasons: Sequence[str], now: datetime) -> dict[str, Any]:
-    """An `org.cityops.RtValidation`: never the note; no counts for a REJECTED report."""
+    """An `org.cityops.RtValidation`: never the note; no counts for a REJECTED report; an
+    identifier the personal-data screen refused shows as `WITHHELD`."""
     counted = verdict != "REJECTED"
     return {
-        "rt_code": str(report["rt_code"])[:64],
+        "rt_code": _shown(report["rt_code"], 64),
         "kelurahan_code": None if rt is None else rt["kelurahan_code"],
         "rw": None if rt is None else rt["rw"],
-        "period": str(report["period"])[:16], "report_id": str(report["report_id"])[:64],
+        "period": _shown(report["period"], 16),
+        "report_id": _shown(report["report_id"], 64),
         "revision": report["revision"], "verdict": verdict,
         "reason_codes": list(codes), "reasons": list(reasons),
         **{name: report[name] if counted else None

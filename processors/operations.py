@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from core.rejections import Rejection
+from core.text import forbidden_id_characters
 from core.vocabulary import level_rank
+from processors.personal_data import screen_note
 from processors.state import STATUS_BY_RANK, IncidentKey, IncidentRecord, WardState, from_ms, to_ms
 from processors.thresholds import AGENCIES, SlaRules
 
@@ -194,6 +196,39 @@ def check_action(action: Mapping[str, Any]) -> None:
     if text is not None and len(text) > MAX_TEXT:
         raise Rejection("VALIDATE", "out_of_range",
                         f"text is {len(text)} characters, over {MAX_TEXT}")
+    problem = action_problem(action)
+    if problem is not None:
+        raise Rejection("VALIDATE", *problem)
+
+
+ACTION_IDS: Final[tuple[str, ...]] = ("action_id", "operator_id", "ward_code",
+                                      "incident_source", "incident_id", "agency")
+"""The identifiers of an action: within `core.text`'s identifier character set."""
+
+
+def action_problem(action: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(reason, message) when an action's identifiers or text break the character and
+    personal-data rules (issue 23), else None; the message never quotes the text. The board
+    (`streams/operator_web.py`) cleans a note with `screen_note` before writing, so a note
+    here that `screen_note` would change (a control, bidi or zero-width character) or refuse
+    (a NIK) came from another producer."""
+    for name in ACTION_IDS:
+        value = action.get(name)
+        forbidden = forbidden_id_characters(value) if isinstance(value, str) else []
+        if forbidden:
+            return ("forbidden_characters",
+                    f"{name} holds {', '.join(forbidden[:5])}: identifiers may hold letters, "
+                    "digits, punctuation, symbols and spaces only")
+    text = action.get("text")
+    if text is None:
+        return None
+    cleaned, refused = screen_note(text)
+    if refused is not None:
+        return "personal_data", refused
+    if cleaned != text:
+        return ("forbidden_characters",
+                "text holds control, format or line-break characters (not stored)")
+    return None
 
 
 def fold_action(book: CaseBook, action: Mapping[str, Any]) -> bool:

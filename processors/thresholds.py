@@ -128,12 +128,30 @@ class NeighbourhoodRules:
     """Smallest scale of the unemployment-rate test (2 percentage points)."""
     outlier_household_size_floor: float = 0.25
     """Smallest scale of the residents-per-household test."""
+    # Bounds (issue 23): what one RT can hold. Project assumptions, not a regulation: the
+    # SYNTHETIC registry's RTs hold 60-260 residents in 15-75 households.
+    max_rt_residents: int = 2_000
+    """City-wide maximum residents of one RT; above it a report is REJECTED (out_of_range)."""
+    max_rt_households: int = 500
+    """City-wide maximum households of one RT; above it a report is REJECTED (out_of_range)."""
+    max_household_size: float = 10.0
+    """Residents per household above this need review (household_size_bound)."""
+    moves_abs_tolerance: int = 10
+    moves_rel_tolerance: float = 0.10
+    """moved_in or moved_out above max(moves_abs_tolerance, ceil(moves_rel_tolerance x the
+    RT's base residents)) in one month needs review (large_moves): a large flow must not make
+    a jump look continuous."""
+    max_report_ids_per_rt_month: int = 10
+    """Distinct report ids kept per RT and month; one more is dead-lettered
+    (too_many_reports), so no RT head can grow the state."""
 
 
 _NEIGHBOURHOOD_INT_KEYS: Final = ("max_period_age_months", "continuity_abs_tolerance",
-                                  "outlier_min_peers")
+                                  "outlier_min_peers", "max_rt_residents", "max_rt_households",
+                                  "moves_abs_tolerance", "max_report_ids_per_rt_month")
 _NEIGHBOURHOOD_FLOAT_KEYS: Final = ("continuity_rel_tolerance", "outlier_z", "outlier_rate_floor",
-                                    "outlier_household_size_floor")
+                                    "outlier_household_size_floor", "max_household_size",
+                                    "moves_rel_tolerance")
 
 
 def _parse_neighbourhood(value: object) -> NeighbourhoodRules:

@@ -3,7 +3,8 @@
     city.neighbourhood.reports.v1 (keyed by RT code)
       -> screen agent: decode + `processors.neighbourhood.screen_report` (registry, clock)
          REJECTED -> city.deadletter.v1 (personal data: value withheld) + its verdict
-      -> city.neighbourhood.reports.enriched.v1 (the bytes as sent, keyed by kelurahan code)
+      -> city.neighbourhood.reports.enriched.v1 (the screened record, `screened_bytes`: not the
+         partner's bytes, no note; keyed by kelurahan code)
       -> judge agent: `KelurahanReports.judge` on the kelurahan's entry in the
          `neighbourhood_state` table (continuity, duplicates, revisions, outliers)
       -> city.neighbourhood.validations.v1 (keyed by RT code): VALID or NEEDS_REVIEW
@@ -36,6 +37,7 @@ from processors.neighbourhood import (
     rejected_validation,
     rollups,
     screen_report,
+    screened_bytes,
     validation,
 )
 from processors.thresholds import Thresholds
@@ -113,7 +115,7 @@ class NeighbourhoodAgents:
             await self.context.send_batch(target, records)
 
     async def screen(self, event: faust.EventT[bytes]) -> Record | None:
-        """The report's bytes placed in its kelurahan, or None when it was dead-lettered."""
+        """The screened report placed in its kelurahan, or None when it was dead-lettered."""
         message = event.message
         now = datetime.now(UTC)
         report: dict[str, Any] | None = None
@@ -132,7 +134,8 @@ class NeighbourhoodAgents:
             await self.context.send_dead_letter(event, "PROCESS", "processing_error", error)
             return None
         code: str = rt["kelurahan_code"]
-        return self.context.ward_partition(code), code.encode(), cast(bytes, message.value)
+        return (self.context.ward_partition(code), code.encode(),
+                screened_bytes(report, self.schema))
 
     # -- hop 2: the judgement ----------------------------------------------------------------
 

@@ -33,7 +33,8 @@ from aiohttp import web
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from core.accounts import MAX_PASSWORD_LENGTH, Principal
-from processors.operations import ACTIONS, MAX_TEXT, may, may_see_audit
+from processors.operations import ACTIONS, MAX_TEXT, action_problem, may, may_see_audit
+from processors.personal_data import screen_note
 from processors.state import from_ms, to_ms
 from processors.thresholds import AGENCIES
 from schemas.codec import CodecError, encode
@@ -211,18 +212,25 @@ class OperatorWeb:
             return None, f"{kind.lower()} needs incident_source and incident_id"
         if kind == "ASSIGN" and agency not in AGENCIES:
             return None, f"assign needs an agency: one of {', '.join(AGENCIES)}"
+        if text is not None:  # the personal-data screen (issue 23): cleaned, or refused
+            text, refused = screen_note(text)
+            if refused is not None:
+                return None, refused
+            text = text.strip() or None
         if kind == "NOTE" and not text:
             return None, "note needs a text"
         if text is not None and len(text) > MAX_TEXT:
             return None, f"text is {len(text)} characters, over {MAX_TEXT}"
-        return {
+        record = {
             "action_id": str(uuid.uuid4()),
             "occurred_at": from_ms(to_ms(datetime.now(UTC))),
             "operator_id": principal.name, "operator_role": principal.role, "action": kind,
             "ward_code": code, "incident_source": source if source and incident else None,
             "incident_id": incident if source and incident else None,
             "agency": agency if kind == "ASSIGN" else None, "text": text,
-        }, ""
+        }
+        problem = action_problem(record)
+        return (None, problem[1]) if problem is not None else (record, "")
 
     # -- audit trail ------------------------------------------------------------------------
 

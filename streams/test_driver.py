@@ -47,6 +47,7 @@ from processors.neighbourhood import (
     rejected_validation,
     rollups,
     screen_report,
+    screened_bytes,
     validation,
 )
 from processors.records import enrich_record, read_action, read_enriched
@@ -75,6 +76,8 @@ class Outputs:
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     validations: list[dict[str, Any]] = field(default_factory=list)
     indicators: list[dict[str, Any]] = field(default_factory=list)
+    rt_screened: list[bytes] = field(default_factory=list)
+    """What the screen agent writes to the screened RT report topic, as bytes."""
     aggregated: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(enriched topic, fold outcome) -> events, as `cityops_events_aggregated_total`."""
     corrected: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -289,13 +292,20 @@ class TopologyTestDriver:
             self._dead(origin, error, "PROCESS", "processing_error", now)
             return
         code: str = rt["kelurahan_code"]
+        screened = screened_bytes(report, spec.value_schema)
+        self.outputs.rt_screened.append(screened)
+        origin = source_record(catalog.RT_REPORTS_BY_KELURAHAN.name, 0, offset, now.timestamp(),
+                               code.encode(), screened, ())
         try:
+            report = read_report(screened, catalog.RT_REPORTS_BY_KELURAHAN.name,
+                                 spec.value_schema, trusted=True)
             reports = KelurahanReports.from_json(self.neighbourhood_state.get(code))
             judgement = reports.judge(report, rules)
             reports.prune(current_month(now), rules)
             self.neighbourhood_state[code] = json.loads(json.dumps(reports.to_json()))
         except Exception as error:  # as the judge agent: the report's dead letter
-            self._dead(origin, error, "PROCESS", "processing_error", now)
+            stage, reason = rejection_of(error)
+            self._dead(origin, error, stage, reason, now)
             return
         if judgement.verdict is None:
             return

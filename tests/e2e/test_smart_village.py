@@ -12,6 +12,7 @@ in tests/unit/test_rt_simulator.py (through streams/test_driver.py).
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,13 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaProducer
 
 from bench.harness import Namespace, Worker, read_records, wait_until
 from cityops.neighbourhoods import generate_registry
-from cityops.rt_simulator import SimulatedMonth, previous_month, simulate_month
+from cityops.rt_simulator import RT_REPORT_SCHEMA, SimulatedMonth, previous_month, simulate_month
 from core.reference_data import load_ward_records
 from core.vocabulary import CITY_CODE
+from processors.personal_data import WITHHELD, fold_digits
+from schemas.codec import encode
 from tests.e2e.test_board import CHROMIUM, UPDATE_TIMEOUT_MS, browser, signed_in_page
 from tests.integration.test_web_api import BoardAccess, board_access, get_json
 from tests.unit.test_rt_simulator import expected_indicators, published
@@ -220,3 +223,87 @@ def test_the_board_shows_the_unemployment_layer_and_a_kelurahan_s_rws_and_review
     assert (page.locator("#village img").count(), page.evaluate("window.__pwned")) == (0, None)
     page.close()
     assert (outside, errors) == ([], [])
+
+
+def spell(digits: str, zero: int, separator: str) -> str:
+    """The 16 digits in the script whose zero is `zero`, in groups of four."""
+    return separator.join("".join(chr(zero + int(d)) for d in digits[i:i + 4])
+                          for i in range(0, 16, 4))
+
+
+def test_a_nik_in_any_field_and_any_spelling_reaches_no_topic_downstream(
+        namespace: Namespace, worker: Worker, month: SimulatedMonth) -> None:
+    """Issue 23: NIKs typed the ways the old pattern missed, in every field a person types,
+    in the key and in a header: each report is REJECTED `personal_data` (or, with the NIK in a
+    header only, rejected for its counts with value and headers withheld), and the 16 digits
+    appear in no spelling in any topic of the namespace or the worker but the input."""
+    silent = next(rt for rt in month.mistakes["not_reported"])
+    (last,) = [r.record for r in month.reports
+               if r.record["rt_code"] == silent and r.record["period"] == month.base_period]
+    clean = {**last, "period": month.period, "births": 0, "deaths": 0, "moved_in": 0,
+             "moved_out": 0, "note": None}
+    niks = [f"36720{n}5507910{n:03d}" for n in range(1, 10)]
+    sent: list[tuple[str, dict[str, Any], list[tuple[str, bytes]]]] = [
+        (silent, clean | {"report_id": f"N1-{uuid.uuid4()}",
+                          "note": f"NIK {spell(niks[0], 0x30, '  ')}"}, []),
+        (silent, clean | {"report_id": f"N2-{uuid.uuid4()}",
+                          "note": f"KTP {spell(niks[1], 0xFF10, ' - ')} hilang"}, []),
+        (silent, clean | {"report_id": f"N3-{uuid.uuid4()}",
+                          "note": spell(niks[2], 0x0660, "\u00a0")}, []),
+        (silent, clean | {"report_id": f"RPT{niks[3]}X"}, []),
+        (silent, clean | {"report_id": f"N5-{uuid.uuid4()}",
+                          "reporter_id": spell(niks[4], 0x30, "/")}, []),
+        (spell(niks[5], 0x30, "\n"), clean | {"rt_code": spell(niks[5], 0x30, "\n")}, []),
+        (silent, clean | {"report_id": f"N7-{uuid.uuid4()}", "period": niks[6]}, []),
+        # broken counts, the NIK only where the screen does not look: the key, a header
+        (f"{silent} {spell(niks[7], 0x30, ',')}",
+         clean | {"report_id": f"N8-{uuid.uuid4()}", "unemployed": 10_000}, []),
+        (silent, clean | {"report_id": f"N9-{uuid.uuid4()}", "unemployed": 10_000},
+         [("trace", spell(niks[8], 0x0966, " ").encode())]),
+    ]
+    topic = namespace.name(catalog.RT_REPORTS)
+    producer = KafkaProducer(bootstrap_servers=namespace.bootstrap)
+    try:
+        for key, record, headers in sent:
+            producer.send(topic, key=key.encode(), value=encode(RT_REPORT_SCHEMA, record),
+                          headers=headers)
+        producer.flush()
+    finally:
+        producer.close()
+
+    def letters() -> list[dict[str, Any]]:
+        return [d for d in namespace.read(catalog.DEAD_LETTERS) if d["original_topic"] == topic]
+
+    def broken() -> list[dict[str, Any]]:
+        return [d for d in letters() if d["reason"] == "inconsistent_counts"
+                and (d["original_key"] is None or d["original_value"] is None)]
+    wait_until(lambda: sum(1 for d in letters() if d["reason"] == "personal_data") >= 8, 120,
+               "every NIK report dead-lettered")
+    wait_until(lambda: len(broken()) == 2, 60, "broken counts too")
+    # the key withheld (the value kept: it holds no NIK); the value and headers withheld
+    assert sorted((d["original_key"] is None, d["original_value"] is None,
+                   d["original_headers"]) for d in broken()) == [
+        (False, True, []), (True, False, [])]
+    withheld = [v for v in namespace.read(catalog.RT_VALIDATIONS) if WITHHELD in (
+        v["rt_code"], v["report_id"], v["period"])]
+    assert sorted((v["rt_code"] == WITHHELD, v["report_id"] == WITHHELD,
+                   v["period"] == WITHHELD, v["verdict"]) for v in withheld) == [
+        (False, False, True, "REJECTED"), (False, True, False, "REJECTED"),
+        (True, False, False, "REJECTED")]
+
+    admin = KafkaAdminClient(bootstrap_servers=namespace.bootstrap)
+    try:
+        topics = sorted(t for t in admin.list_topics()
+                        if t.startswith((namespace.prefix, f"{worker.app_id}-")))
+    finally:
+        admin.close()
+
+    def digits_of(data: bytes | None) -> str:
+        return re.sub(r"[^0-9]", "", fold_digits((data or b"").decode("utf-8", "replace")))
+
+    carrying = {(t, nik) for t in topics for record in read_records(namespace.bootstrap, t)
+                for nik in niks
+                if any(nik in digits_of(part) for part in (
+                    record.key, record.value, *(v for _, v in record.headers)))}
+    assert {t for t, _ in carrying} == {topic}
+    assert {nik for _, nik in carrying} == set(niks)

@@ -271,6 +271,61 @@ def test_an_action_no_role_may_take_is_dead_lettered_with_its_reason(
         "VALIDATE", "action_not_allowed", "a viewer may not acknowledge")
 
 
+def test_a_note_is_stored_without_control_characters_and_never_with_a_nik(
+        namespace: Namespace, worker: Worker, access: BoardAccess) -> None:
+    """Issue 23: the actions topic is the 5-year audit trail. A note's ESC, bidi, zero-width
+    and NUL characters are removed before it is written, a note holding a NIK (any spelling)
+    is refused and written nowhere, an incident id with control characters is refused; a
+    producer that is not the board gets a dead letter for either."""
+    oscar = signed_in(worker, access, "oscar")
+    target = {"incident_source": "CALL_CENTER_112", "incident_id": "112-OPS-1"}
+    hostile = "air\x1b[2J naik\u202e\u200b\x00 lagi\nsore"
+    assert oscar.json("POST", f"/api/wards/{WARD}/actions/note",
+                      target | {"text": hostile})[0] == 202
+    nik = "\uff13\uff16\uff17\uff12 0101  0101 - 0001"
+    assert oscar.json("POST", f"/api/wards/{WARD}/actions/note",
+                      target | {"text": f"korban {nik}"}) == (400, {
+        "error": "the text holds a 16-digit number shaped like a NIK; personal data must not be "
+                 "written (text not stored)"})
+    assert oscar.json("POST", f"/api/wards/{WARD}/actions/note",
+                      {"incident_source": "CALL_CENTER_112", "incident_id": "X\x1b]0;t\x07",
+                       "text": "x"}) == (400, {
+        "error": "incident_id holds \\x1b, \\x07: identifiers may hold letters, digits, "
+                 "punctuation, symbols and spaces only"})
+
+    def notes() -> list[str]:
+        return [a["text"] for a in namespace.read(catalog.OPERATOR_ACTIONS, timeout_s=10)
+                if a["action"] == "NOTE"]
+    wait_until(lambda: "air[2J naik lagi sore" in notes())
+    assert all("\x1b" not in text and "\u202e" not in text and "0101" not in text
+               for text in notes())
+
+    foreign = {"action_id": str(uuid.uuid4()),
+               "occurred_at": datetime.now(UTC).replace(microsecond=0),
+               "operator_id": "oscar", "operator_role": "OPERATOR", "action": "NOTE",
+               "ward_code": WARD, "incident_source": "CALL_CENTER_112",
+               "incident_id": "112-OPS-1\x1b[31m", "agency": None, "text": "x"}
+    bad_id = encode(catalog.OPERATOR_ACTIONS.value_schema, foreign)
+    bad_text = encode(catalog.OPERATOR_ACTIONS.value_schema, foreign | {
+        "action_id": str(uuid.uuid4()), "incident_id": "112-OPS-1", "text": f"nik {nik}"})
+    namespace.send_raw(catalog.OPERATOR_ACTIONS, WARD.encode(), bad_id)
+    namespace.send_raw(catalog.OPERATOR_ACTIONS, WARD.encode(), bad_text)
+
+    def letters() -> list[dict[str, Any]]:
+        return [d for d in namespace.read(catalog.DEAD_LETTERS, timeout_s=10)
+                if d["reason"] in ("forbidden_characters", "personal_data")]
+    wait_until(lambda: len(letters()) == 2)
+    assert sorted((d["reason"], d["original_value"] is None, d["error_message"])
+                  for d in letters()) == [
+        ("forbidden_characters", False,
+         "incident_id holds \\x1b: identifiers may hold letters, digits, punctuation, "
+         "symbols and spaces only"),
+        ("personal_data", True,
+         "the text holds a 16-digit number shaped like a NIK; personal data must not be "
+         "written (text not stored) [original value and headers withheld: they carry "
+         "personal data]")]
+
+
 def test_five_wrong_passwords_in_a_row_slow_sign_in_down(
         worker: Worker, access: BoardAccess) -> None:
     """Last in the module: the throttle also counts the client address (127.0.0.1 here)."""

@@ -81,11 +81,12 @@ def test_tombstone_without_timestamp_or_key() -> None:
 
 def test_huge_value_key_headers_and_message_are_cut_and_said_so() -> None:
     source = source_record("t", 0, 7, None, b"k" * 700_000, b"v" * 1_100_000,
-                           [("a", b"1" * 40_000), ("b", b"2" * 40_000), ("c", b"3")])
+                           # letters: 16 digits in a row would be NIK-shaped (withheld)
+                           [("a", b"x" * 40_000), ("b", b"y" * 40_000), ("c", b"3")])
     letter = _envelope(source, message="m" * 5000)
     assert letter["original_value"] == b"v" * MAX_ORIGINAL_BYTES
     assert letter["original_key"] == b"k" * MAX_ORIGINAL_KEY_BYTES
-    assert letter["original_headers"] == [{"key": "a", "value": b"1" * 40_000}]
+    assert letter["original_headers"] == [{"key": "a", "value": b"x" * 40_000}]
     note = (f" [original value cut from 1100000 to {MAX_ORIGINAL_BYTES} bytes]"
             f" [original key cut from 700000 to {MAX_ORIGINAL_KEY_BYTES} bytes]"
             f" [2 original header(s) dropped above {MAX_ORIGINAL_HEADERS_BYTES} bytes]")

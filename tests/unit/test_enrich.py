@@ -749,7 +749,8 @@ def test_every_validate_and_enrich_reason_is_exercised() -> None:
     decode_or_process = (set(CODEC_REASONS) - {"schema_violation"}) | {
         "unparseable_record", "processing_error", "ward_state_full", "situation_failed"}
     # the RT-report reasons: tests/unit/test_neighbourhood.py
-    rt_reports = {"personal_data", "future_period", "inconsistent_counts", "unknown_rt"}
+    rt_reports = {"personal_data", "future_period", "inconsistent_counts", "unknown_rt",
+                  "too_many_reports"}
     # the operator-action reasons: tests/unit/test_operations.py
     operator_actions = {"action_not_allowed", "missing_target"}
     assert {case[4] for case in CASES} == (
@@ -760,7 +761,7 @@ def test_every_validate_and_enrich_reason_is_exercised() -> None:
 
 
 def test_reason_set_is_bounded_snake_case_and_unique() -> None:
-    assert len(REASONS) == len(set(REASONS)) == 31
+    assert len(REASONS) == len(set(REASONS)) == 32
     assert REASONS[:len(CODEC_REASONS)] == CODEC_REASONS
     assert [r for r in REASONS if not re.fullmatch(r"[a-z]+(_[a-z]+)*", r)] == []
     assert STAGES == ("DECODE", "VALIDATE", "ENRICH", "PROCESS")

@@ -69,19 +69,31 @@ def test_a_clean_report_passes_the_screen_and_gets_its_rt() -> None:
 def test_a_nik_in_the_note_is_rejected_and_the_message_does_not_quote_it(note: str) -> None:
     assert rejected(report(note=note)) == (
         "VALIDATE", "personal_data",
-        "the note contains a 16-digit number shaped like a NIK; personal data must not enter "
-        "the pipeline (note not copied)")
+        "note holds a 16-digit number shaped like a NIK (in any digits, with any separators); "
+        "personal data must not enter the pipeline (value not copied)")
 
 
 def test_numbers_that_are_not_16_digits_are_not_a_nik() -> None:
-    for note in ("RT 003 RW 007, 150 warga", "telp 081234567890", "12345678901234567"):
+    for note in ("RT 003 RW 007, 150 warga", "telp 081234567890", f"lihat {RW1[0]}",
+                 "id 0f3c1b2a-1234-4567-8901-234567890123"):
         assert screen_report(report(note=note), REGISTRY, RULES, NOW) == REGISTRY[RW1[0]]
 
 
-def test_a_nik_as_reporter_id_is_rejected() -> None:
-    assert rejected(report() | {"reporter_id": "3672010101010001"}) == (
+def test_a_longer_number_holds_a_nik_and_is_rejected() -> None:
+    assert rejected(report(note="12345678901234567"))[1] == "personal_data"
+
+
+@pytest.mark.parametrize("name", ["reporter_id", "report_id", "rt_code", "period"])
+def test_a_nik_in_any_identifier_is_rejected_naming_the_field(name: str) -> None:
+    assert rejected(report() | {name: "RPT-3672010101010001"}) == (
         "VALIDATE", "personal_data",
-        "reporter_id is shaped like a NIK; send the opaque reporter id")
+        f"{name} holds a 16-digit number shaped like a NIK (in any digits, with any "
+        "separators); personal data must not enter the pipeline (value not copied)")
+
+
+def test_every_field_holding_a_nik_is_named() -> None:
+    assert rejected(report(note="3672010101010001") | {"reporter_id": "3672010101010001"}
+                    )[2].startswith("reporter_id, note hold a 16-digit number")
 
 
 def test_the_dead_letter_of_personal_data_withholds_value_and_headers() -> None:
@@ -215,8 +227,8 @@ def test_outlier_unemployment_rate_against_the_rw() -> None:
 
 def test_outlier_household_size_against_the_kelurahan_when_the_rw_is_small() -> None:
     reports = KelurahanReports()
-    for index, code in enumerate(RW1[:4]):
-        reports.judge(report(rt=code, report_id=f"K{index}"), RULES)
+    for index, code in enumerate(RW1[:4]):  # working ages apart: not copies of each other
+        reports.judge(report(rt=code, report_id=f"K{index}", working_age=110 + index), RULES)
     # RW2 has no other RT yet: the 4 RTs of RW1 are the peers (150 / 40 = 3.75 each, MAD 0)
     assert reports.judge(report(rt=RW2[0], report_id="X", households=20), RULES) == Judgement(
         "judged", "NEEDS_REVIEW", ("outlier_household_size",),
@@ -351,8 +363,8 @@ def test_bytes_in_verdict_out_and_the_rejected_verdict_never_carries_the_note() 
         "rt_code": RW1[0], "kelurahan_code": KEL, "rw": "001", "period": "2025-08",
         "report_id": "R1", "revision": 1, "verdict": "REJECTED",
         "reason_codes": ["personal_data"],
-        "reasons": ["the note contains a 16-digit number shaped like a NIK; personal data must "
-                    "not enter the pipeline (note not copied)"],
+        "reasons": ["note holds a 16-digit number shaped like a NIK (in any digits, with any "
+                    "separators); personal data must not enter the pipeline (value not copied)"],
         "residents": None, "labour_force": None, "unemployed": None, "validated_at": NOW,
         "synthetic": True}
     payload = encode("org.cityops.RtValidation", verdict)
@@ -377,3 +389,77 @@ def test_screened_reports_are_read_without_the_partner_checks() -> None:
     with pytest.raises(CodecError) as trailing:
         read_report(value + b"\x00", "t", "org.cityops.RtReport", trusted=True)
     assert trailing.value.reason == "trailing_bytes"
+
+
+# -- bounds, copies, moves and the reviewed base (issue 23) ----------------------------------
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"households": 400, "residents": 10**9, "working_age": 110},
+     "more than one RT can hold: residents 1000000000 is above 2000 (the city-wide maximum "
+     "per RT)"),
+    ({"households": 2**31 - 1, "residents": 2**31 - 1},
+     "more than one RT can hold: residents 2147483647 is above 2000; households 2147483647 is "
+     "above 500 (the city-wide maximum per RT)"),
+    ({"moved_in": 5000}, "more than one RT can hold: moved_in 5000 is above 2000 (the "
+     "city-wide maximum per RT)"),
+])
+def test_counts_above_what_an_rt_holds_are_rejected(changes: dict[str, int],
+                                                    message: str) -> None:
+    assert rejected(report() | changes) == ("VALIDATE", "out_of_range", message)
+
+
+def test_a_jump_stays_under_review_until_reviewed_and_is_not_a_base() -> None:
+    reports = KelurahanReports()
+    reports.judge(report(period="2025-06", report_id="A"), RULES)
+    jumped = reports.judge(report(period="2025-07", report_id="B", households=400,
+                                  residents=1500, working_age=1100), RULES)
+    assert jumped.codes == ("continuity",)
+    # the month after, the same 1,500: still compared with June's 150, not with July's jump
+    assert reports.judge(report(period="2025-08", report_id="C", households=400,
+                                residents=1500, working_age=1100), RULES) == Judgement(
+        "judged", "NEEDS_REVIEW", ("continuity",),
+        ("residents 1500 do not follow from the last VALID or reviewed report (2025-06): 150 "
+         "+ 0 births - 0 deaths + 0 moved in - 0 moved out = 150 (allowed difference 5)",))
+
+
+def test_a_large_move_needs_review_and_does_not_launder_a_jump() -> None:
+    reports = KelurahanReports()
+    reports.judge(report(period="2025-07", report_id="A"), RULES)
+    # 150 + 1,350 moved in = 1,500: continuous, but 1,350 is more than max(10, 15) allow
+    assert reports.judge(report(report_id="B", households=400, residents=1500,
+                                working_age=1100, moved_in=1350), RULES) == Judgement(
+        "judged", "NEEDS_REVIEW", ("large_moves",),
+        ("moved in 1350 in one month: more than the 15 an RT of 150 residents allows without "
+         "review",))
+
+
+def test_more_residents_per_household_than_a_household_holds_needs_review() -> None:
+    assert KelurahanReports().judge(report(households=10, social_aid_households=2), RULES
+                                    ) == Judgement(
+        "judged", "NEEDS_REVIEW", ("household_size_bound",),
+        ("15.0 residents per household, more than 10",))
+
+
+def test_identical_reports_of_an_rw_are_flagged_from_the_third() -> None:
+    reports = KelurahanReports()
+    verdicts = [reports.judge(report(rt=code, report_id=code), RULES) for code in RW1]
+    assert [v.codes for v in verdicts] == [(), ()] + [("copied_report",)] * 4
+    assert verdicts[2].reasons == (
+        "every count equals the reports of 2 other RTs of the RW for 2025-08 (001, 002): "
+        "copied?",)
+    # another RW's identical report is not a copy of these
+    assert reports.judge(report(rt=RW2[0], report_id="Z"), RULES).verdict == "VALID"
+
+
+def test_report_ids_per_rt_and_month_are_capped() -> None:
+    reports = KelurahanReports()
+    for n in range(RULES.max_report_ids_per_rt_month):
+        reports.judge(report(report_id=f"R{n}"), RULES)
+    with pytest.raises(Rejection) as caught:
+        reports.judge(report(report_id="one-more"), RULES)
+    assert (caught.value.reason, caught.value.message) == (
+        "too_many_reports", "the RT already sent 10 report ids for 2025-08, the most kept; "
+        "send a new revision of one of them instead")
+    assert reports.judge(report(report_id="R3", revision=2), RULES).outcome == "judged"
+    assert len(reports.seen[RW1[0]]) == 10

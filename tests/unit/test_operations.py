@@ -19,6 +19,7 @@ from processors.operations import (
     Kpi,
     acknowledge_clock,
     annotate,
+    check_action,
     clocks,
     completed_clocks,
     elapsed_text,
@@ -325,3 +326,26 @@ def test_the_acknowledge_clock_is_a_kpi_sample_once_acknowledged() -> None:
     assert acknowledge_clock(book, T.sla) is None
     fold_action(book, action("ACKNOWLEDGE", minutes(8)))
     assert acknowledge_clock(book, T.sla) == (420.0, 300.0)
+
+
+# -- the personal-data and character screen of actions (issue 23) ---------------------------
+
+
+@pytest.mark.parametrize(("changes", "reason", "message"), [
+    ({"text": "korban 3672 0101 0101 0001"}, "personal_data",
+     "the text holds a 16-digit number shaped like a NIK; personal data must not be written "
+     "(text not stored)"),
+    ({"text": "ok\x1b[2J\u202e\u200b\x00"}, "forbidden_characters",
+     "text holds control, format or line-break characters (not stored)"),
+    ({"incident_id": "POL-1\x1b]0;x\x07", "incident_source": "POLICE"}, "forbidden_characters",
+     "incident_id holds \\x1b, \\x07: identifiers may hold letters, digits, punctuation, "
+     "symbols and spaces only"),
+    ({"operator_id": "rina\u202e"}, "forbidden_characters",
+     "operator_id holds \\u202e: identifiers may hold letters, digits, punctuation, symbols "
+     "and spaces only"),
+])
+def test_an_action_with_a_nik_or_control_characters_is_refused(
+        changes: dict[str, Any], reason: str, message: str) -> None:
+    with pytest.raises(Rejection) as caught:
+        check_action(action("NOTE", T0, text="catatan") | changes)
+    assert (caught.value.reason, caught.value.message) == (reason, message)

@@ -28,7 +28,7 @@ from cityops.rt_simulator import (
 from cityops.simulate import run_simulate_rt_month
 from core.reference_data import load_ward_records
 from core.vocabulary import CITY_CODE
-from processors.neighbourhood import NIK_LIKE
+from processors.personal_data import contains_nik
 from schemas.codec import encode
 from streams.test_driver import TopologyTestDriver
 from tests.unit.test_produce import FakeSender
@@ -180,7 +180,7 @@ def test_the_injected_mistakes_look_like_what_they_are(city: SimulatedMonth) -> 
             second["report_id"], 1, 2)
         assert abs(first["unemployed"] - second["unemployed"]) == 1
     nik_notes = [r.record["note"] for r in city.reports
-                 if r.record["note"] is not None and NIK_LIKE.search(r.record["note"])]
+                 if r.record["note"] is not None and contains_nik(r.record["note"])]
     assert nik_notes == [f"Warga baru pindahan, NIK {city.nik}, belum lapor RW."]
     assert (len(city.nik), city.nik[:4]) == (16, "3672")
 
