@@ -8,6 +8,7 @@ touching each other; `register_operators` adds to the board's web server:
     POST /board/logout                      sign out
     GET  /api/me                            who is signed in, their role, the CSRF token
     POST /api/wards/{code}/actions/{action} acknowledge | assign | escalate | note | close
+    GET  /api/actions/{action_id}           the receipt of an action still pending
     GET  /api/audit                         supervisors: every recent action in the city
 
 An action is not applied here: it becomes an `OperatorAction` record on
@@ -15,6 +16,15 @@ An action is not applied here: it becomes an `OperatorAction` record on
 it in order with the ward's events; the board then shows it like any other change, through the
 situation topic. So every worker serving the board sees the same result, and the topic is the
 audit record.
+
+Issue 24: an action must name what the board shows. An action on an incident names one of the
+kelurahan's open cases in its current situation (else 404), so invented incident ids cannot
+fill the ward's case cap; an assign, escalate or close carries the case version the operator
+saw and is refused with what changed (409) when the case moved since, here against the board's
+copy and again by the ward agent (two operators at once: the fold decides). The request then
+waits for the ward agent's receipt on `city.operator.receipts.v1` (`ActionReceipts`) and says
+whether the action was applied (200) or refused and why (409 conflict, 422 otherwise); past
+`action_wait_s` it answers 202 "pending" and the page asks `/api/actions/{id}`.
 """
 
 from __future__ import annotations
@@ -25,6 +35,8 @@ import json
 import logging
 import math
 import uuid
+from collections import OrderedDict
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import parse_qs
@@ -33,12 +45,20 @@ from aiohttp import web
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from core.accounts import MAX_PASSWORD_LENGTH, Principal
-from processors.operations import ACTIONS, MAX_TEXT, may, may_see_audit
+from processors.operations import (
+    ACTIONS,
+    MAX_TEXT,
+    VERSIONED_ACTIONS,
+    describe_case,
+    may,
+    may_see_audit,
+)
 from processors.state import from_ms, to_ms
 from processors.thresholds import AGENCIES
-from schemas.codec import CodecError, encode
+from schemas.codec import CodecError, decode, encode
 from streams.auth import LOGIN_COOKIE, SESSION_COOKIE, BoardSecurity, same_token
-from streams.web import situation_json
+from streams.compacted_topics import CompactedTopicView
+from streams.web import iso, situation_json
 from topics import catalog
 
 if TYPE_CHECKING:
@@ -51,6 +71,89 @@ LOGIN_PATH: Final = "/board/login"
 AUDIT_LIMIT: Final = 200
 #: Largest request body read from a sign-in form or an action, in bytes.
 MAX_BODY: Final = 4_096
+#: Receipts kept per worker for `/api/actions/{id}` (the newest); the topic keeps an hour.
+MAX_RECEIPTS: Final = 10_000
+#: Levels an acknowledgement is for.
+RAISED_LEVELS: Final = frozenset({"ALERT", "CRITICAL"})
+
+
+class ActionReceipts(CompactedTopicView):
+    """The receipts topic as every worker reads it: the newest receipts by action id, and the
+    requests waiting for one. Not a full copy like the other views: action ids only grow, so
+    it keeps the newest `capacity` and drops the rest."""
+
+    def __init__(self, topic: str, capacity: int = MAX_RECEIPTS) -> None:
+        super().__init__(topic, self._decode_receipt)
+        self.capacity = capacity
+        self.recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    @staticmethod
+    def _decode_receipt(value: bytes) -> dict[str, Any]:
+        return decode(value, expected=catalog.ACTION_RECEIPTS.value_schema).record
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None or value is None:
+            return
+        try:
+            receipt = self._decode_receipt(value)
+        except Exception as error:
+            log.warning("%s: unusable receipt: %s", self.topic, error)
+            return
+        action_id = str(receipt["action_id"])
+        self.recent[action_id] = receipt
+        self.recent.move_to_end(action_id)
+        while len(self.recent) > self.capacity:
+            self.recent.popitem(last=False)
+        waiter = self._waiters.pop(action_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(receipt)
+
+    def expect(self, action_id: str) -> asyncio.Future[dict[str, Any]]:
+        """A future for the receipt of an action about to be sent (register before sending,
+        so a fast receipt is not missed)."""
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiters[action_id] = future
+        return future
+
+    async def wait(self, action_id: str, future: asyncio.Future[dict[str, Any]],
+                   timeout_s: float) -> dict[str, Any] | None:
+        """The receipt, or None when it did not come within `timeout_s`."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+        except TimeoutError:
+            return None
+        finally:
+            self._waiters.pop(action_id, None)
+
+
+def receipt_answer(receipt: Mapping[str, Any], kind: str) -> web.Response:
+    """200 for an applied action, 409 for a conflict, 422 for any other refusal."""
+    applied = receipt["outcome"] == "APPLIED"
+    body = {"action_id": str(receipt["action_id"]), "action": kind,
+            "status": "applied" if applied else "refused", "reason": receipt["reason"],
+            "case_version": receipt["case_version"], "folded_at": iso(receipt["folded_at"])}
+    if not applied:
+        body["error"] = receipt["message"] or receipt["reason"]
+    status = 200 if applied else 409 if receipt["reason"] == "conflict" else 422
+    return web.json_response(body, status=status)
+
+
+def find_case(situation: Mapping[str, Any] | None, source: str,
+              incident: str) -> Mapping[str, Any] | None:
+    """The open case the board shows for (source, incident) in a kelurahan situation."""
+    for case in (situation or {}).get("cases") or []:
+        if case["source_system"] == source and case["incident_id"] == incident:
+            return cast(Mapping[str, Any], case)
+    return None
+
+
+def case_now(case: Mapping[str, Any]) -> str:
+    """`describe_case` of a situation's case (its last operator entry as the last action)."""
+    operator_entries = [e for e in case["timeline"] if not str(e["actor"]).startswith("partner")]
+    last = operator_entries[-1] if operator_entries else None
+    return describe_case(case["assigned_agency"], case["assigned_by"], case["escalated_by"],
+                         case["closed_by"], (last["kind"], last["actor"]) if last else None)
 
 
 def login_page(token: str, message: str = "") -> str:
@@ -94,6 +197,7 @@ class OperatorWeb:
         self.board = board
         self.security = security
         self.context = board.context
+        self.receipts = ActionReceipts(self.context.topics.name(catalog.ACTION_RECEIPTS))
 
     # -- sign-in --------------------------------------------------------------------------
 
@@ -165,7 +269,8 @@ class OperatorWeb:
     # -- actions ----------------------------------------------------------------------------
 
     async def act(self, request: web.Request) -> web.StreamResponse:
-        """Turn a request into an OperatorAction record on the actions topic (202)."""
+        """Check the action against the board's current situation, write it as an
+        OperatorAction record and answer what the ward agent did with it."""
         principal = cast(Principal, request["principal"])
         code = request.match_info["code"]
         kind = request.match_info["action"].upper()
@@ -188,15 +293,66 @@ class OperatorWeb:
         record, problem = self._record(principal, code, kind, body)
         if record is None:
             return web.json_response({"error": problem}, status=400)
+        refused = self._check_current(code, kind, record)
+        if refused is not None:
+            return refused
         try:
             value = encode(catalog.OPERATOR_ACTIONS.value_schema, record)
         except CodecError as error:
             return web.json_response({"error": error.message}, status=400)
+        action_id = record["action_id"]
+        receipt = self.receipts.expect(action_id)
         await self.context.raw_topic(catalog.OPERATOR_ACTIONS).send(
             key=code.encode(), value=value, partition=self.context.ward_partition(code))
         log.info("operator action %s by %s on %s", kind, principal.name, code)
-        return web.json_response({"action_id": record["action_id"], "action": kind},
-                                 status=202)
+        answer = await self.receipts.wait(action_id, receipt,
+                                          self.context.settings.action_wait_s)
+        if answer is None:
+            return web.json_response({"action_id": action_id, "action": kind,
+                                      "status": "pending",
+                                      "receipt": f"/api/actions/{action_id}"}, status=202)
+        return receipt_answer(answer, kind)
+
+    def _check_current(self, code: str, kind: str,
+                       record: Mapping[str, Any]) -> web.Response | None:
+        """Refuse an action the board's current situation says cannot be meant: a case the
+        kelurahan does not show (404), a case that changed since the operator loaded it, an
+        acknowledgement of nothing or of what is acknowledged already (409)."""
+        situation = self.context.references.situations.values.get(code)
+        source, incident = record["incident_source"], record["incident_id"]
+        if incident is not None:
+            case = find_case(situation, source, incident)
+            if case is None:
+                return web.json_response(
+                    {"error": f"no open case {incident!r} of {source} in this kelurahan",
+                     "incident_id": incident}, status=404)
+            expected = record["expected_version"]
+            if kind in VERSIONED_ACTIONS and expected != case["version"]:
+                return web.json_response({
+                    "error": f"the case changed since you loaded it (version {case['version']},"
+                             f" not {expected}): {case_now(case)}",
+                    "reason": "conflict", "case": situation_json(case)}, status=409)
+        elif kind == "ACKNOWLEDGE":
+            level = (situation or {}).get("level")
+            if level not in RAISED_LEVELS:
+                return web.json_response(
+                    {"error": f"nothing to acknowledge: the kelurahan is {level or 'unknown'}",
+                     "reason": "conflict"}, status=409)
+            if situation and situation.get("acknowledged_by"):
+                return web.json_response(
+                    {"error": f"already acknowledged by {situation['acknowledged_by']} at "
+                              f"{iso(situation['acknowledged_at'])}", "reason": "conflict"},
+                    status=409)
+        return None
+
+    async def receipt(self, request: web.Request) -> web.StreamResponse:
+        """The receipt of an action, once the ward agent wrote it (404 while it has not)."""
+        action_id = request.match_info["action_id"]
+        found = self.receipts.recent.get(action_id)
+        if found is None:
+            return web.json_response({"action_id": action_id, "status": "pending"},
+                                     status=404)
+        return receipt_answer(found, "")
 
     @staticmethod
     def _record(principal: Principal, code: str, kind: str,
@@ -213,6 +369,12 @@ class OperatorWeb:
             return None, f"assign needs an agency: one of {', '.join(AGENCIES)}"
         if kind == "NOTE" and not text:
             return None, "note needs a text"
+        version = body.get("case_version")
+        versioned = kind in VERSIONED_ACTIONS and bool(source and incident)
+        if versioned and (not isinstance(version, int) or isinstance(version, bool)
+                          or version < 0):
+            return None, (f"{kind.lower()} needs case_version: the version of the case as "
+                          "the board showed it")
         if text is not None and len(text) > MAX_TEXT:
             return None, f"text is {len(text)} characters, over {MAX_TEXT}"
         return {
@@ -222,6 +384,7 @@ class OperatorWeb:
             "ward_code": code, "incident_source": source if source and incident else None,
             "incident_id": incident if source and incident else None,
             "agency": agency if kind == "ASSIGN" else None, "text": text,
+            "expected_version": version if versioned else None,
         }, ""
 
     # -- audit trail ------------------------------------------------------------------------
@@ -253,12 +416,14 @@ class OperatorWeb:
     def register(self) -> None:
         web_app = cast(AiohttpWeb, self.board.app.web).web_app
         web_app.middlewares.append(self.security.middleware)
+        self.context.references.extra_views.append(self.receipts)
         router = web_app.router
         router.add_get(LOGIN_PATH, self.login_form)
         router.add_post(LOGIN_PATH, self.login)
         router.add_post("/board/logout", self.logout)
         router.add_get("/api/me", self.me)
         router.add_post("/api/wards/{code}/actions/{action}", self.act)
+        router.add_get("/api/actions/{action_id}", self.receipt)
         router.add_get("/api/audit", self.audit)
 
 

@@ -54,6 +54,13 @@ class WorkerSettings:
     #: Mark session cookies Secure (`CITYOPS_BOARD_SECURE_COOKIES=1`): set it when the board is
     #: served over HTTPS by a reverse proxy; the worker itself speaks plain HTTP on loopback.
     secure_cookies: bool = False
+    #: How long an action request waits for the ward agent's receipt before it answers
+    #: "pending" (`CITYOPS_ACTION_WAIT_S`, default 10 s); the page then asks for the receipt.
+    action_wait_s: float = 10.0
+    #: Addresses of the reverse proxies whose `X-Forwarded-For` is believed
+    #: (`CITYOPS_TRUSTED_PROXIES`, comma-separated): the sign-in throttle counts the client
+    #: address the nearest trusted proxy saw; from any other peer the header is ignored.
+    trusted_proxies: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, **flags: object) -> WorkerSettings:
@@ -105,4 +112,10 @@ class WorkerSettings:
                                          cls.session_ttl_s))),
             secure_cookies=str(pick("secure_cookies", "CITYOPS_BOARD_SECURE_COOKIES", "0"))
             in ("1", "true", "yes"),
+            action_wait_s=float(str(pick("action_wait_s", "CITYOPS_ACTION_WAIT_S",
+                                         cls.action_wait_s))),
+            trusted_proxies=tuple(
+                address.strip() for address in str(
+                    pick("trusted_proxies", "CITYOPS_TRUSTED_PROXIES", "")).split(",")
+                if address.strip()),
         )

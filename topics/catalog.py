@@ -207,7 +207,16 @@ OPERATOR_ACTIONS = TopicSpec(
     {"cleanup.policy": "delete", "retention.ms": str(ACTIONS_RETENTION_DAYS * DAY_MS)},
     scales=True,
 )
-
+#: How long an action's receipt is kept: the web server that wrote the action waits seconds for
+#: it and the page asks again for minutes at most; an hour covers both with room to spare.
+RECEIPTS_RETENTION_MS = 3_600_000
+ACTION_RECEIPTS = TopicSpec(
+    "city.operator.receipts.v1", Role.OUTPUT, "action_id", "org.cityops.ActionReceipt", 3,
+    "What the ward agent did with each operator action (applied, or refused with the reason): "
+    "the board tells the operator from it; kept an hour (issue 24).",
+    {"cleanup.policy": "delete", "retention.ms": str(RECEIPTS_RETENTION_MS),
+     "segment.ms": str(RECEIPTS_RETENTION_MS // 4)},
+)
 #: The smart-village topics (issue 13), listed in `CATALOG`.
 NEIGHBOURHOOD_TOPICS: tuple[TopicSpec, ...] = (
     NEIGHBOURHOODS, RT_REPORTS, RT_REPORTS_BY_KELURAHAN, RT_VALIDATIONS, NEIGHBOURHOOD_INDICATORS,
@@ -218,7 +227,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     INCIDENTS_ENRICHED, LIGHTING_ENRICHED, WASTE_ENRICHED,
     WARDS, ASSETS, SITUATIONS, DEAD_LETTERS,
     *NEIGHBOURHOOD_TOPICS,
-    OPERATOR_ACTIONS,
+    OPERATOR_ACTIONS, ACTION_RECEIPTS,
 )
 
 

@@ -38,24 +38,49 @@
 
   const may = (action) => Boolean(me && me.actions.includes(action));
 
-  function status(text, failed) {
-    const line = document.getElementById("ops-status");
-    if (!line) return;
-    line.textContent = text;
-    line.setAttribute("data-failed", failed ? "true" : "false");
+  // The last action's outcome, kept per kelurahan so a rebuilt panel still shows it.
+  const outcomes = new Map();
+
+  function showStatus(line, shown) {
+    line.textContent = shown.text;
+    line.setAttribute("data-failed", shown.failed ? "true" : "false");
+    if (shown.outcome) line.setAttribute("data-outcome", shown.outcome);
+    else line.removeAttribute("data-outcome");
   }
 
+  function status(code, text, failed, outcome) {
+    outcomes.set(code, { text, failed, outcome });
+    const line = document.getElementById("ops-status");
+    if (line && line.closest("#detail") && line.closest("#detail").getAttribute("data-code") === code) {
+      showStatus(line, outcomes.get(code));
+    }
+  }
+
+  // What the ward agent did with an action: the request waits for its receipt (200 applied,
+  // 409 conflict, 422 refused); a 202 is still pending and its receipt is asked for here.
   async function act(code, action, body) {
+    status(code, `${action} sent…`, false, null);
     const response = await fetch(
       url(`../api/wards/${encodeURIComponent(code)}/actions/${action}`), {
         method: "POST",
         headers: { "Content-Type": "application/json", "X-CSRF-Token": me.csrf_token },
         body: JSON.stringify(body || {}),
       });
-    const result = await response.json().catch(() => ({}));
-    if (response.ok) status(`${action} sent; the board shows it once the ward is updated`, false);
-    else status(`${action} refused (${response.status}): ${result.error || "error"}`, true);
-    return response.ok;
+    let result = await response.json().catch(() => ({}));
+    let code_ = response.status;
+    for (let tries = 0; code_ === 202 && tries < 30; tries += 1) {
+      status(code, `${action} sent; waiting for the ward to apply it`, false, null);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const again = await fetch(url(`../api/actions/${encodeURIComponent(result.action_id)}`));
+      if (again.status !== 404) {
+        code_ = again.status;
+        result = await again.json().catch(() => ({}));
+      }
+    }
+    if (code_ === 200) status(code, `${action} applied`, false, "applied");
+    else if (code_ === 202) status(code, `${action} not confirmed yet; check the case before acting again`, true, "pending");
+    else status(code, `${action} refused (${code_}): ${result.error || "error"}`, true, "refused");
+    return code_ === 200;
   }
 
   // -- header: who is signed in -------------------------------------------------------------
@@ -92,6 +117,8 @@
   function caseCard(code, c) {
     const key = `${c.source_system}|${c.incident_id}`;
     const target = { incident_source: c.source_system, incident_id: c.incident_id };
+    // the version the operator saw: an action on a case that changed since is refused
+    const versioned = { ...target, case_version: c.version || 0 };
     const assigned = c.assigned_agency
       ? `Assigned to ${AGENCY_NAMES[c.assigned_agency] || c.assigned_agency} by ${c.assigned_by} at ${at(c.assigned_at)}`
       : "Unassigned";
@@ -114,17 +141,17 @@
       agency.value = drafts.get(`agency|${key}`) || c.assigned_agency || "POLRES";
       agency.addEventListener("change", () => drafts.set(`agency|${key}`, agency.value));
       const assign = h("button", { type: "button", class: "assign" }, "Assign");
-      assign.addEventListener("click", () => act(code, "assign", { ...target, agency: agency.value }));
+      assign.addEventListener("click", () => act(code, "assign", { ...versioned, agency: agency.value }));
       tools.append(agency, assign);
     }
     if (may("ESCALATE")) {
       const escalate = h("button", { type: "button", class: "escalate" }, "Escalate");
-      escalate.addEventListener("click", () => act(code, "escalate", target));
+      escalate.addEventListener("click", () => act(code, "escalate", versioned));
       tools.append(escalate);
     }
     if (may("CLOSE") && !c.closed_by) {
       const close = h("button", { type: "button", class: "close-case" }, "Close case");
-      close.addEventListener("click", () => act(code, "close", target));
+      close.addEventListener("click", () => act(code, "close", versioned));
       tools.append(close);
     }
     if (may("NOTE")) {
@@ -189,7 +216,9 @@
       button.addEventListener("click", () => act(code, "acknowledge", {}));
       section.append(button);
     }
-    section.append(h("p", { class: "note", id: "ops-status", "data-failed": "false" }, ""));
+    const line = h("p", { class: "note", id: "ops-status", "data-failed": "false" }, "");
+    if (outcomes.has(code)) showStatus(line, outcomes.get(code));
+    section.append(line);
     if (situation.sla_overdue) {
       section.append(h("p", { class: "overdue sla-count" }, `${situation.sla_overdue} SLA clock(s) overdue`));
     }

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from bench.harness import Namespace, Worker, wait_until
+from streams.web import sse_message
 from tests.e2e.test_board import browser, signed_in_page  # noqa: F401 (the browser fixture)
-from tests.integration.test_web_api import BoardAccess, board_access, get_json
+from tests.integration.test_web_api import BoardAccess, BoardSession, board_access, get_json
 
 pytestmark = pytest.mark.e2e
 
@@ -116,7 +117,7 @@ def test_an_operator_acts_a_viewer_watches_and_an_sla_clock_expires(
         ".case .close-case")] == [0, 0, 0, 0, 0]
     assert oscar.locator(".case .close-case").count() == 0  # closing is a supervisor's
 
-    assert act(oscar, "acknowledge", lambda: oscar.click("#acknowledge")) == 202
+    assert act(oscar, "acknowledge", lambda: oscar.click("#acknowledge")) == 200
     vera.wait_for_selector("#ops .ack[data-acknowledged='true']", timeout=UPDATE_TIMEOUT_MS)
     assert vera.locator("#ops .ack").inner_text().startswith("Acknowledged by oscar at ")
     vera.wait_for_function(
@@ -126,14 +127,14 @@ def test_an_operator_acts_a_viewer_watches_and_an_sla_clock_expires(
 
     card = f".case[data-incident='{INCIDENT}']"
     oscar.select_option(f"{card} select.agency", "BPBD")
-    assert act(oscar, "assign", lambda: oscar.click(f"{card} button.assign")) == 202
+    assert act(oscar, "assign", lambda: oscar.click(f"{card} button.assign")) == 200
     vera.wait_for_selector(f"{card} .timeline li[data-kind='ASSIGN']",
                            timeout=UPDATE_TIMEOUT_MS)
     assert vera.locator(f"{card} .assigned").inner_text().startswith(
         "Assigned to BPBD by oscar at ")
 
     oscar.fill(f"{card} input.note-text", NOTE)
-    assert act(oscar, "note", lambda: oscar.click(f"{card} button.add-note")) == 202
+    assert act(oscar, "note", lambda: oscar.click(f"{card} button.add-note")) == 200
     vera.wait_for_selector(f"{card} .timeline li[data-kind='NOTE']", timeout=UPDATE_TIMEOUT_MS)
     # markup from an operator (or a partner) is shown as the text it is
     assert vera.locator(f"{card} .timeline li[data-kind='NOTE'] .text").inner_text() == NOTE
@@ -142,8 +143,44 @@ def test_an_operator_acts_a_viewer_watches_and_an_sla_clock_expires(
     assert [(li.get_attribute("data-actor"), li.get_attribute("data-kind"))
             for li in vera.locator(f"{card} .timeline li").all()] == [
         ("partner CALL_CENTER_112", "REPORTED"), ("oscar", "ASSIGN"), ("oscar", "NOTE")]
+    assert oscar.locator(f"{card} .timeline li").count() == 3
     oscar.screenshot(path=str(artifacts_dir / "operators-oscar.png"))
     vera.screenshot(path=str(artifacts_dir / "operators-vera.png"))
+    assert oscar.locator("#ops-status").get_attribute("data-outcome") == "applied"
+
+    # issue 24: oscar's board is held at what it showed (its live stream replays the picture
+    # of now); sari reassigns the case; oscar's assignment, made on the version he saw, is
+    # refused and his page says what changed
+    frozen = sse_message("snapshot", get_json(worker.web_port, "/api/situations",
+                                              access.token)[1])
+    oscar.route("**/api/situations/stream", lambda route: route.fulfill(
+        status=200, headers={"Content-Type": "text/event-stream"},
+        body=b"retry: 600000\n" + frozen))
+    oscar.reload()
+    open_ward(oscar, CRITICAL_WARD, "CRITICAL")
+    sari = BoardSession(worker.web_port)
+    assert sari.sign_in("sari", access.passwords["sari"])[0] == 200
+    status, answer = sari.json("POST", f"/api/wards/{CRITICAL_WARD}/actions/assign", {
+        "incident_source": "CALL_CENTER_112", "incident_id": INCIDENT, "agency": "DAMKAR",
+        "case_version": 2})
+    assert (status, answer["status"], answer["case_version"]) == (200, "applied", 3)
+    wait_until(lambda: get_json(worker.web_port, f"/api/wards/{CRITICAL_WARD}", access.token)[
+        1]["situation"]["cases"][0]["version"] == 3)
+    assert oscar.locator(f"{card} .assigned").inner_text().startswith(
+        "Assigned to BPBD by oscar at ")
+    oscar.select_option(f"{card} select.agency", "POLRES")
+    assert act(oscar, "assign", lambda: oscar.click(f"{card} button.assign")) == 409
+    oscar.wait_for_selector("#ops-status[data-outcome='refused']", timeout=UPDATE_TIMEOUT_MS)
+    assert oscar.locator("#ops-status").inner_text() == (
+        "assign refused (409): the case changed since you loaded it (version 3, not 2): "
+        "assigned to Damkar by sari, last action ASSIGN by sari")
+    oscar.screenshot(path=str(artifacts_dir / "operators-conflict.png"))
+    # live again, the case shows sari's assignment
+    oscar.unroute("**/api/situations/stream")
+    oscar.reload()
+    open_ward(oscar, CRITICAL_WARD, "CRITICAL")
+    assert oscar.locator(f"{card} .assigned").inner_text().startswith(
+        "Assigned to Damkar by sari at ")
 
     # every action endpoint refuses the viewer, with her own valid session and CSRF token
     refused = vera.evaluate("""async ([code, incident]) => {

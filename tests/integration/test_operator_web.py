@@ -16,6 +16,7 @@ import stat
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from http.client import HTTPConnection
 from pathlib import Path
@@ -194,22 +195,25 @@ def test_an_operator_acknowledges_assigns_and_notes_and_the_situation_shows_it(
 
     oscar = signed_in(worker, access, "oscar")
     target = {"incident_source": "CALL_CENTER_112", "incident_id": "112-OPS-1"}
-    assert oscar.json("POST", f"/api/wards/{WARD}/actions/acknowledge", {})[0] == 202
+    status, answer = oscar.json("POST", f"/api/wards/{WARD}/actions/acknowledge", {})
+    assert (status, answer["status"], answer["case_version"]) == (200, "applied", None)
     wait_until(lambda: situation(worker, access).get("acknowledged_by") == "oscar")
     assert situation(worker, access)["reasons"] == ["1 open EXTREME incident (FLOOD)"]
     # the acknowledge clock stopped within its limit (a day in this module's thresholds)
     assert worker.metric("cityops_sla_clocks_total", clock="acknowledge", kecamatan="Ciwandan",
                          agency="none", outcome="within") == 1.0
-    assert oscar.json("POST", f"/api/wards/{WARD}/actions/assign",
-                      target | {"agency": "BPBD"})[0] == 202
+    status, answer = oscar.json("POST", f"/api/wards/{WARD}/actions/assign",
+                                target | {"agency": "BPBD", "case_version": 0})
+    assert (status, answer["status"], answer["case_version"]) == (200, "applied", 1)
     note = "<img src=x onerror=alert(1)> air naik"
-    assert oscar.json("POST", f"/api/wards/{WARD}/actions/note", target | {"text": note})[0] == 202
+    status, answer = oscar.json("POST", f"/api/wards/{WARD}/actions/note", target | {"text": note})
+    assert (status, answer["status"], answer["case_version"]) == (200, "applied", 2)
     wait_until(lambda: len((situation(worker, access).get("cases") or [{}])[0]
                            .get("timeline", [])) == 3)
     current = situation(worker, access)
     case = current["cases"][0]
-    assert (case["assigned_agency"], case["assigned_by"], case["rw"], case["overdue"]) == (
-        "BPBD", "oscar", "003", [])
+    assert (case["assigned_agency"], case["assigned_by"], case["rw"], case["overdue"],
+            case["version"]) == ("BPBD", "oscar", "003", [], 2)
     assert [(e["actor"], e["kind"], e["text"]) for e in case["timeline"]] == [
         ("partner CALL_CENTER_112", "REPORTED", None), ("oscar", "ASSIGN", "BPBD"),
         ("oscar", "NOTE", note)]
@@ -223,6 +227,76 @@ def test_an_operator_acknowledges_assigns_and_notes_and_the_situation_shows_it(
         (WARD, "112-OPS-1", "oscar", "NOTE", note),
         (WARD, "112-OPS-1", "oscar", "ASSIGN", "BPBD"),
         (WARD, None, "oscar", "ACKNOWLEDGE", None)])
+
+
+CASE_WARD = "36.72.04.1002"  # Tegal Ratu: the case checks of issue 24
+
+
+def test_an_action_names_a_case_the_board_shows_and_a_conflict_says_what_changed(
+        namespace: Namespace, worker: Worker, access: BoardAccess) -> None:
+    """Issue 24: invented incident ids are refused before they reach the ward (so 500 of them
+    cannot fill its case cap), two operators assigning from the same version get one applied
+    and one refused with what the case is now, whether the board's copy or the ward agent's
+    fold catches it, and an acknowledgement of a calm or acknowledged kelurahan is refused."""
+    oscar, sari = signed_in(worker, access, "oscar"), signed_in(worker, access, "sari")
+    path = f"/api/wards/{CASE_WARD}/actions"
+    assert oscar.json("POST", f"{path}/acknowledge", {}) == (
+        409, {"error": "nothing to acknowledge: the kelurahan is unknown", "reason": "conflict"})
+    invented = [oscar.json("POST", f"{path}/assign", {
+        "incident_source": "CALL_CENTER_112", "incident_id": f"FAKE-{n}", "agency": "BPBD",
+        "case_version": 0})[0] for n in range(500)]
+    assert invented == [404] * 500
+    reported = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
+    namespace.send([("IncidentEvent", {
+        "event_id": str(uuid.uuid4()), "occurred_at": reported, "incident_id": "112-CASE-1",
+        "source_system": "CALL_CENTER_112", "category": "FIRE", "severity": "EXTREME",
+        "status": "REPORTED", "ward_code": CASE_WARD, "latitude": None, "longitude": None,
+        "rw": "002", "rt": "001", "description": "kebakaran"})])
+
+    def case() -> dict[str, Any]:
+        current = dict(get_json(worker.web_port, f"/api/wards/{CASE_WARD}",
+                                access.token)[1]["situation"] or {})
+        return dict((current.get("cases") or [{}])[0])
+    wait_until(lambda: case().get("incident_id") == "112-CASE-1")
+    target = {"incident_source": "CALL_CENTER_112", "incident_id": "112-CASE-1"}
+    assert oscar.json("POST", f"{path}/assign", target | {"agency": "DAMKAR"}) == (
+        400, {"error": "assign needs case_version: the version of the case as the board "
+                       "showed it"})
+    # the fold decides between two assignments sent before either was applied
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda pair: pair[0].json("POST", f"{path}/assign", target | {
+            "agency": pair[1], "case_version": 0}), [(oscar, "DAMKAR"), (sari, "BPBD")]))
+    statuses = sorted(status for status, _ in answers)
+    winner = "DAMKAR" if answers[0][0] == 200 else "BPBD"
+    loser = next(body for status, body in answers if status == 409)
+    who = "oscar" if winner == "DAMKAR" else "sari"
+    now = (f"(version 1, not 0): assigned to {'Damkar' if winner == 'DAMKAR' else 'BPBD'} "
+           f"by {who}, last action ASSIGN by {who}")
+    # the fold refused it ("since it was loaded"), or the board's copy had the winner already
+    assert (statuses, loser["reason"], loser["error"] in (
+        f"the case changed since it was loaded {now}",
+        f"the case changed since you loaded it {now}")) == ([200, 409], "conflict", True)
+    wait_until(lambda: case().get("version") == 1)
+    assert (case()["assigned_agency"], case()["assigned_by"]) == (winner, who)
+    # the board's copy already shows version 1: refused before it is written
+    status, body = sari.json("POST", f"{path}/escalate", target | {"case_version": 0})
+    assert (status, body["reason"], body["error"], body["case"]["version"]) == (
+        409, "conflict",
+        f"the case changed since you loaded it (version 1, not 0): assigned to "
+        f"{'Damkar' if winner == 'DAMKAR' else 'BPBD'} by {who}, last action ASSIGN by {who}", 1)
+    status, body = sari.json("POST", f"{path}/escalate", target | {"case_version": 1})
+    assert (status, body["status"], body["case_version"]) == (200, "applied", 2)
+    status, body = oscar.json("POST", f"{path}/acknowledge", {})
+    assert (status, body["status"]) == (200, "applied")
+    wait_until(lambda: situation_of(worker, access, CASE_WARD).get("acknowledged_by") == "oscar")
+    status, body = sari.json("POST", f"{path}/acknowledge", {})
+    assert (status, body["error"].startswith("already acknowledged by oscar at ")) == (409, True)
+    assert oscar.json("GET", f"/api/actions/{uuid.uuid4()}")[0] == 404
+
+
+def situation_of(worker: Worker, access: BoardAccess, code: str) -> dict[str, Any]:
+    return dict(get_json(worker.web_port, f"/api/wards/{code}", access.token)[1]["situation"]
+                or {})
 
 
 def test_the_operators_work_survives_a_worker_restart(

@@ -751,7 +751,7 @@ def test_every_validate_and_enrich_reason_is_exercised() -> None:
     # the RT-report reasons: tests/unit/test_neighbourhood.py
     rt_reports = {"personal_data", "future_period", "inconsistent_counts", "unknown_rt"}
     # the operator-action reasons: tests/unit/test_operations.py
-    operator_actions = {"action_not_allowed", "missing_target"}
+    operator_actions = {"action_not_allowed", "missing_target", "conflict"}
     assert {case[4] for case in CASES} == (
         set(REASONS) - decode_or_process - rt_reports - operator_actions)
 
@@ -760,7 +760,7 @@ def test_every_validate_and_enrich_reason_is_exercised() -> None:
 
 
 def test_reason_set_is_bounded_snake_case_and_unique() -> None:
-    assert len(REASONS) == len(set(REASONS)) == 31
+    assert len(REASONS) == len(set(REASONS)) == 32
     assert REASONS[:len(CODEC_REASONS)] == CODEC_REASONS
     assert [r for r in REASONS if not re.fullmatch(r"[a-z]+(_[a-z]+)*", r)] == []
     assert STAGES == ("DECODE", "VALIDATE", "ENRICH", "PROCESS")

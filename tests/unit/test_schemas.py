@@ -53,6 +53,7 @@ def ids(paths: list[Path]) -> list[str]:
 
 def test_schema_folders_hold_the_expected_files() -> None:
     assert ids(CURRENT) == [
+        "org.cityops.ActionReceipt.avsc",
         "org.cityops.Asset.avsc",
         "org.cityops.DeadLetter.avsc",
         "org.cityops.EnrichedIncidentEvent.avsc",
@@ -71,8 +72,9 @@ def test_schema_folders_hold_the_expected_files() -> None:
         "org.cityops.WasteEvent.avsc",
     ]
     assert ids(HISTORY) == [
-        "org.cityops.IncidentEvent.v1.avsc", "org.cityops.SituationEvent.v1.avsc",
-        "org.cityops.SituationEvent.v2.avsc",
+        "org.cityops.IncidentEvent.v1.avsc", "org.cityops.OperatorAction.v1.avsc",
+        "org.cityops.SituationEvent.v1.avsc", "org.cityops.SituationEvent.v2.avsc",
+        "org.cityops.SituationEvent.v3.avsc",
     ]
 
 
