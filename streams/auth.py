@@ -6,8 +6,12 @@
 - Every state-changing request (POST) carries the session's CSRF token in `X-CSRF-Token` (the
   sign-in form carries a one-time token of its own, double-submitted in a cookie); a missing
   or wrong token is refused with 403, and so is a request whose Origin is another site.
-- Sign-in attempts are throttled per name and per client address: after 5 wrong passwords in a
-  row, each further attempt must wait (1 s, doubling, at most 5 min) or gets 429.
+- Sign-in attempts are throttled per (name, client address) pair and per client address
+  (issue 24, `LoginThrottle`): counted before the password is checked, 5 free failures per
+  pair and 30 per address, then each attempt waits (1 s, doubling, at most 5 min) or gets
+  429, with no Retry-After. Never per name alone, so guesses from elsewhere cannot lock an
+  operator out; behind a reverse proxy the client address is the one the proxy saw
+  (`client_address`, `CITYOPS_TRUSTED_PROXIES`).
 - API consumers (dashboards, partners' servers) use a bearer token per consumer; a token reads
   the JSON API and the live stream and never acts.
 - Only the configured host names are answered (the Host header is checked), so a web page on
@@ -21,6 +25,7 @@ tests run them at exact instants.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import secrets
 import time
@@ -42,12 +47,21 @@ LOGIN_COOKIE: Final = "cityops_login"
 CSRF_HEADER: Final = "X-CSRF-Token"
 #: Open sessions kept per worker; past it the one expiring first is dropped.
 MAX_SESSIONS: Final = 1_000
-#: Wrong passwords in a row before sign-in attempts are slowed down.
+#: Sign-in attempts in a row that failed, per (name, client address) pair, before that pair is
+#: slowed down (issue 24: the pair, not the name alone, so an attacker elsewhere cannot slow
+#: the account's owner down).
 FREE_ATTEMPTS: Final = 5
-#: The wait after the sixth wrong password; it doubles with each further one, up to the cap.
+#: Failed attempts from one client address, whatever the names, before every attempt from it
+#: is slowed down: the budget against one address trying many names (credential stuffing).
+#: Large enough for an office behind one NAT address to mistype for a day.
+FREE_ADDRESS_ATTEMPTS: Final = 30
+#: The wait after the first attempt over a budget; it doubles with each further one, up to the
+#: cap.
 FIRST_DELAY_S: Final = 1.0
 MAX_DELAY_S: Final = 300.0
-#: Names and addresses tracked by the throttle; past it the oldest is forgotten.
+#: A key with no failed attempt for this long starts again from nothing.
+FORGET_AFTER_S: Final = 3_600.0
+#: Keys tracked by the throttle; past it the one not failed for the longest is forgotten.
 MAX_TRACKED: Final = 10_000
 #: What anyone may fetch without signing in: the sign-in page, the static files, and Faust's
 #: `/` index (the liveness check). Everything else of the board and the API needs a principal.
@@ -106,34 +120,115 @@ class SessionStore:
         return len(self._sessions)
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One sign-in attempt the throttle let through, already counted as a failure."""
+
+    keys: tuple[str, ...]
+
+
+def throttle_keys(name: str, address: str) -> tuple[str, str]:
+    """The pair key and the address key of an attempt."""
+    return f"pair:{name}|{address}", f"address:{address}"
+
+
 class LoginThrottle:
-    """Consecutive wrong passwords per key (a name, a client address) and when the next attempt
-    may come. A right password clears the key."""
+    """Failed sign-in attempts per key and when the next attempt may come (issue 24).
+
+    An attempt is counted before its password is checked, in the one synchronous step that
+    also decides whether it may go ahead (`begin`): no await in between, so of 120 attempts
+    sent at once only those within the budget reach the (slow) hash. A right password then
+    clears the pair and gives the address back the attempt it was charged (`succeeded`).
+
+    Keys: the (name, address) pair (`FREE_ATTEMPTS`) and the address (`FREE_ADDRESS_ATTEMPTS`).
+    No key is the name alone: a name's owner signing in from their own address is never
+    slowed down by guesses from elsewhere. The delay is a wait, never a lock.
+    """
 
     def __init__(self, capacity: int = MAX_TRACKED) -> None:
         self.capacity = capacity
-        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        #: key -> (failed attempts, earliest next attempt, last failure)
+        self._failures: OrderedDict[str, tuple[int, float, float]] = OrderedDict()
+
+    @staticmethod
+    def _free(key: str) -> int:
+        return FREE_ADDRESS_ATTEMPTS if key.startswith("address:") else FREE_ATTEMPTS
+
+    def _entry(self, key: str, now: float) -> tuple[int, float, float]:
+        entry = self._failures.get(key, (0, 0.0, 0.0))
+        if entry[0] and now - entry[2] >= FORGET_AFTER_S:
+            del self._failures[key]
+            return (0, 0.0, 0.0)
+        return entry
 
     def wait_s(self, keys: Iterable[str], now: float) -> float:
         """Seconds to wait before an attempt for these keys is heard (0: go ahead)."""
-        return max((max(0.0, self._failures[k][1] - now) for k in keys if k in self._failures),
-                   default=0.0)
+        return max((max(0.0, self._entry(k, now)[1] - now) for k in keys), default=0.0)
+
+    def begin(self, keys: Iterable[str], now: float) -> Attempt | None:
+        """Count an attempt now, or None (not counted) when one of its keys must still wait."""
+        keys = tuple(keys)
+        if self.wait_s(keys, now) > 0:
+            return None
+        self.failed(keys, now)
+        return Attempt(keys)
 
     def failed(self, keys: Iterable[str], now: float) -> None:
         for key in keys:
-            count = self._failures.pop(key, (0, 0.0))[0] + 1
-            delay = (0.0 if count < FREE_ATTEMPTS
-                     else min(MAX_DELAY_S, FIRST_DELAY_S * 2 ** (count - FREE_ATTEMPTS)))
-            self._failures[key] = (count, now + delay)
+            count = self._entry(key, now)[0] + 1
+            self._failures.pop(key, None)
+            free = self._free(key)
+            delay = (0.0 if count < free
+                     else min(MAX_DELAY_S, FIRST_DELAY_S * 2 ** (count - free)))
+            self._failures[key] = (count, now + delay, now)
             while len(self._failures) > self.capacity:
                 self._failures.popitem(last=False)
 
-    def succeeded(self, keys: Iterable[str]) -> None:
-        for key in keys:
-            self._failures.pop(key, None)
+    def succeeded(self, attempt: Attempt) -> None:
+        """The attempt's password was right: the pair starts again, the address gets its
+        attempt back (but keeps any other failures: a colleague's right password does not
+        clear an attacker's budget)."""
+        for key in attempt.keys:
+            if key.startswith("address:"):
+                entry = self._failures.get(key)
+                if entry is not None:
+                    count = entry[0] - 1
+                    if count <= 0:
+                        del self._failures[key]
+                    else:
+                        self._failures[key] = (count, entry[1], entry[2])
+            else:
+                self._failures.pop(key, None)
 
     def failures(self, key: str) -> int:
-        return self._failures.get(key, (0, 0.0))[0]
+        return self._failures.get(key, (0, 0.0, 0.0))[0]
+
+
+def client_address(remote: str | None, forwarded_for: str | None,
+                   trusted: Iterable[str]) -> str:
+    """The client's address: the peer's, unless the peer is a trusted reverse proxy, then the
+    last address in `X-Forwarded-For` that is not itself a trusted proxy (the one the nearest
+    trusted proxy saw; addresses further left are whatever the client wrote)."""
+    networks = [ipaddress.ip_network(entry, strict=False) for entry in trusted]
+
+    def is_trusted(address: str) -> bool:
+        try:
+            parsed = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(parsed in network for network in networks)
+
+    peer = remote or "unknown"
+    if not forwarded_for or not is_trusted(peer):
+        return peer
+    for hop in reversed([part.strip() for part in forwarded_for.split(",")]):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return peer  # a malformed chain: believe only the proxy itself
+        if not is_trusted(hop):
+            return hop
+    return peer
 
 
 def host_name(header: str | None) -> str:

@@ -10,6 +10,7 @@ touching each other; `register_operators` adds to the board's web server:
     POST /api/wards/{code}/actions/{action} acknowledge | assign | escalate | note | close
     GET  /api/actions/{action_id}           the receipt of an action still pending
     GET  /api/audit                         supervisors: every recent action in the city
+    GET  /api/audit/sign-ins                supervisors: the newest sign-in attempts
 
 An action is not applied here: it becomes an `OperatorAction` record on
 `city.operator.actions.v1`, keyed by the kelurahan, and the ward agent that owns the ward folds
@@ -33,9 +34,8 @@ import asyncio
 import html
 import json
 import logging
-import math
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -56,7 +56,14 @@ from processors.operations import (
 from processors.state import from_ms, to_ms
 from processors.thresholds import AGENCIES
 from schemas.codec import CodecError, decode, encode
-from streams.auth import LOGIN_COOKIE, SESSION_COOKIE, BoardSecurity, same_token
+from streams.auth import (
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    BoardSecurity,
+    client_address,
+    same_token,
+    throttle_keys,
+)
 from streams.compacted_topics import CompactedTopicView
 from streams.web import iso, situation_json
 from topics import catalog
@@ -73,41 +80,67 @@ AUDIT_LIMIT: Final = 200
 MAX_BODY: Final = 4_096
 #: Receipts kept per worker for `/api/actions/{id}` (the newest); the topic keeps an hour.
 MAX_RECEIPTS: Final = 10_000
+#: Sign-in attempts listed by /api/audit/sign-ins (the topic keeps a year of them).
+SIGN_IN_LIMIT: Final = 500
 #: Levels an acknowledgement is for.
 RAISED_LEVELS: Final = frozenset({"ALERT", "CRITICAL"})
 
 
-class ActionReceipts(CompactedTopicView):
+class RecentRecords(CompactedTopicView):
+    """A topic every worker reads whole but keeps only the newest records of (`keep`): for the
+    topics whose keys only grow (action ids, sign-in attempts), unlike the compacted views."""
+
+    def __init__(self, topic: str, schema: str) -> None:
+        super().__init__(topic, self._decode_record)
+        self.schema = schema
+
+    def _decode_record(self, value: bytes) -> dict[str, Any]:
+        return decode(value, expected=self.schema).record
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        if value is None:
+            return
+        try:
+            record = self._decode_record(value)
+        except Exception as error:
+            log.warning("%s: unusable record: %s", self.topic, error)
+            return
+        self.keep(record)
+
+    def keep(self, record: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class SignInTrail(RecentRecords):
+    """The newest sign-in attempts of every worker, for the supervisors' audit page."""
+
+    def __init__(self, topic: str, capacity: int = SIGN_IN_LIMIT) -> None:
+        super().__init__(topic, catalog.SIGN_INS.value_schema)
+        self.recent: deque[dict[str, Any]] = deque(maxlen=capacity)
+
+    def keep(self, record: dict[str, Any]) -> None:
+        self.recent.append(record)
+
+
+class ActionReceipts(RecentRecords):
     """The receipts topic as every worker reads it: the newest receipts by action id, and the
-    requests waiting for one. Not a full copy like the other views: action ids only grow, so
-    it keeps the newest `capacity` and drops the rest."""
+    requests waiting for one (action ids only grow, so it keeps the newest `capacity`)."""
 
     def __init__(self, topic: str, capacity: int = MAX_RECEIPTS) -> None:
-        super().__init__(topic, self._decode_receipt)
+        super().__init__(topic, catalog.ACTION_RECEIPTS.value_schema)
         self.capacity = capacity
         self.recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
-    @staticmethod
-    def _decode_receipt(value: bytes) -> dict[str, Any]:
-        return decode(value, expected=catalog.ACTION_RECEIPTS.value_schema).record
-
-    def apply(self, key: bytes | None, value: bytes | None) -> None:
-        if key is None or value is None:
-            return
-        try:
-            receipt = self._decode_receipt(value)
-        except Exception as error:
-            log.warning("%s: unusable receipt: %s", self.topic, error)
-            return
-        action_id = str(receipt["action_id"])
-        self.recent[action_id] = receipt
+    def keep(self, record: dict[str, Any]) -> None:
+        action_id = str(record["action_id"])
+        self.recent[action_id] = record
         self.recent.move_to_end(action_id)
         while len(self.recent) > self.capacity:
             self.recent.popitem(last=False)
         waiter = self._waiters.pop(action_id, None)
         if waiter is not None and not waiter.done():
-            waiter.set_result(receipt)
+            waiter.set_result(record)
 
     def expect(self, action_id: str) -> asyncio.Future[dict[str, Any]]:
         """A future for the receipt of an action about to be sent (register before sending,
@@ -186,10 +219,6 @@ def login_page(token: str, message: str = "") -> str:
 """
 
 
-def client_address(request: web.Request) -> str:
-    return request.remote or "unknown"
-
-
 class OperatorWeb:
     """Sign-in and action routes on one board's web server."""
 
@@ -198,6 +227,7 @@ class OperatorWeb:
         self.security = security
         self.context = board.context
         self.receipts = ActionReceipts(self.context.topics.name(catalog.ACTION_RECEIPTS))
+        self.sign_ins = SignInTrail(self.context.topics.name(catalog.SIGN_INS))
 
     # -- sign-in --------------------------------------------------------------------------
 
@@ -226,29 +256,48 @@ class OperatorWeb:
                                         status=403)
         name = form.get("name", "").strip().lower()[:64]
         password = form.get("password", "")[:MAX_PASSWORD_LENGTH + 1]
-        keys = (f"name:{name}", f"address:{client_address(request)}")
+        address = self.client_address(request)
         security = self.security
-        wait = security.throttle.wait_s(keys, security.clock())
-        if wait > 0:
-            retry = max(1, math.ceil(wait))
-            response = self._login_response(
-                f"Too many wrong passwords in a row; try again in {retry} s.", status=429)
-            response.headers["Retry-After"] = str(retry)
-            return response
+        known = name in security.accounts.current().operators
+        # counted before the password is checked, in this one synchronous step (issue 24)
+        attempt = security.throttle.begin(throttle_keys(name, address), security.clock())
+        if attempt is None:
+            await self._sign_in_event("THROTTLED", name if known else None, address)
+            # no Retry-After and no time: the owner waits a little, a guesser learns nothing
+            return self._login_response(
+                "Too many failed sign-ins for this name from here; wait a little and try "
+                "again.", status=429)
         # Argon2id takes tens of milliseconds of CPU on purpose: off the loop the agents share
         principal = await asyncio.to_thread(
             security.accounts.current().verify_password, name, password)
         if principal is None:
-            security.throttle.failed(keys, security.clock())
-            log.warning("board sign-in refused for %r from %s", name, client_address(request))
+            await self._sign_in_event("WRONG_PASSWORD", name if known else None, address)
+            log.warning("board sign-in refused for %s from %s",
+                        repr(name) if known else "an unknown name", address)
             return self._login_response("Wrong name or password.", status=401)
-        security.throttle.succeeded(keys)
+        security.throttle.succeeded(attempt)
+        await self._sign_in_event("SUCCEEDED", principal.name, address)
         session_id, _ = security.sessions.open(principal, security.clock())
         log.info("board sign-in: %s (%s)", principal.name, principal.role)
         response = web.HTTPSeeOther("/board/")
         security.set_session_cookie(response, session_id)
         response.del_cookie(LOGIN_COOKIE, path=LOGIN_PATH)
         raise response
+
+    def client_address(self, request: web.Request) -> str:
+        """The client address, the one a trusted reverse proxy saw (`CITYOPS_TRUSTED_PROXIES`)."""
+        return client_address(request.remote, request.headers.get("X-Forwarded-For"),
+                              self.context.settings.trusted_proxies)
+
+    async def _sign_in_event(self, outcome: str, account: str | None, address: str) -> None:
+        """One SignInEvent on the sign-in trail, and the metric."""
+        self.context.metrics.sign_ins.labels(outcome.lower()).inc()
+        record = {"at": from_ms(to_ms(datetime.now(UTC))), "outcome": outcome,
+                  "account": account, "address": address,
+                  "worker_id": self.context.settings.worker_id}
+        await self.context.raw_topic(catalog.SIGN_INS).send(
+            key=(account or address).encode(),
+            value=encode(catalog.SIGN_INS.value_schema, record))
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
         self.security.sessions.close(request.cookies.get(SESSION_COOKIE))
@@ -411,12 +460,21 @@ class OperatorWeb:
         entries.sort(key=lambda e: e["at"], reverse=True)
         return web.json_response({"entries": entries[:AUDIT_LIMIT]})
 
+    async def sign_in_audit(self, request: web.Request) -> web.StreamResponse:
+        """Supervisors: the newest sign-in attempts on every worker, newest first."""
+        principal = cast(Principal, request["principal"])
+        if not may_see_audit(principal.role):
+            return web.json_response({"error": "the audit trail is for supervisors"},
+                                     status=403)
+        return web.json_response({"attempts": [
+            {**record, "at": iso(record["at"])} for record in reversed(self.sign_ins.recent)]})
+
     # -- wiring -----------------------------------------------------------------------------
 
     def register(self) -> None:
         web_app = cast(AiohttpWeb, self.board.app.web).web_app
         web_app.middlewares.append(self.security.middleware)
-        self.context.references.extra_views.append(self.receipts)
+        self.context.references.extra_views.extend((self.receipts, self.sign_ins))
         router = web_app.router
         router.add_get(LOGIN_PATH, self.login_form)
         router.add_post(LOGIN_PATH, self.login)
@@ -425,6 +483,7 @@ class OperatorWeb:
         router.add_post("/api/wards/{code}/actions/{action}", self.act)
         router.add_get("/api/actions/{action_id}", self.receipt)
         router.add_get("/api/audit", self.audit)
+        router.add_get("/api/audit/sign-ins", self.sign_in_audit)
 
 
 def register_operators(board: Board) -> OperatorWeb:

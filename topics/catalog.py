@@ -217,6 +217,17 @@ ACTION_RECEIPTS = TopicSpec(
     {"cleanup.policy": "delete", "retention.ms": str(RECEIPTS_RETENTION_MS),
      "segment.ms": str(RECEIPTS_RETENTION_MS // 4)},
 )
+#: How long the sign-in trail is kept: a year, so a slow attack or an account's misuse can be
+#: looked back on (docs/security.md); it holds client addresses, personal data.
+SIGN_INS_RETENTION_DAYS = 365
+SIGN_INS = TopicSpec(
+    "city.operator.signins.v1", Role.OUTPUT, "account name, else client address",
+    "org.cityops.SignInEvent", 1,
+    "Every attempt to sign in to the board (succeeded, wrong password, throttled): the "
+    "sign-in audit trail, kept a year (issue 24).",
+    {"cleanup.policy": "delete", "retention.ms": str(SIGN_INS_RETENTION_DAYS * DAY_MS)},
+)
+
 #: The smart-village topics (issue 13), listed in `CATALOG`.
 NEIGHBOURHOOD_TOPICS: tuple[TopicSpec, ...] = (
     NEIGHBOURHOODS, RT_REPORTS, RT_REPORTS_BY_KELURAHAN, RT_VALIDATIONS, NEIGHBOURHOOD_INDICATORS,
@@ -227,7 +238,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     INCIDENTS_ENRICHED, LIGHTING_ENRICHED, WASTE_ENRICHED,
     WARDS, ASSETS, SITUATIONS, DEAD_LETTERS,
     *NEIGHBOURHOOD_TOPICS,
-    OPERATOR_ACTIONS, ACTION_RECEIPTS,
+    OPERATOR_ACTIONS, ACTION_RECEIPTS, SIGN_INS,
 )
 
 

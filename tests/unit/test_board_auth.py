@@ -10,7 +10,15 @@ import pytest
 
 from core import accounts
 from core.accounts import AccountError, Principal
-from streams.auth import LoginThrottle, SessionStore, allowed_hosts, host_name, same_token
+from streams.auth import (
+    LoginThrottle,
+    SessionStore,
+    allowed_hosts,
+    client_address,
+    host_name,
+    same_token,
+    throttle_keys,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -35,36 +43,72 @@ def test_sessions_are_capped_and_each_has_its_own_csrf_token() -> None:
 
 def test_five_wrong_passwords_in_a_row_start_a_doubling_wait() -> None:
     throttle = LoginThrottle()
-    keys = ("name:sari", "address:127.0.0.1")
-    waits = []
-    for attempt in range(8):
-        now = 100.0 * attempt
-        waits.append(throttle.wait_s(keys, now))
-        throttle.failed(keys, now)
-    assert waits == [0.0] * 8  # each attempt came after the wait had passed
+    keys = throttle_keys("sari", "127.0.0.1")
+    assert keys == ("pair:sari|127.0.0.1", "address:127.0.0.1")
+    attempts = [throttle.begin(keys, 100.0 * n) for n in range(8)]
+    assert None not in attempts  # each attempt came after the wait had passed
     assert [throttle.wait_s(keys, 700.0 + dt) for dt in (0.0, 7.5, 8.0)] == [8.0, 0.5, 0.0]
-    assert throttle.failures("name:sari") == 8
-    throttle.succeeded(keys)
-    assert (throttle.failures("name:sari"), throttle.wait_s(keys, 700.0)) == (0, 0.0)
+    assert (throttle.failures(keys[0]), throttle.failures(keys[1])) == (8, 8)
+    last = throttle.begin(keys, 708.0)
+    assert last is not None
+    throttle.succeeded(last)  # the pair starts again, the address gets one attempt back
+    assert (throttle.failures(keys[0]), throttle.failures(keys[1]),
+            throttle.wait_s(keys[:1], 708.0)) == (0, 8, 0.0)
 
 
-def test_the_fourth_failure_is_free_and_the_fifth_waits_one_second() -> None:
+def test_an_attempt_is_counted_before_its_password_is_checked() -> None:
+    """120 attempts at once (none finished): 5 go ahead, 115 are refused unchecked."""
     throttle = LoginThrottle()
-    for _ in range(4):
-        throttle.failed(["k"], 10.0)
-    assert throttle.wait_s(["k"], 10.0) == 0.0
-    throttle.failed(["k"], 10.0)
-    assert throttle.wait_s(["k"], 10.0) == 1.0
+    keys = throttle_keys("sari", "198.51.100.9")
+    attempts = [throttle.begin(keys, 50.0) for _ in range(120)]
+    assert (sum(a is not None for a in attempts), throttle.failures(keys[0])) == (5, 5)
+    assert throttle.wait_s(keys, 50.0) == 1.0
+
+
+def test_guesses_from_elsewhere_never_slow_the_owner_down() -> None:
+    throttle = LoginThrottle()
+    for n in range(200):  # a botnet: 200 addresses, 10 guesses each, one name
+        for _ in range(10):
+            throttle.begin(throttle_keys("sari", f"203.0.113.{n % 250}|{n}"), 10.0)
+    assert throttle.begin(throttle_keys("sari", "10.1.2.3"), 10.0) is not None
+
+
+def test_one_address_trying_many_names_is_slowed_after_its_budget() -> None:
+    throttle = LoginThrottle()
+    given = [throttle.begin(throttle_keys(f"user{n}", "192.0.2.1"), 0.0) for n in range(31)]
+    assert (sum(a is not None for a in given), throttle.failures("address:192.0.2.1")) == (30, 30)
+    assert throttle.wait_s(["address:192.0.2.1"], 0.0) == 1.0
+    # a colleague behind the same address waits (never a lock): heard at 1 s, then 2 s later
+    rina = throttle_keys("rina", "192.0.2.1")
+    assert [throttle.begin(rina, at) is not None for at in (0.5, 1.0, 2.0, 3.0)] == [
+        False, True, False, True]
+    # and the address's failures are forgotten an hour after its last one
+    assert (throttle.begin(rina, 3.0 + 3_600.0) is not None,
+            throttle.failures("address:192.0.2.1")) == (True, 1)
 
 
 def test_the_wait_is_capped_and_the_throttle_forgets_the_oldest_keys() -> None:
     throttle = LoginThrottle(capacity=2)
     for _ in range(30):
-        throttle.failed(["a"], 0.0)
-    assert throttle.wait_s(["a"], 0.0) == 300.0
-    throttle.failed(["b"], 0.0)
-    throttle.failed(["c"], 0.0)
-    assert (throttle.failures("a"), throttle.failures("c")) == (0, 1)
+        throttle.failed(["pair:a"], 0.0)
+    assert throttle.wait_s(["pair:a"], 0.0) == 300.0
+    throttle.failed(["pair:b"], 0.0)
+    throttle.failed(["pair:c"], 0.0)
+    assert (throttle.failures("pair:a"), throttle.failures("pair:c")) == (0, 1)
+
+
+@pytest.mark.parametrize(("remote", "forwarded", "expected"), [
+    ("198.51.100.7", None, "198.51.100.7"),  # no proxy
+    ("198.51.100.7", "10.0.0.1", "198.51.100.7"),  # not a trusted proxy: the header is a lie
+    ("127.0.0.1", "203.0.113.5", "203.0.113.5"),  # the trusted proxy saw 203.0.113.5
+    ("127.0.0.1", "1.2.3.4, 203.0.113.5", "203.0.113.5"),  # the client's own entry is ignored
+    ("127.0.0.1", "203.0.113.5, 10.8.0.2", "203.0.113.5"),  # two trusted hops
+    ("127.0.0.1", "203.0.113.5, not-an-address", "127.0.0.1"),  # malformed: the proxy itself
+    (None, None, "unknown"),
+])
+def test_the_client_address_is_the_one_a_trusted_proxy_saw(
+        remote: str | None, forwarded: str | None, expected: str) -> None:
+    assert client_address(remote, forwarded, ["127.0.0.1", "10.8.0.0/24"]) == expected
 
 
 def test_host_names_are_compared_without_port_and_case() -> None:

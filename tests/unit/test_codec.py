@@ -291,6 +291,10 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "text": "<b>perahu karet</b> dikirim",
         "expected_version": 0,
     },
+    "org.cityops.SignInEvent": {
+        "at": datetime(2025, 3, 14, 8, 17, 1, tzinfo=UTC), "outcome": "THROTTLED",
+        "account": "rina", "address": "203.0.113.7", "worker_id": "cityops-1",
+    },
     "org.cityops.ActionReceipt": {
         "action_id": "0b6f3c1e-4a53-4c4e-9d2b-5f1f1e0c2a11",
         "ward_code": "36.72.01.1001",

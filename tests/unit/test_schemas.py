@@ -66,6 +66,7 @@ def test_schema_folders_hold_the_expected_files() -> None:
         "org.cityops.OperatorAction.avsc",
         "org.cityops.RtReport.avsc",
         "org.cityops.RtValidation.avsc",
+        "org.cityops.SignInEvent.avsc",
         "org.cityops.SituationEvent.avsc",
         "org.cityops.Ward.avsc",
         "org.cityops.WardResolution.avsc",
