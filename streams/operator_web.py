@@ -6,6 +6,10 @@ touching each other; `register_operators` adds to the board's web server:
     GET  /board/login                       the sign-in page (public)
     POST /board/login                       sign in: name, password, the page's one-time token
     POST /board/logout                      sign out
+    POST /board/logout-everywhere           sign out every session of the account
+    GET  /api/sessions                      supervisors: every open session
+    POST /api/sessions/{id}/end             supervisors: end one session everywhere
+    POST /api/accounts/{name}/sessions/end  supervisors: end every session of an account
     GET  /api/me                            who is signed in, their role, the CSRF token
     POST /api/wards/{code}/actions/{action} acknowledge | assign | escalate | note | close
     GET  /api/actions/{action_id}           the receipt of an action still pending
@@ -58,7 +62,6 @@ from processors.thresholds import AGENCIES
 from schemas.codec import CodecError, decode, encode
 from streams.auth import (
     LOGIN_COOKIE,
-    SESSION_COOKIE,
     BoardSecurity,
     client_address,
     same_token,
@@ -82,6 +85,8 @@ MAX_BODY: Final = 4_096
 MAX_RECEIPTS: Final = 10_000
 #: Sign-in attempts listed by /api/audit/sign-ins (the topic keeps a year of them).
 SIGN_IN_LIMIT: Final = 500
+#: How often every worker ends the sessions past their timeouts or whose account changed.
+SWEEP_EVERY_S: Final = 1.0
 #: Levels an acknowledgement is for.
 RAISED_LEVELS: Final = frozenset({"ALERT", "CRITICAL"})
 
@@ -228,6 +233,14 @@ class OperatorWeb:
         self.context = board.context
         self.receipts = ActionReceipts(self.context.topics.name(catalog.ACTION_RECEIPTS))
         self.sign_ins = SignInTrail(self.context.topics.name(catalog.SIGN_INS))
+        self.sessions_view = CompactedTopicView(
+            self.context.topics.name(catalog.SESSIONS),
+            lambda value: decode(value, expected=catalog.SESSIONS.value_schema).record,
+            on_change=self._session_read)
+        security.publish = self._publish_session
+        self._writes: set[asyncio.Future[None]] = set()
+        security.catch_up = self.sessions_view.caught_up
+        security.on_end.append(board.feed.close_owner)
 
     # -- sign-in --------------------------------------------------------------------------
 
@@ -277,7 +290,7 @@ class OperatorWeb:
             return self._login_response("Wrong name or password.", status=401)
         security.throttle.succeeded(attempt)
         await self._sign_in_event("SUCCEEDED", principal.name, address)
-        session_id, _ = security.sessions.open(principal, security.clock())
+        session_id = await security.open_session(principal, address)
         log.info("board sign-in: %s (%s)", principal.name, principal.role)
         response = web.HTTPSeeOther("/board/")
         security.set_session_cookie(response, session_id)
@@ -300,10 +313,83 @@ class OperatorWeb:
             value=encode(catalog.SIGN_INS.value_schema, record))
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
-        self.security.sessions.close(request.cookies.get(SESSION_COOKIE))
+        """Sign out: this session ends on every worker."""
+        session = request.get("session")
+        if session is not None:
+            await self.security.end_session(session.digest, "signed out")
         response = web.json_response({"signed_out": True})
         self.security.clear_session_cookie(response)
         return response
+
+    async def logout_everywhere(self, request: web.Request) -> web.StreamResponse:
+        """Sign out everywhere: every session of the signed-in account ends."""
+        principal = cast(Principal, request["principal"])
+        ended = await self.security.end_account_sessions(principal.name, "signed out "
+                                                         "everywhere")
+        response = web.json_response({"signed_out": True, "sessions_ended": ended})
+        self.security.clear_session_cookie(response)
+        return response
+
+    # -- sessions (supervisors) -------------------------------------------------------------
+
+    async def list_sessions(self, request: web.Request) -> web.StreamResponse:
+        """Supervisors: every open session on every worker, newest first."""
+        principal = cast(Principal, request["principal"])
+        if not may_see_audit(principal.role):
+            return web.json_response({"error": "sessions are for supervisors"}, status=403)
+        current = request.get("session")
+        sessions = sorted(self.security.sessions.sessions.values(),
+                          key=lambda s: s.created_at, reverse=True)
+        return web.json_response({
+            "idle_timeout_s": self.security.sessions.idle_s,
+            "absolute_timeout_s": self.security.sessions.absolute_s,
+            "sessions": [{
+                "id": s.digest, "account": s.principal.name, "role": s.principal.role,
+                "created_at": iso(datetime.fromtimestamp(s.created_at, UTC)),
+                "last_seen_at": iso(datetime.fromtimestamp(s.last_seen_at, UTC)),
+                "address": s.address,
+                "current": current is not None and current.digest == s.digest,
+            } for s in sessions]})
+
+    async def end_session(self, request: web.Request) -> web.StreamResponse:
+        """Supervisors: end one session (by its id on the sessions page) on every worker."""
+        principal = cast(Principal, request["principal"])
+        if not may_see_audit(principal.role):
+            return web.json_response({"error": "sessions are for supervisors"}, status=403)
+        digest = request.match_info["session"]
+        if not await self.security.end_session(digest, f"ended by {principal.name}"):
+            return web.json_response({"error": "no such session"}, status=404)
+        return web.json_response({"ended": digest})
+
+    async def end_account(self, request: web.Request) -> web.StreamResponse:
+        """Supervisors: end every session of one account."""
+        principal = cast(Principal, request["principal"])
+        if not may_see_audit(principal.role):
+            return web.json_response({"error": "sessions are for supervisors"}, status=403)
+        name = request.match_info["name"]
+        ended = await self.security.end_account_sessions(name, f"ended by {principal.name}")
+        return web.json_response({"account": name, "sessions_ended": ended})
+
+    async def _publish_session(self, digest: str, record: dict[str, Any] | None) -> None:
+        value = None if record is None else encode(catalog.SESSIONS.value_schema, record)
+        await self.context.raw_topic(catalog.SESSIONS).send(key=digest.encode(), value=value)
+
+    def _session_read(self, digest: str, record: dict[str, Any] | None) -> None:
+        # the view's change hook is synchronous; a tombstone it asks for goes on the loop
+        if self.security.session_read(digest, record):
+            task = asyncio.ensure_future(self._publish_session(digest, None))
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
+
+    async def _sweep(self) -> None:
+        """Every second: end sessions past their timeouts or whose account changed."""
+        await self.sessions_view.ready.wait()
+        while True:
+            try:
+                await self.security.sweep()
+            except Exception:  # the next second tries again
+                log.exception("session sweep failed")
+            await asyncio.sleep(SWEEP_EVERY_S)
 
     async def me(self, request: web.Request) -> web.StreamResponse:
         principal = cast(Principal, request["principal"])
@@ -474,11 +560,17 @@ class OperatorWeb:
     def register(self) -> None:
         web_app = cast(AiohttpWeb, self.board.app.web).web_app
         web_app.middlewares.append(self.security.middleware)
-        self.context.references.extra_views.extend((self.receipts, self.sign_ins))
+        self.context.references.extra_views.extend(
+            (self.receipts, self.sign_ins, self.sessions_view))
+        self.board.app.task(self._sweep)
         router = web_app.router
         router.add_get(LOGIN_PATH, self.login_form)
         router.add_post(LOGIN_PATH, self.login)
         router.add_post("/board/logout", self.logout)
+        router.add_post("/board/logout-everywhere", self.logout_everywhere)
+        router.add_get("/api/sessions", self.list_sessions)
+        router.add_post("/api/sessions/{session}/end", self.end_session)
+        router.add_post("/api/accounts/{name}/sessions/end", self.end_account)
         router.add_get("/api/me", self.me)
         router.add_post("/api/wards/{code}/actions/{action}", self.act)
         router.add_get("/api/actions/{action_id}", self.receipt)
@@ -493,7 +585,7 @@ def register_operators(board: Board) -> OperatorWeb:
     security = BoardSecurity(
         web_host=settings.web_host, extra_hosts=settings.web_allowed_hosts,
         accounts_path=settings.operators_file, session_ttl_s=settings.session_ttl_s,
-        secure_cookies=settings.secure_cookies)
+        idle_s=settings.session_idle_s, secure_cookies=settings.secure_cookies)
     operator_web = OperatorWeb(board, security)
     operator_web.register()
     return operator_web

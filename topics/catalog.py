@@ -227,6 +227,13 @@ SIGN_INS = TopicSpec(
     "sign-in audit trail, kept a year (issue 24).",
     {"cleanup.policy": "delete", "retention.ms": str(SIGN_INS_RETENTION_DAYS * DAY_MS)},
 )
+SESSIONS = TopicSpec(
+    "city.operator.sessions.v1", Role.OUTPUT, "SHA-256 digest of the session id",
+    "org.cityops.BoardSession", 1,
+    "Signed-in board sessions, shared by every worker and kept across restarts; a tombstone "
+    "ends one everywhere (issue 24). Never holds a session id, only its digest.",
+    {**_COMPACT, "min.compaction.lag.ms": "0", "delete.retention.ms": str(DAY_MS)},
+)
 
 #: The smart-village topics (issue 13), listed in `CATALOG`.
 NEIGHBOURHOOD_TOPICS: tuple[TopicSpec, ...] = (
@@ -238,7 +245,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     INCIDENTS_ENRICHED, LIGHTING_ENRICHED, WASTE_ENRICHED,
     WARDS, ASSETS, SITUATIONS, DEAD_LETTERS,
     *NEIGHBOURHOOD_TOPICS,
-    OPERATOR_ACTIONS, ACTION_RECEIPTS, SIGN_INS,
+    OPERATOR_ACTIONS, ACTION_RECEIPTS, SIGN_INS, SESSIONS,
 )
 
 

@@ -93,7 +93,18 @@
         await fetch(url("logout"), { method: "POST", headers: { "X-CSRF-Token": me.csrf_token } });
         window.location.assign(url("login"));
       });
-      box.append(out);
+      // issue 24: every session of this account, on every worker and device, ends
+      const everywhere = h("button", { type: "button", id: "sign-out-everywhere" }, "Sign out everywhere");
+      everywhere.addEventListener("click", async () => {
+        await fetch(url("logout-everywhere"), { method: "POST", headers: { "X-CSRF-Token": me.csrf_token } });
+        window.location.assign(url("login"));
+      });
+      box.append(out, everywhere);
+    }
+    if (me.audit) {
+      const sessions = h("button", { type: "button", id: "sessions-open" }, "Sessions");
+      sessions.addEventListener("click", () => showSessions(""));
+      box.append(sessions);
     }
     if (me.audit) {
       const audit = h("button", { type: "button", id: "audit-open" }, "Audit trail");
@@ -247,6 +258,38 @@
         e.text ? h("span", { class: "text" }, e.text) : null))));
     document.querySelector(".side").prepend(panel);
     document.getElementById("audit-close").addEventListener("click", () => panel.remove());
+  }
+
+  // -- sessions (supervisors, issue 24): every open session on every worker, each endable ----
+  async function showSessions(message) {
+    const response = await fetch(url("../api/sessions"));
+    const body = await response.json().catch(() => ({ sessions: [] }));
+    let panel = document.getElementById("sessions");
+    if (panel) panel.remove();
+    const minutes = (s) => `${Math.round(s / 60)} min`;
+    panel = h("section", { class: "audit", id: "sessions" },
+      h("div", { class: "dhead" }, h("div", { class: "dname" }, "Sessions"),
+        h("button", { type: "button", id: "sessions-close" }, "✕")),
+      h("p", { class: "note" },
+        `Idle timeout ${minutes(body.idle_timeout_s || 0)}, at most ${minutes(body.absolute_timeout_s || 0)} after sign-in.`),
+      h("p", { class: "note", id: "sessions-status" }, typeof message === "string" ? message : ""),
+      h("ol", { class: "timeline" }, ...(body.sessions || []).map((s) => {
+        const end = h("button", { type: "button", class: "end-session" }, "End");
+        end.addEventListener("click", async () => {
+          const ended = await fetch(url(`../api/sessions/${encodeURIComponent(s.id)}/end`), {
+            method: "POST", headers: { "X-CSRF-Token": me.csrf_token } });
+          const said = ended.ok ? `Ended ${s.account}'s session` : `Not ended (${ended.status})`;
+          if (ended.ok) showSessions(said);
+          else document.getElementById("sessions-status").textContent = said;
+        });
+        return h("li", { "data-id": s.id, "data-account": s.account, "data-current": s.current ? "true" : "false" },
+          h("span", { class: "actor" }, s.account), " ",
+          h("span", { class: "kind" }, s.role.toLowerCase()), " ",
+          h("span", { class: "where" }, `${s.address} · since ${at(s.created_at)} · seen ${at(s.last_seen_at)}`),
+          s.current ? h("span", { class: "text" }, "this session") : end);
+      })));
+    document.querySelector(".side").prepend(panel);
+    document.getElementById("sessions-close").addEventListener("click", () => panel.remove());
   }
 
   document.addEventListener("cityops:detail", (event) => render(event.detail));

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from bench.harness import Namespace, Worker, wait_until
+from streams.auth import session_digest
 from streams.web import sse_message
 from tests.e2e.test_board import browser, signed_in_page  # noqa: F401 (the browser fixture)
 from tests.integration.test_web_api import BoardAccess, BoardSession, board_access, get_json
@@ -213,3 +214,42 @@ def test_an_operator_acts_a_viewer_watches_and_an_sla_clock_expires(
         "SLA overdue: dispatch", "1 SLA clock(s) overdue")
     vera.screenshot(path=str(artifacts_dir / "operators-sla.png"))
     assert errors == []
+
+
+def test_a_supervisor_ends_an_operators_session_on_the_sessions_page(
+    browser: Any, worker: Worker, access: BoardAccess, artifacts_dir: Path,  # noqa: F811
+) -> None:
+    """Issue 24: sari opens "Sessions", sees oscar's session with its address and ends it;
+    oscar's board is refused from then on (its next request, a reload sends him to sign in),
+    and his "Sign out everywhere" on a new sign-in ends every session of his."""
+    base_url = f"http://127.0.0.1:{worker.web_port}"
+    oscar = signed_in_page(browser, base_url, "oscar", access.passwords["oscar"],
+                           {"width": 1600, "height": 1000})
+    sari = signed_in_page(browser, base_url, "sari", access.passwords["sari"],
+                          {"width": 1600, "height": 1000})
+    cookie = next(c["value"] for c in oscar.context.cookies() if c["name"] == "cityops_session")
+    digest = session_digest(cookie)
+    assert oscar.locator("#sessions-open").count() == 0  # supervisors only
+    sari.click("#sessions-open")
+    row = f"#sessions li[data-id='{digest}']"
+    sari.wait_for_selector(row, timeout=UPDATE_TIMEOUT_MS)
+    assert (sari.locator(f"{row} .actor").inner_text(),
+            sari.locator(f"{row} .where").inner_text().startswith("127.0.0.1 · since "),
+            sari.locator("#sessions li[data-current='true'] .actor").inner_text()) == (
+        "oscar", True, "sari")
+    sari.screenshot(path=str(artifacts_dir / "operators-sessions.png"))
+    sari.click(f"{row} .end-session")
+    sari.wait_for_function("() => document.getElementById('sessions-status').textContent"
+                           " === \"Ended oscar's session\"", timeout=UPDATE_TIMEOUT_MS)
+    sari.wait_for_selector(row, state="detached", timeout=UPDATE_TIMEOUT_MS)
+    assert oscar.evaluate("async () => (await fetch('../api/me')).status") == 401
+    oscar.reload()
+    oscar.wait_for_url(f"{base_url}/board/login")
+
+    again = signed_in_page(browser, base_url, "oscar", access.passwords["oscar"],
+                           {"width": 1600, "height": 1000})
+    other = signed_in_page(browser, base_url, "oscar", access.passwords["oscar"],
+                           {"width": 1600, "height": 1000})
+    again.click("#sign-out-everywhere")
+    again.wait_for_url(f"{base_url}/board/login")
+    assert other.evaluate("async () => (await fetch('../api/me')).status") == 401

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import stat
+import threading
 import time
 import urllib.parse
 import uuid
@@ -359,40 +360,43 @@ def sign_in_from(session: BoardSession, name: str, password: str, address: str,
 
 def test_120_wrong_passwords_at_once_are_counted_before_the_hash_and_the_owner_gets_in(
         worker: Worker, access: BoardAccess) -> None:
-    """Issue 24: of 120 wrong passwords sent at once for oscar from one address, 5 are checked
-    (401) and 115 refused unchecked (429, no Retry-After); oscar's right password from his own
-    address still signs him in; every attempt is on the sign-in trail and in the metric."""
+    """Issue 24: of 120 wrong passwords sent at once for oscar from one address (within the
+    first second's wait), 5 are checked (401) and 115 refused unchecked (429, no Retry-After);
+    oscar's right password from his own address still signs him in; every attempt is on the
+    sign-in trail and in the metric."""
     attacker = "203.0.113.50"
     sessions = [BoardSession(worker.web_port) for _ in range(120)]
     tokens = [session.login_token() for session in sessions]
-    with ThreadPoolExecutor(60) as pool:
-        answers = list(pool.map(lambda pair: sign_in_from(
-            pair[0], "oscar", f"wrong-{pair[1][:6]}", attacker, pair[1]),
-            zip(sessions, tokens, strict=True)))
+    start = threading.Barrier(120)  # all sent at once: the first wait is 1 s
+
+    def guess(pair: tuple[BoardSession, str]) -> tuple[int, dict[str, str], bytes]:
+        start.wait()
+        return sign_in_from(pair[0], "oscar", f"wrong-{pair[1][:6]}", attacker, pair[1])
+    with ThreadPoolExecutor(120) as pool:
+        answers = list(pool.map(guess, zip(sessions, tokens, strict=True)))
     assert sorted(status for status, _, _ in answers) == [401] * 5 + [429] * 115
     throttled = next(answer for answer in answers if answer[0] == 429)
     assert ("Retry-After" in throttled[1],
             b"Too many failed sign-ins for this name from here; wait a little and try again."
             in throttled[2]) == (False, True)
-    # the pair is throttled, the right password from there too; from oscar's desk it is not
-    assert sign_in_from(BoardSession(worker.web_port), "oscar", access.passwords["oscar"],
-                        attacker)[0] == 429
+    # the pair is slowed down (tests/unit/test_board_auth.py has its exact waits); oscar's
+    # right password from his own desk is not
     owner = BoardSession(worker.web_port)
     status, _, _ = sign_in_from(owner, "oscar", access.passwords["oscar"], "198.51.100.20")
     assert (status, owner.json("GET", "/api/me")[1]["name"]) == (200, "oscar")
     assert (worker.metric("cityops_board_sign_ins_total", outcome="throttled"),
             worker.metric("cityops_board_sign_ins_total", outcome="wrong_password")) == (
-        116.0, 5.0)
+        115.0, 5.0)
     sari = signed_in(worker, access, "sari")
 
     def trail() -> list[tuple[str, str | None, str]]:
         attempts = sari.json("GET", "/api/audit/sign-ins")[1]["attempts"]
         return [(a["outcome"], a["account"], a["address"]) for a in attempts
                 if a["address"] in (attacker, "198.51.100.20")]
-    wait_until(lambda: len(trail()) == 122)
+    wait_until(lambda: len(trail()) == 121)
     assert sorted(Counter(trail()).items()) == [
         (("SUCCEEDED", "oscar", "198.51.100.20"), 1),
-        (("THROTTLED", "oscar", attacker), 116),
+        (("THROTTLED", "oscar", attacker), 115),
         (("WRONG_PASSWORD", "oscar", attacker), 5)]
     assert oscar_may_not_see_the_trail(worker, access) == 403
 

@@ -77,6 +77,7 @@ def test_the_worker_reads_and_writes_every_catalog_topic_by_its_role() -> None:
         # issue 24: the ward agent writes receipts, every board reads them
         "t.city.operator.receipts.v1": ("READ", "WRITE"),
         "t.city.operator.signins.v1": ("READ", "WRITE"),
+        "t.city.operator.sessions.v1": ("READ", "WRITE"),
     }
 
 

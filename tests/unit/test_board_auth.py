@@ -7,17 +7,22 @@ import json
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from core import accounts
 from core.accounts import AccountError, Principal
 from streams.auth import (
+    BoardSecurity,
     LoginThrottle,
-    SessionStore,
+    SessionBook,
     allowed_hosts,
     client_address,
+    csrf_token,
     host_name,
     same_token,
+    session_digest,
     throttle_keys,
+    why_ended,
 )
 
 pytestmark = pytest.mark.unit
@@ -25,20 +30,58 @@ pytestmark = pytest.mark.unit
 OSCAR = Principal("oscar", "OPERATOR")
 
 
-def test_a_session_lasts_exactly_its_ttl() -> None:
-    store = SessionStore(ttl_s=100.0)
-    session_id, session = store.open(OSCAR, now=1_000.0)
-    assert store.get(session_id, 1_099.999) is session
-    assert store.get(session_id, 1_100.0) is None
-    assert (len(store), store.get("unknown", 1_000.0), store.get(None, 1_000.0)) == (0, None, None)
+def test_a_session_ends_at_its_absolute_or_idle_timeout_or_when_its_account_changes() -> None:
+    book = SessionBook(absolute_s=100.0, idle_s=30.0)
+    session_id, session, pushed_out = book.open(OSCAR, now=1_000.0, address="10.0.0.5")
+    assert (pushed_out, book.find(session_id) is session, book.find("other"), book.find(None),
+            session.digest == session_digest(session_id), session_id in repr(session)) == (
+        [], True, None, None, True, False)
+    assert [why_ended(session, at, 100.0, 30.0, "OPERATOR") for at in (
+        1_029.999, 1_030.0)] == [None, "idle"]
+    session.last_seen_at = 1_090.0
+    assert [why_ended(session, at, 100.0, 30.0, "OPERATOR") for at in (
+        1_099.999, 1_100.0)] == [None, "expired"]
+    assert (why_ended(session, 1_050.0, 100.0, 30.0, "SUPERVISOR"),
+            why_ended(session, 1_050.0, 100.0, 30.0, None)) == ("role changed", "account removed")
 
 
-def test_sessions_are_capped_and_each_has_its_own_csrf_token() -> None:
-    store = SessionStore(ttl_s=100.0, capacity=2)
-    first, a = store.open(OSCAR, now=0.0)
-    _, b = store.open(OSCAR, now=1.0)
-    store.open(OSCAR, now=2.0)
-    assert (len(store), store.get(first, 3.0), a.csrf != b.csrf) == (2, None, True)
+def test_the_csrf_token_is_derived_from_the_session_id_and_never_stored() -> None:
+    book = SessionBook(absolute_s=100.0, idle_s=30.0)
+    first, a, _ = book.open(OSCAR, now=0.0, address="x")
+    _, b, _ = book.open(OSCAR, now=1.0, address="x")
+    record = a.record()
+    assert (a.csrf == csrf_token(first), a.csrf != b.csrf, first in json.dumps(record, default=str),
+            a.csrf in json.dumps(record, default=str)) == (True, True, False, False)
+    other = SessionBook(absolute_s=100.0, idle_s=30.0)  # another worker reads the record
+    other.apply(a.digest, record)
+    found = other.find(first)
+    assert found is not None and (found.csrf, found.principal, found.created_at) == (
+        a.csrf, OSCAR, 0.0)
+    other.apply(a.digest, None)
+    assert other.find(first) is None
+
+
+def test_an_account_keeps_at_most_five_sessions_the_oldest_goes() -> None:
+    book = SessionBook(absolute_s=100.0, idle_s=30.0)
+    opened = [book.open(OSCAR, now=float(n), address="x") for n in range(5)]
+    _, _, pushed_out = book.open(OSCAR, now=5.0, address="x")
+    assert (pushed_out, len(book), book.find(opened[0][0])) == ([opened[0][1].digest], 5, None)
+    book.open(Principal("sari", "SUPERVISOR"), now=6.0, address="x")
+    assert (len(book.of_account("oscar")), len(book.of_account("sari"))) == (5, 1)
+
+
+@pytest.mark.parametrize(("secure", "expected"), [
+    (False, "cityops_session=ID; HttpOnly; Max-Age=28800; Path=/; SameSite=Strict"),
+    (True, "__Host-cityops_session=ID; HttpOnly; Max-Age=28800; Path=/; SameSite=Strict; "
+           "Secure"),
+])
+def test_the_session_cookie_takes_the_host_prefix_when_secure(secure: bool,
+                                                              expected: str) -> None:
+    security = BoardSecurity(web_host="127.0.0.1", extra_hosts=[], accounts_path=None,
+                             session_ttl_s=28_800.0, secure_cookies=secure)
+    response = web.Response()
+    security.set_session_cookie(response, "ID")
+    assert response.cookies.output(header="").strip() == expected
 
 
 def test_five_wrong_passwords_in_a_row_start_a_doubling_wait() -> None:

@@ -291,6 +291,11 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "text": "<b>perahu karet</b> dikirim",
         "expected_version": 0,
     },
+    "org.cityops.BoardSession": {
+        "session_digest": "9f" * 32, "account": "rina", "role": "OPERATOR",
+        "created_at": datetime(2025, 3, 14, 8, 0, tzinfo=UTC),
+        "last_seen_at": datetime(2025, 3, 14, 8, 17, tzinfo=UTC), "address": "203.0.113.7",
+    },
     "org.cityops.SignInEvent": {
         "at": datetime(2025, 3, 14, 8, 17, 1, tzinfo=UTC), "outcome": "THROTTLED",
         "account": "rina", "address": "203.0.113.7", "worker_id": "cityops-1",

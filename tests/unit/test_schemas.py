@@ -55,6 +55,7 @@ def test_schema_folders_hold_the_expected_files() -> None:
     assert ids(CURRENT) == [
         "org.cityops.ActionReceipt.avsc",
         "org.cityops.Asset.avsc",
+        "org.cityops.BoardSession.avsc",
         "org.cityops.DeadLetter.avsc",
         "org.cityops.EnrichedIncidentEvent.avsc",
         "org.cityops.EnrichedLightingEvent.avsc",
