@@ -65,6 +65,8 @@ REASONS: Final[tuple[str, ...]] = (
     "processing_error",
     "ward_state_full",
     "situation_failed",
+    # PROCESS, operator actions (issue 24): the case changed since the operator loaded it.
+    "conflict",
 )
 """Every reason a dead letter may carry, in a fixed order: the one vocabulary of rejections.
 

@@ -43,6 +43,9 @@ AGENCY_NAMES: Final[Mapping[str, str]] = {
 }
 #: Actions that need an incident as their target.
 INCIDENT_ACTIONS: Final[frozenset[str]] = frozenset({"ASSIGN", "CLOSE"})
+#: Actions on a case refused when the case changed since the operator loaded it; a NOTE adds
+#: to the history and never overwrites anything, so it is not checked.
+VERSIONED_ACTIONS: Final[frozenset[str]] = frozenset({"ASSIGN", "ESCALATE", "CLOSE"})
 
 # Caps on what operators (and a partner's incident ids) can grow in one ward: constants, like
 # the state's, so they bound the worst case of a changelog record and of a situation.
@@ -103,17 +106,44 @@ class Case:
     closed_by: str | None = None
     closed_at: int | None = None
     history: list[Entry] = field(default_factory=list)
+    #: Actions folded on the case so far: what an operator's `expected_version` is checked
+    #: against (optimistic concurrency, issue 24).
+    version: int = 0
 
     def to_list(self) -> list[Any]:
         return [self.assigned_agency, self.assigned_by, self.assigned_at, self.escalated_by,
                 self.escalated_at, self.closed_by, self.closed_at,
-                [entry.to_list() for entry in self.history]]
+                [entry.to_list() for entry in self.history], self.version]
 
     @classmethod
     def from_list(cls, row: list[Any]) -> Case:
-        agency, by, at, escalated_by, escalated_at, closed_by, closed_at, history = row
+        """A changelog row; one written before issue 24 has no version (its history length,
+        what the board showed as the version then, is the best guess)."""
+        agency, by, at, escalated_by, escalated_at, closed_by, closed_at, history = row[:8]
+        version = int(row[8]) if len(row) > 8 else len(history)
         return cls(agency, by, at, escalated_by, escalated_at, closed_by, closed_at,
-                   [Entry.from_list(entry) for entry in history])
+                   [Entry.from_list(entry) for entry in history], version)
+
+    def describe(self) -> str:
+        """What an operator is told the case is now (`describe_case`)."""
+        last = self.history[-1] if self.history else None
+        return describe_case(self.assigned_agency, self.assigned_by, self.escalated_by,
+                             self.closed_by, (last.kind, last.actor) if last else None)
+
+
+def describe_case(agency: str | None, assigned_by: str | None, escalated_by: str | None,
+                  closed_by: str | None, last: tuple[str, str] | None) -> str:
+    """"assigned to BPBD by rina, escalated by sari, last action ESCALATE by sari": what the
+    fold and the board say a case is now when an action on it is refused as a conflict."""
+    parts = [f"assigned to {AGENCY_NAMES.get(agency, agency)} by {assigned_by}" if agency
+             else "unassigned"]
+    if escalated_by:
+        parts.append(f"escalated by {escalated_by}")
+    if closed_by:
+        parts.append(f"closed by {closed_by}")
+    if last is not None:
+        parts.append(f"last action {last[0]} by {last[1]}")
+    return ", ".join(parts)
 
 
 @dataclass(slots=True)
@@ -254,7 +284,13 @@ def fold_action(book: CaseBook, action: Mapping[str, Any]) -> bool:
                 raise Rejection("PROCESS", "ward_state_full",
                                 f"the ward already holds {MAX_CASES} cases; "
                                 f"{key[1]!r} is not added")
-            case = book.cases[key] = Case()
+            case = Case()
+        expected = action.get("expected_version")
+        if kind in VERSIONED_ACTIONS and expected is not None and expected != case.version:
+            raise Rejection("PROCESS", "conflict",
+                            f"the case changed since it was loaded (version {case.version}, "
+                            f"not {expected}): {case.describe()}")
+        book.cases[key] = case
     book.seen[action_id] = None
     if len(book.seen) > MAX_ACTION_IDS:
         del book.seen[next(iter(book.seen))]
@@ -274,6 +310,8 @@ def fold_action(book: CaseBook, action: Mapping[str, Any]) -> bool:
         case.closed_by, case.closed_at = operator, at
     _append(case.history if case is not None else book.history,
             Entry(at, operator, kind, text))
+    if case is not None:
+        case.version += 1
     return True
 
 
@@ -467,6 +505,7 @@ def case_records(state: WardState, book: CaseBook,
             "escalated_at": _time(case.escalated_at if case else None),
             "closed_by": case.closed_by if case else None,
             "closed_at": _time(case.closed_at if case else None),
+            "version": case.version if case else 0,
             "overdue": list(overdue.get(key, ())),
             "timeline": [_entry_json(e) for e in _timeline(rec, key[0], case)],
         })

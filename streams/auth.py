@@ -6,29 +6,44 @@
 - Every state-changing request (POST) carries the session's CSRF token in `X-CSRF-Token` (the
   sign-in form carries a one-time token of its own, double-submitted in a cookie); a missing
   or wrong token is refused with 403, and so is a request whose Origin is another site.
-- Sign-in attempts are throttled per name and per client address: after 5 wrong passwords in a
-  row, each further attempt must wait (1 s, doubling, at most 5 min) or gets 429.
+- Sign-in attempts are throttled per (name, client address) pair and per client address
+  (issue 24, `LoginThrottle`): counted before the password is checked, 5 free failures per
+  pair and 30 per address, then each attempt waits (1 s, doubling, at most 5 min) or gets
+  429, with no Retry-After. Never per name alone, so guesses from elsewhere cannot lock an
+  operator out; behind a reverse proxy the client address is the one the proxy saw
+  (`client_address`, `CITYOPS_TRUSTED_PROXIES`).
 - API consumers (dashboards, partners' servers) use a bearer token per consumer; a token reads
   the JSON API and the live stream and never acts.
 - Only the configured host names are answered (the Host header is checked), so a web page on
   another origin cannot reach the API through DNS rebinding.
 
-Sessions live in the memory of the worker that signed the operator in (bounded); a restarted
-worker signs everyone out. The policy objects here take the time as an argument, so the unit
-tests run them at exact instants.
+Sessions (issue 24) live on the compacted topic `city.operator.sessions.v1`, keyed by the
+SHA-256 digest of the session id (the id itself is never stored: whoever reads the topic cannot
+sign in with it), so every worker knows every session and a restart keeps them. A session ends
+after `idle_s` without a request or `absolute_s` after sign-in, at sign-out, when a supervisor
+ends it, or when its account's role changed or the account was removed (checked against the
+accounts file on every request, so every worker refuses it at once); an ended session is a
+tombstone every worker reads. The CSRF token of a session is an HMAC of its id, so every worker
+derives the same one without storing it. The policy objects here take the time as an argument,
+so the unit tests run them at exact instants.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
 import hmac
+import ipaddress
 import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -38,16 +53,31 @@ from core.accounts import AccountError, Accounts, Principal
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE: Final = "cityops_session"
+#: The cookie's name when cookies are Secure: the `__Host-` prefix makes the browser refuse it
+#: unless it is Secure, has Path=/ and no Domain, so no subdomain can plant or shadow it.
+HOST_SESSION_COOKIE: Final = "__Host-cityops_session"
 LOGIN_COOKIE: Final = "cityops_login"
 CSRF_HEADER: Final = "X-CSRF-Token"
-#: Open sessions kept per worker; past it the one expiring first is dropped.
-MAX_SESSIONS: Final = 1_000
-#: Wrong passwords in a row before sign-in attempts are slowed down.
+#: Open sessions per account; a sign-in past it ends that account's oldest session.
+MAX_SESSIONS_PER_ACCOUNT: Final = 5
+#: A session's last request is written to the topic at most this often: the idle timeout is
+#: exact to within this much, and a busy board does not write per request.
+TOUCH_EVERY_S: Final = 60.0
+#: Sign-in attempts in a row that failed, per (name, client address) pair, before that pair is
+#: slowed down (issue 24: the pair, not the name alone, so an attacker elsewhere cannot slow
+#: the account's owner down).
 FREE_ATTEMPTS: Final = 5
-#: The wait after the sixth wrong password; it doubles with each further one, up to the cap.
+#: Failed attempts from one client address, whatever the names, before every attempt from it
+#: is slowed down: the budget against one address trying many names (credential stuffing).
+#: Large enough for an office behind one NAT address to mistype for a day.
+FREE_ADDRESS_ATTEMPTS: Final = 30
+#: The wait after the first attempt over a budget; it doubles with each further one, up to the
+#: cap.
 FIRST_DELAY_S: Final = 1.0
 MAX_DELAY_S: Final = 300.0
-#: Names and addresses tracked by the throttle; past it the oldest is forgotten.
+#: A key with no failed attempt for this long starts again from nothing.
+FORGET_AFTER_S: Final = 3_600.0
+#: Keys tracked by the throttle; past it the one not failed for the longest is forgotten.
 MAX_TRACKED: Final = 10_000
 #: What anyone may fetch without signing in: the sign-in page, the static files, and Faust's
 #: `/` index (the liveness check). Everything else of the board and the API needs a principal.
@@ -58,82 +88,225 @@ SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def session_digest(session_id: str) -> str:
+    """What the topic and every worker's memory hold of a session id."""
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def csrf_token(session_id: str) -> str:
+    """The session's CSRF token: an HMAC of its id, the same on every worker, never stored."""
+    return hmac.new(session_id.encode(), b"cityops-board-csrf", hashlib.sha256).hexdigest()
+
+
 @dataclass
 class Session:
+    """One session as a request sees it."""
+
+    digest: str
     principal: Principal
-    csrf: str
-    expires_at: float
+    created_at: float
+    last_seen_at: float
+    address: str
+    csrf: str = ""
+
+    def record(self) -> dict[str, Any]:
+        """The BoardSession record of the topic."""
+        return {"session_digest": self.digest, "account": self.principal.name,
+                "role": self.principal.role, "created_at": _time(self.created_at),
+                "last_seen_at": _time(self.last_seen_at), "address": self.address}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Session:
+        return cls(str(record["session_digest"]),
+                   Principal(str(record["account"]), str(record["role"])),
+                   record["created_at"].timestamp(), record["last_seen_at"].timestamp(),
+                   str(record["address"]))
 
 
-class SessionStore:
-    """Signed-in operators by session id (random, 256 bits), each with its CSRF token."""
+def _time(seconds: float) -> datetime:
+    """Epoch seconds as the millisecond UTC time Avro keeps."""
+    return datetime.fromtimestamp(int(seconds * 1000) / 1000, UTC)
 
-    def __init__(self, ttl_s: float, capacity: int = MAX_SESSIONS) -> None:
-        self.ttl_s = ttl_s
-        self.capacity = capacity
-        self._sessions: dict[str, Session] = {}
 
-    def open(self, principal: Principal, now: float) -> tuple[str, Session]:
-        self._expire(now)
-        if len(self._sessions) >= self.capacity:
-            oldest = min(self._sessions, key=lambda sid: self._sessions[sid].expires_at)
-            del self._sessions[oldest]
+def why_ended(session: Session, now: float, absolute_s: float, idle_s: float,
+              role: str | None) -> str | None:
+    """Why a session no longer holds (None: it does): its absolute lifetime or idle timeout
+    passed, or its account (`role`: the account's role now, None when removed) changed."""
+    if now >= session.created_at + absolute_s:
+        return "expired"
+    if now >= session.last_seen_at + idle_s:
+        return "idle"
+    if role is None:
+        return "account removed"
+    if role != session.principal.role:
+        return "role changed"
+    return None
+
+
+class SessionBook:
+    """Every worker's sessions by digest: what the topic says, plus this worker's own writes
+    (applied at once, so the redirect after sign-in finds its session here)."""
+
+    def __init__(self, absolute_s: float, idle_s: float,
+                 per_account: int = MAX_SESSIONS_PER_ACCOUNT) -> None:
+        self.absolute_s = absolute_s
+        self.idle_s = idle_s
+        self.per_account = per_account
+        self.sessions: dict[str, Session] = {}
+
+    def apply(self, digest: str, record: Mapping[str, Any] | None) -> None:
+        """A record read from the topic (None: a tombstone)."""
+        if record is None:
+            self.sessions.pop(digest, None)
+            return
+        session = Session.from_record(record)
+        known = self.sessions.get(digest)
+        if known is not None and known.last_seen_at > session.last_seen_at:
+            session.last_seen_at = known.last_seen_at
+        self.sessions[digest] = session
+
+    def open(self, principal: Principal, now: float,
+             address: str) -> tuple[str, Session, list[str]]:
+        """A new session (a new random id at every sign-in), and the digests of the account's
+        oldest sessions it pushes past `per_account` (to be ended)."""
         session_id = secrets.token_urlsafe(32)
-        session = Session(principal, secrets.token_urlsafe(32), now + self.ttl_s)
-        self._sessions[session_id] = session
-        return session_id, session
+        session = Session(session_digest(session_id), principal, now, now, address,
+                          csrf_token(session_id))
+        mine = sorted((s for s in self.sessions.values() if s.principal.name == principal.name),
+                      key=lambda s: s.created_at)
+        ended = [s.digest for s in mine[:max(0, len(mine) + 1 - self.per_account)]]
+        for digest in ended:
+            del self.sessions[digest]
+        self.sessions[session.digest] = session
+        return session_id, session, ended
 
-    def get(self, session_id: str | None, now: float) -> Session | None:
+    def find(self, session_id: str | None) -> Session | None:
         if not session_id:
             return None
-        session = self._sessions.get(session_id)
-        if session is None:
-            return None
-        if session.expires_at <= now:
-            del self._sessions[session_id]
-            return None
+        session = self.sessions.get(session_digest(session_id))
+        if session is not None:
+            session.csrf = csrf_token(session_id)
         return session
 
-    def close(self, session_id: str | None) -> None:
-        if session_id:
-            self._sessions.pop(session_id, None)
+    def of_account(self, name: str) -> list[Session]:
+        return [s for s in self.sessions.values() if s.principal.name == name]
 
-    def _expire(self, now: float) -> None:
-        for session_id in [sid for sid, s in self._sessions.items() if s.expires_at <= now]:
-            del self._sessions[session_id]
+    def end(self, digest: str) -> bool:
+        return self.sessions.pop(digest, None) is not None
 
     def __len__(self) -> int:
-        return len(self._sessions)
+        return len(self.sessions)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One sign-in attempt the throttle let through, already counted as a failure."""
+
+    keys: tuple[str, ...]
+
+
+def throttle_keys(name: str, address: str) -> tuple[str, str]:
+    """The pair key and the address key of an attempt."""
+    return f"pair:{name}|{address}", f"address:{address}"
 
 
 class LoginThrottle:
-    """Consecutive wrong passwords per key (a name, a client address) and when the next attempt
-    may come. A right password clears the key."""
+    """Failed sign-in attempts per key and when the next attempt may come (issue 24).
+
+    An attempt is counted before its password is checked, in the one synchronous step that
+    also decides whether it may go ahead (`begin`): no await in between, so of 120 attempts
+    sent at once only those within the budget reach the (slow) hash. A right password then
+    clears the pair and gives the address back the attempt it was charged (`succeeded`).
+
+    Keys: the (name, address) pair (`FREE_ATTEMPTS`) and the address (`FREE_ADDRESS_ATTEMPTS`).
+    No key is the name alone: a name's owner signing in from their own address is never
+    slowed down by guesses from elsewhere. The delay is a wait, never a lock.
+    """
 
     def __init__(self, capacity: int = MAX_TRACKED) -> None:
         self.capacity = capacity
-        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        #: key -> (failed attempts, earliest next attempt, last failure)
+        self._failures: OrderedDict[str, tuple[int, float, float]] = OrderedDict()
+
+    @staticmethod
+    def _free(key: str) -> int:
+        return FREE_ADDRESS_ATTEMPTS if key.startswith("address:") else FREE_ATTEMPTS
+
+    def _entry(self, key: str, now: float) -> tuple[int, float, float]:
+        entry = self._failures.get(key, (0, 0.0, 0.0))
+        if entry[0] and now - entry[2] >= FORGET_AFTER_S:
+            del self._failures[key]
+            return (0, 0.0, 0.0)
+        return entry
 
     def wait_s(self, keys: Iterable[str], now: float) -> float:
         """Seconds to wait before an attempt for these keys is heard (0: go ahead)."""
-        return max((max(0.0, self._failures[k][1] - now) for k in keys if k in self._failures),
-                   default=0.0)
+        return max((max(0.0, self._entry(k, now)[1] - now) for k in keys), default=0.0)
+
+    def begin(self, keys: Iterable[str], now: float) -> Attempt | None:
+        """Count an attempt now, or None (not counted) when one of its keys must still wait."""
+        keys = tuple(keys)
+        if self.wait_s(keys, now) > 0:
+            return None
+        self.failed(keys, now)
+        return Attempt(keys)
 
     def failed(self, keys: Iterable[str], now: float) -> None:
         for key in keys:
-            count = self._failures.pop(key, (0, 0.0))[0] + 1
-            delay = (0.0 if count < FREE_ATTEMPTS
-                     else min(MAX_DELAY_S, FIRST_DELAY_S * 2 ** (count - FREE_ATTEMPTS)))
-            self._failures[key] = (count, now + delay)
+            count = self._entry(key, now)[0] + 1
+            self._failures.pop(key, None)
+            free = self._free(key)
+            delay = (0.0 if count < free
+                     else min(MAX_DELAY_S, FIRST_DELAY_S * 2 ** (count - free)))
+            self._failures[key] = (count, now + delay, now)
             while len(self._failures) > self.capacity:
                 self._failures.popitem(last=False)
 
-    def succeeded(self, keys: Iterable[str]) -> None:
-        for key in keys:
-            self._failures.pop(key, None)
+    def succeeded(self, attempt: Attempt) -> None:
+        """The attempt's password was right: the pair starts again, the address gets its
+        attempt back (but keeps any other failures: a colleague's right password does not
+        clear an attacker's budget)."""
+        for key in attempt.keys:
+            if key.startswith("address:"):
+                entry = self._failures.get(key)
+                if entry is not None:
+                    count = entry[0] - 1
+                    if count <= 0:
+                        del self._failures[key]
+                    else:
+                        self._failures[key] = (count, entry[1], entry[2])
+            else:
+                self._failures.pop(key, None)
 
     def failures(self, key: str) -> int:
-        return self._failures.get(key, (0, 0.0))[0]
+        return self._failures.get(key, (0, 0.0, 0.0))[0]
+
+
+def client_address(remote: str | None, forwarded_for: str | None,
+                   trusted: Iterable[str]) -> str:
+    """The client's address: the peer's, unless the peer is a trusted reverse proxy, then the
+    last address in `X-Forwarded-For` that is not itself a trusted proxy (the one the nearest
+    trusted proxy saw; addresses further left are whatever the client wrote)."""
+    networks = [ipaddress.ip_network(entry, strict=False) for entry in trusted]
+
+    def is_trusted(address: str) -> bool:
+        try:
+            parsed = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(parsed in network for network in networks)
+
+    peer = remote or "unknown"
+    if not forwarded_for or not is_trusted(peer):
+        return peer
+    for hop in reversed([part.strip() for part in forwarded_for.split(",")]):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return peer  # a malformed chain: believe only the proxy itself
+        if not is_trusted(hop):
+            return hop
+    return peer
 
 
 def host_name(header: str | None) -> str:
@@ -181,22 +354,137 @@ class AccountBook:
         return self._accounts
 
 
+Publish = Callable[[str, "dict[str, Any] | None"], Awaitable[None]]
+#: Longest a request with an unknown session cookie waits for this worker's copy of the
+#: sessions topic to catch up (a sign-in on another worker a moment ago).
+CATCH_UP_S: Final = 2.0
+#: Ended sessions remembered, so a last-minute write for one (a touch racing the tombstone)
+#: is answered with the tombstone again instead of bringing it back.
+MAX_ENDED: Final = 10_000
+#: The live stream: it does not count as activity (a board left open is idle).
+STREAM_PATH: Final = "/api/situations/stream"
+
+
 class BoardSecurity:
     """The board's sessions, throttle, accounts and host list, and the middleware enforcing
     them on every request the worker's web server answers."""
 
     def __init__(self, *, web_host: str, extra_hosts: Iterable[str], accounts_path: Path | None,
-                 session_ttl_s: float, secure_cookies: bool,
+                 session_ttl_s: float, secure_cookies: bool, idle_s: float = 1_800.0,
                  clock: Callable[[], float] = time.time) -> None:
         self.hosts = allowed_hosts(web_host, extra_hosts)
-        self.sessions = SessionStore(session_ttl_s)
+        self.sessions = SessionBook(session_ttl_s, idle_s)
         self.throttle = LoginThrottle()
         self.accounts = AccountBook(accounts_path)
         self.secure_cookies = secure_cookies
+        self.cookie_name = HOST_SESSION_COOKIE if secure_cookies else SESSION_COOKIE
         self.clock = clock
+        #: Writes a session record (None: a tombstone) to the sessions topic; set by the
+        #: operator routes, which own the producer.
+        self.publish: Publish | None = None
+        #: Waits until this worker's copy of the sessions topic has caught up.
+        self.catch_up: Callable[[], Awaitable[None]] | None = None
+        #: Called with the digest of every session that ends (the live streams close).
+        self.on_end: list[Callable[[str], None]] = []
+        self._ended: OrderedDict[str, None] = OrderedDict()
 
-    def principal(self, request: web.Request) -> tuple[Principal | None, Session | None]:
-        session = self.sessions.get(request.cookies.get(SESSION_COOKIE), self.clock())
+    # -- sessions -------------------------------------------------------------------------
+
+    async def _write(self, digest: str, record: dict[str, Any] | None) -> None:
+        if self.publish is not None:
+            await self.publish(digest, record)
+
+    async def open_session(self, principal: Principal, address: str) -> str:
+        """Sign-in: a new session id (never one the browser brought), written for every
+        worker; the account's oldest session past the per-account cap ends."""
+        session_id, session, pushed_out = self.sessions.open(principal, self.clock(), address)
+        await self._write(session.digest, session.record())
+        for digest in pushed_out:
+            await self.end_session(digest, "more than "
+                                   f"{self.sessions.per_account} sessions")
+        return session_id
+
+    async def end_session(self, digest: str, why: str) -> bool:
+        """End one session on every worker (a tombstone); False when there was none."""
+        found = self.sessions.end(digest)
+        self._remember_ended(digest)
+        await self._write(digest, None)
+        self._ended_here(digest)
+        if found:
+            log.info("board session %s… ended: %s", digest[:12], why)
+        return found
+
+    async def end_account_sessions(self, name: str, why: str) -> int:
+        sessions = self.sessions.of_account(name)
+        for session in sessions:
+            await self.end_session(session.digest, why)
+        return len(sessions)
+
+    def _remember_ended(self, digest: str) -> None:
+        self._ended[digest] = None
+        while len(self._ended) > MAX_ENDED:
+            self._ended.popitem(last=False)
+
+    def _ended_here(self, digest: str) -> None:
+        for listener in self.on_end:
+            try:
+                listener(digest)
+            except Exception:  # a listener must never stop sign-out
+                log.exception("session-end listener %r failed", listener)
+
+    def session_read(self, digest: str, record: dict[str, Any] | None) -> bool:
+        """A record of the sessions topic, as every worker reads it (in topic order); True when
+        the session must be ended again: a write for it (a touch racing the tombstone) came
+        after its tombstone, and must not bring it back."""
+        if record is None:
+            self.sessions.apply(digest, None)
+            self._remember_ended(digest)
+            self._ended_here(digest)
+            return False
+        if digest in self._ended:
+            return True
+        self.sessions.apply(digest, record)
+        return False
+
+    async def sweep(self) -> int:
+        """End every session past its timeouts or whose account changed; run every second by
+        every worker, so open streams of such sessions close too."""
+        now, operators = self.clock(), self.accounts.current().operators
+        ended = 0
+        for session in list(self.sessions.sessions.values()):
+            record = operators.get(session.principal.name)
+            why = why_ended(session, now, self.sessions.absolute_s, self.sessions.idle_s,
+                            record["role"] if record else None)
+            if why is not None:
+                ended += await self.end_session(session.digest, why)
+        return ended
+
+    async def session(self, request: web.Request) -> Session | None:
+        """The request's session, if it still holds; one that does not is ended here."""
+        session_id = request.cookies.get(self.cookie_name)
+        if not session_id:
+            return None
+        session = self.sessions.find(session_id)
+        if session is None and self.catch_up is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.catch_up(), CATCH_UP_S)
+            session = self.sessions.find(session_id)
+        if session is None:
+            return None
+        now = self.clock()
+        record = self.accounts.current().operators.get(session.principal.name)
+        why = why_ended(session, now, self.sessions.absolute_s, self.sessions.idle_s,
+                        record["role"] if record else None)
+        if why is not None:
+            await self.end_session(session.digest, why)
+            return None
+        if request.path != STREAM_PATH and now - session.last_seen_at >= TOUCH_EVERY_S:
+            session.last_seen_at = now
+            await self._write(session.digest, session.record())
+        return session
+
+    async def principal(self, request: web.Request) -> tuple[Principal | None, Session | None]:
+        session = await self.session(request)
         if session is not None:
             return session.principal, session
         authorization = request.headers.get("Authorization", "")
@@ -206,12 +494,12 @@ class BoardSecurity:
         return None, None
 
     def set_session_cookie(self, response: web.StreamResponse, session_id: str) -> None:
-        response.set_cookie(SESSION_COOKIE, session_id, max_age=int(self.sessions.ttl_s),
-                            path="/", httponly=True, samesite="Strict",
-                            secure=self.secure_cookies)
+        response.set_cookie(self.cookie_name, session_id,
+                            max_age=int(self.sessions.absolute_s), path="/", httponly=True,
+                            samesite="Strict", secure=self.secure_cookies)
 
     def clear_session_cookie(self, response: web.StreamResponse) -> None:
-        response.del_cookie(SESSION_COOKIE, path="/")
+        response.del_cookie(self.cookie_name, path="/")
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -224,7 +512,7 @@ class BoardSecurity:
                 and host_name(origin.split("://", 1)[-1]) not in self.hosts):
             return web.json_response({"error": "cross-site request refused"}, status=403)
         public = path == LIVENESS_PATH or path.startswith(PUBLIC_PATHS)
-        principal, session = self.principal(request)
+        principal, session = await self.principal(request)
         request["principal"] = principal
         request["session"] = session
         if not public:

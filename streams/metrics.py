@@ -131,6 +131,12 @@ class WorkerMetrics:
             "cityops_operator_actions_total",
             "Operator actions folded into ward state, by action and outcome (applied, duplicate).",
             ["action", "outcome"], registry=r)
+        self.sign_ins = Counter(
+            "cityops_board_sign_ins_total",
+            "Attempts to sign in to the board, by outcome (succeeded, wrong_password, "
+            "throttled: refused unchecked).", ["outcome"], registry=r)
+        for outcome in ("succeeded", "wrong_password", "throttled"):
+            self.sign_ins.labels(outcome)
         self.reference_records = Gauge(
             "cityops_reference_records", "Reference records loaded in this worker, by kind.",
             ["kind"], registry=r)

@@ -6,15 +6,30 @@ touching each other; `register_operators` adds to the board's web server:
     GET  /board/login                       the sign-in page (public)
     POST /board/login                       sign in: name, password, the page's one-time token
     POST /board/logout                      sign out
+    POST /board/logout-everywhere           sign out every session of the account
+    GET  /api/sessions                      supervisors: every open session
+    POST /api/sessions/{id}/end             supervisors: end one session everywhere
+    POST /api/accounts/{name}/sessions/end  supervisors: end every session of an account
     GET  /api/me                            who is signed in, their role, the CSRF token
     POST /api/wards/{code}/actions/{action} acknowledge | assign | escalate | note | close
+    GET  /api/actions/{action_id}           the receipt of an action still pending
     GET  /api/audit                         supervisors: every recent action in the city
+    GET  /api/audit/sign-ins                supervisors: the newest sign-in attempts
 
 An action is not applied here: it becomes an `OperatorAction` record on
 `city.operator.actions.v1`, keyed by the kelurahan, and the ward agent that owns the ward folds
 it in order with the ward's events; the board then shows it like any other change, through the
 situation topic. So every worker serving the board sees the same result, and the topic is the
 audit record.
+
+Issue 24: an action must name what the board shows. An action on an incident names one of the
+kelurahan's open cases in its current situation (else 404), so invented incident ids cannot
+fill the ward's case cap; an assign, escalate or close carries the case version the operator
+saw and is refused with what changed (409) when the case moved since, here against the board's
+copy and again by the ward agent (two operators at once: the fold decides). The request then
+waits for the ward agent's receipt on `city.operator.receipts.v1` (`ActionReceipts`) and says
+whether the action was applied (200) or refused and why (409 conflict, 422 otherwise); past
+`action_wait_s` it answers 202 "pending" and the page asks `/api/actions/{id}`.
 """
 
 from __future__ import annotations
@@ -23,8 +38,9 @@ import asyncio
 import html
 import json
 import logging
-import math
 import uuid
+from collections import OrderedDict, deque
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import parse_qs
@@ -33,13 +49,28 @@ from aiohttp import web
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from core.accounts import MAX_PASSWORD_LENGTH, Principal
-from processors.operations import ACTIONS, MAX_TEXT, action_problem, may, may_see_audit
+from processors.operations import (
+    ACTIONS,
+    MAX_TEXT,
+    VERSIONED_ACTIONS,
+    action_problem,
+    describe_case,
+    may,
+    may_see_audit,
+)
 from processors.personal_data import screen_note
 from processors.state import from_ms, to_ms
 from processors.thresholds import AGENCIES
-from schemas.codec import CodecError, encode
-from streams.auth import LOGIN_COOKIE, SESSION_COOKIE, BoardSecurity, same_token
-from streams.web import situation_json
+from schemas.codec import CodecError, decode, encode
+from streams.auth import (
+    LOGIN_COOKIE,
+    BoardSecurity,
+    client_address,
+    same_token,
+    throttle_keys,
+)
+from streams.compacted_topics import CompactedTopicView
+from streams.web import iso, situation_json
 from topics import catalog
 
 if TYPE_CHECKING:
@@ -52,6 +83,117 @@ LOGIN_PATH: Final = "/board/login"
 AUDIT_LIMIT: Final = 200
 #: Largest request body read from a sign-in form or an action, in bytes.
 MAX_BODY: Final = 4_096
+#: Receipts kept per worker for `/api/actions/{id}` (the newest); the topic keeps an hour.
+MAX_RECEIPTS: Final = 10_000
+#: Sign-in attempts listed by /api/audit/sign-ins (the topic keeps a year of them).
+SIGN_IN_LIMIT: Final = 500
+#: How often every worker ends the sessions past their timeouts or whose account changed.
+SWEEP_EVERY_S: Final = 1.0
+#: Levels an acknowledgement is for.
+RAISED_LEVELS: Final = frozenset({"ALERT", "CRITICAL"})
+
+
+class RecentRecords(CompactedTopicView):
+    """A topic every worker reads whole but keeps only the newest records of (`keep`): for the
+    topics whose keys only grow (action ids, sign-in attempts), unlike the compacted views."""
+
+    def __init__(self, topic: str, schema: str) -> None:
+        super().__init__(topic, self._decode_record)
+        self.schema = schema
+
+    def _decode_record(self, value: bytes) -> dict[str, Any]:
+        return decode(value, expected=self.schema).record
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        if value is None:
+            return
+        try:
+            record = self._decode_record(value)
+        except Exception as error:
+            log.warning("%s: unusable record: %s", self.topic, error)
+            return
+        self.keep(record)
+
+    def keep(self, record: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class SignInTrail(RecentRecords):
+    """The newest sign-in attempts of every worker, for the supervisors' audit page."""
+
+    def __init__(self, topic: str, capacity: int = SIGN_IN_LIMIT) -> None:
+        super().__init__(topic, catalog.SIGN_INS.value_schema)
+        self.recent: deque[dict[str, Any]] = deque(maxlen=capacity)
+
+    def keep(self, record: dict[str, Any]) -> None:
+        self.recent.append(record)
+
+
+class ActionReceipts(RecentRecords):
+    """The receipts topic as every worker reads it: the newest receipts by action id, and the
+    requests waiting for one (action ids only grow, so it keeps the newest `capacity`)."""
+
+    def __init__(self, topic: str, capacity: int = MAX_RECEIPTS) -> None:
+        super().__init__(topic, catalog.ACTION_RECEIPTS.value_schema)
+        self.capacity = capacity
+        self.recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    def keep(self, record: dict[str, Any]) -> None:
+        action_id = str(record["action_id"])
+        self.recent[action_id] = record
+        self.recent.move_to_end(action_id)
+        while len(self.recent) > self.capacity:
+            self.recent.popitem(last=False)
+        waiter = self._waiters.pop(action_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(record)
+
+    def expect(self, action_id: str) -> asyncio.Future[dict[str, Any]]:
+        """A future for the receipt of an action about to be sent (register before sending,
+        so a fast receipt is not missed)."""
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiters[action_id] = future
+        return future
+
+    async def wait(self, action_id: str, future: asyncio.Future[dict[str, Any]],
+                   timeout_s: float) -> dict[str, Any] | None:
+        """The receipt, or None when it did not come within `timeout_s`."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+        except TimeoutError:
+            return None
+        finally:
+            self._waiters.pop(action_id, None)
+
+
+def receipt_answer(receipt: Mapping[str, Any], kind: str) -> web.Response:
+    """200 for an applied action, 409 for a conflict, 422 for any other refusal."""
+    applied = receipt["outcome"] == "APPLIED"
+    body = {"action_id": str(receipt["action_id"]), "action": kind,
+            "status": "applied" if applied else "refused", "reason": receipt["reason"],
+            "case_version": receipt["case_version"], "folded_at": iso(receipt["folded_at"])}
+    if not applied:
+        body["error"] = receipt["message"] or receipt["reason"]
+    status = 200 if applied else 409 if receipt["reason"] == "conflict" else 422
+    return web.json_response(body, status=status)
+
+
+def find_case(situation: Mapping[str, Any] | None, source: str,
+              incident: str) -> Mapping[str, Any] | None:
+    """The open case the board shows for (source, incident) in a kelurahan situation."""
+    for case in (situation or {}).get("cases") or []:
+        if case["source_system"] == source and case["incident_id"] == incident:
+            return cast(Mapping[str, Any], case)
+    return None
+
+
+def case_now(case: Mapping[str, Any]) -> str:
+    """`describe_case` of a situation's case (its last operator entry as the last action)."""
+    operator_entries = [e for e in case["timeline"] if not str(e["actor"]).startswith("partner")]
+    last = operator_entries[-1] if operator_entries else None
+    return describe_case(case["assigned_agency"], case["assigned_by"], case["escalated_by"],
+                         case["closed_by"], (last["kind"], last["actor"]) if last else None)
 
 
 def login_page(token: str, message: str = "") -> str:
@@ -84,10 +226,6 @@ def login_page(token: str, message: str = "") -> str:
 """
 
 
-def client_address(request: web.Request) -> str:
-    return request.remote or "unknown"
-
-
 class OperatorWeb:
     """Sign-in and action routes on one board's web server."""
 
@@ -95,6 +233,16 @@ class OperatorWeb:
         self.board = board
         self.security = security
         self.context = board.context
+        self.receipts = ActionReceipts(self.context.topics.name(catalog.ACTION_RECEIPTS))
+        self.sign_ins = SignInTrail(self.context.topics.name(catalog.SIGN_INS))
+        self.sessions_view = CompactedTopicView(
+            self.context.topics.name(catalog.SESSIONS),
+            lambda value: decode(value, expected=catalog.SESSIONS.value_schema).record,
+            on_change=self._session_read)
+        security.publish = self._publish_session
+        self._writes: set[asyncio.Future[None]] = set()
+        security.catch_up = self.sessions_view.caught_up
+        security.on_end.append(board.feed.close_owner)
 
     # -- sign-in --------------------------------------------------------------------------
 
@@ -123,35 +271,127 @@ class OperatorWeb:
                                         status=403)
         name = form.get("name", "").strip().lower()[:64]
         password = form.get("password", "")[:MAX_PASSWORD_LENGTH + 1]
-        keys = (f"name:{name}", f"address:{client_address(request)}")
+        address = self.client_address(request)
         security = self.security
-        wait = security.throttle.wait_s(keys, security.clock())
-        if wait > 0:
-            retry = max(1, math.ceil(wait))
-            response = self._login_response(
-                f"Too many wrong passwords in a row; try again in {retry} s.", status=429)
-            response.headers["Retry-After"] = str(retry)
-            return response
+        known = name in security.accounts.current().operators
+        # counted before the password is checked, in this one synchronous step (issue 24)
+        attempt = security.throttle.begin(throttle_keys(name, address), security.clock())
+        if attempt is None:
+            await self._sign_in_event("THROTTLED", name if known else None, address)
+            # no Retry-After and no time: the owner waits a little, a guesser learns nothing
+            return self._login_response(
+                "Too many failed sign-ins for this name from here; wait a little and try "
+                "again.", status=429)
         # Argon2id takes tens of milliseconds of CPU on purpose: off the loop the agents share
         principal = await asyncio.to_thread(
             security.accounts.current().verify_password, name, password)
         if principal is None:
-            security.throttle.failed(keys, security.clock())
-            log.warning("board sign-in refused for %r from %s", name, client_address(request))
+            await self._sign_in_event("WRONG_PASSWORD", name if known else None, address)
+            log.warning("board sign-in refused for %s from %s",
+                        repr(name) if known else "an unknown name", address)
             return self._login_response("Wrong name or password.", status=401)
-        security.throttle.succeeded(keys)
-        session_id, _ = security.sessions.open(principal, security.clock())
+        security.throttle.succeeded(attempt)
+        await self._sign_in_event("SUCCEEDED", principal.name, address)
+        session_id = await security.open_session(principal, address)
         log.info("board sign-in: %s (%s)", principal.name, principal.role)
         response = web.HTTPSeeOther("/board/")
         security.set_session_cookie(response, session_id)
         response.del_cookie(LOGIN_COOKIE, path=LOGIN_PATH)
         raise response
 
+    def client_address(self, request: web.Request) -> str:
+        """The client address, the one a trusted reverse proxy saw (`CITYOPS_TRUSTED_PROXIES`)."""
+        return client_address(request.remote, request.headers.get("X-Forwarded-For"),
+                              self.context.settings.trusted_proxies)
+
+    async def _sign_in_event(self, outcome: str, account: str | None, address: str) -> None:
+        """One SignInEvent on the sign-in trail, and the metric."""
+        self.context.metrics.sign_ins.labels(outcome.lower()).inc()
+        record = {"at": from_ms(to_ms(datetime.now(UTC))), "outcome": outcome,
+                  "account": account, "address": address,
+                  "worker_id": self.context.settings.worker_id}
+        await self.context.raw_topic(catalog.SIGN_INS).send(
+            key=(account or address).encode(),
+            value=encode(catalog.SIGN_INS.value_schema, record))
+
     async def logout(self, request: web.Request) -> web.StreamResponse:
-        self.security.sessions.close(request.cookies.get(SESSION_COOKIE))
+        """Sign out: this session ends on every worker."""
+        session = request.get("session")
+        if session is not None:
+            await self.security.end_session(session.digest, "signed out")
         response = web.json_response({"signed_out": True})
         self.security.clear_session_cookie(response)
         return response
+
+    async def logout_everywhere(self, request: web.Request) -> web.StreamResponse:
+        """Sign out everywhere: every session of the signed-in account ends."""
+        principal = cast(Principal, request["principal"])
+        ended = await self.security.end_account_sessions(principal.name, "signed out "
+                                                         "everywhere")
+        response = web.json_response({"signed_out": True, "sessions_ended": ended})
+        self.security.clear_session_cookie(response)
+        return response
+
+    # -- sessions (supervisors) -------------------------------------------------------------
+
+    async def list_sessions(self, request: web.Request) -> web.StreamResponse:
+        """Supervisors: every open session on every worker, newest first."""
+        principal = cast(Principal, request["principal"])
+        if not may_see_audit(principal.role):
+            return web.json_response({"error": "sessions are for supervisors"}, status=403)
+        current = request.get("session")
+        sessions = sorted(self.security.sessions.sessions.values(),
+                          key=lambda s: s.created_at, reverse=True)
+        return web.json_response({
+            "idle_timeout_s": self.security.sessions.idle_s,
+            "absolute_timeout_s": self.security.sessions.absolute_s,
+            "sessions": [{
+                "id": s.digest, "account": s.principal.name, "role": s.principal.role,
+                "created_at": iso(datetime.fromtimestamp(s.created_at, UTC)),
+                "last_seen_at": iso(datetime.fromtimestamp(s.last_seen_at, UTC)),
+                "address": s.address,
+                "current": current is not None and current.digest == s.digest,
+            } for s in sessions]})
+
+    async def end_session(self, request: web.Request) -> web.StreamResponse:
+        """Supervisors: end one session (by its id on the sessions page) on every worker."""
+        principal = cast(Principal, request["principal"])
+        if not may_see_audit(principal.role):
+            return web.json_response({"error": "sessions are for supervisors"}, status=403)
+        digest = request.match_info["session"]
+        if not await self.security.end_session(digest, f"ended by {principal.name}"):
+            return web.json_response({"error": "no such session"}, status=404)
+        return web.json_response({"ended": digest})
+
+    async def end_account(self, request: web.Request) -> web.StreamResponse:
+        """Supervisors: end every session of one account."""
+        principal = cast(Principal, request["principal"])
+        if not may_see_audit(principal.role):
+            return web.json_response({"error": "sessions are for supervisors"}, status=403)
+        name = request.match_info["name"]
+        ended = await self.security.end_account_sessions(name, f"ended by {principal.name}")
+        return web.json_response({"account": name, "sessions_ended": ended})
+
+    async def _publish_session(self, digest: str, record: dict[str, Any] | None) -> None:
+        value = None if record is None else encode(catalog.SESSIONS.value_schema, record)
+        await self.context.raw_topic(catalog.SESSIONS).send(key=digest.encode(), value=value)
+
+    def _session_read(self, digest: str, record: dict[str, Any] | None) -> None:
+        # the view's change hook is synchronous; a tombstone it asks for goes on the loop
+        if self.security.session_read(digest, record):
+            task = asyncio.ensure_future(self._publish_session(digest, None))
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
+
+    async def _sweep(self) -> None:
+        """Every second: end sessions past their timeouts or whose account changed."""
+        await self.sessions_view.ready.wait()
+        while True:
+            try:
+                await self.security.sweep()
+            except Exception:  # the next second tries again
+                log.exception("session sweep failed")
+            await asyncio.sleep(SWEEP_EVERY_S)
 
     async def me(self, request: web.Request) -> web.StreamResponse:
         principal = cast(Principal, request["principal"])
@@ -166,7 +406,8 @@ class OperatorWeb:
     # -- actions ----------------------------------------------------------------------------
 
     async def act(self, request: web.Request) -> web.StreamResponse:
-        """Turn a request into an OperatorAction record on the actions topic (202)."""
+        """Check the action against the board's current situation, write it as an
+        OperatorAction record and answer what the ward agent did with it."""
         principal = cast(Principal, request["principal"])
         code = request.match_info["code"]
         kind = request.match_info["action"].upper()
@@ -189,15 +430,66 @@ class OperatorWeb:
         record, problem = self._record(principal, code, kind, body)
         if record is None:
             return web.json_response({"error": problem}, status=400)
+        refused = self._check_current(code, kind, record)
+        if refused is not None:
+            return refused
         try:
             value = encode(catalog.OPERATOR_ACTIONS.value_schema, record)
         except CodecError as error:
             return web.json_response({"error": error.message}, status=400)
+        action_id = record["action_id"]
+        receipt = self.receipts.expect(action_id)
         await self.context.raw_topic(catalog.OPERATOR_ACTIONS).send(
             key=code.encode(), value=value, partition=self.context.ward_partition(code))
         log.info("operator action %s by %s on %s", kind, principal.name, code)
-        return web.json_response({"action_id": record["action_id"], "action": kind},
-                                 status=202)
+        answer = await self.receipts.wait(action_id, receipt,
+                                          self.context.settings.action_wait_s)
+        if answer is None:
+            return web.json_response({"action_id": action_id, "action": kind,
+                                      "status": "pending",
+                                      "receipt": f"/api/actions/{action_id}"}, status=202)
+        return receipt_answer(answer, kind)
+
+    def _check_current(self, code: str, kind: str,
+                       record: Mapping[str, Any]) -> web.Response | None:
+        """Refuse an action the board's current situation says cannot be meant: a case the
+        kelurahan does not show (404), a case that changed since the operator loaded it, an
+        acknowledgement of nothing or of what is acknowledged already (409)."""
+        situation = self.context.references.situations.values.get(code)
+        source, incident = record["incident_source"], record["incident_id"]
+        if incident is not None:
+            case = find_case(situation, source, incident)
+            if case is None:
+                return web.json_response(
+                    {"error": f"no open case {incident!r} of {source} in this kelurahan",
+                     "incident_id": incident}, status=404)
+            expected = record["expected_version"]
+            if kind in VERSIONED_ACTIONS and expected != case["version"]:
+                return web.json_response({
+                    "error": f"the case changed since you loaded it (version {case['version']},"
+                             f" not {expected}): {case_now(case)}",
+                    "reason": "conflict", "case": situation_json(case)}, status=409)
+        elif kind == "ACKNOWLEDGE":
+            level = (situation or {}).get("level")
+            if level not in RAISED_LEVELS:
+                return web.json_response(
+                    {"error": f"nothing to acknowledge: the kelurahan is {level or 'unknown'}",
+                     "reason": "conflict"}, status=409)
+            if situation and situation.get("acknowledged_by"):
+                return web.json_response(
+                    {"error": f"already acknowledged by {situation['acknowledged_by']} at "
+                              f"{iso(situation['acknowledged_at'])}", "reason": "conflict"},
+                    status=409)
+        return None
+
+    async def receipt(self, request: web.Request) -> web.StreamResponse:
+        """The receipt of an action, once the ward agent wrote it (404 while it has not)."""
+        action_id = request.match_info["action_id"]
+        found = self.receipts.recent.get(action_id)
+        if found is None:
+            return web.json_response({"action_id": action_id, "status": "pending"},
+                                     status=404)
+        return receipt_answer(found, "")
 
     @staticmethod
     def _record(principal: Principal, code: str, kind: str,
@@ -219,6 +511,12 @@ class OperatorWeb:
             text = text.strip() or None
         if kind == "NOTE" and not text:
             return None, "note needs a text"
+        version = body.get("case_version")
+        versioned = kind in VERSIONED_ACTIONS and bool(source and incident)
+        if versioned and (not isinstance(version, int) or isinstance(version, bool)
+                          or version < 0):
+            return None, (f"{kind.lower()} needs case_version: the version of the case as "
+                          "the board showed it")
         if text is not None and len(text) > MAX_TEXT:
             return None, f"text is {len(text)} characters, over {MAX_TEXT}"
         record = {
@@ -228,6 +526,7 @@ class OperatorWeb:
             "ward_code": code, "incident_source": source if source and incident else None,
             "incident_id": incident if source and incident else None,
             "agency": agency if kind == "ASSIGN" else None, "text": text,
+            "expected_version": version if versioned else None,
         }
         problem = action_problem(record)
         return (None, problem[1]) if problem is not None else (record, "")
@@ -256,18 +555,36 @@ class OperatorWeb:
         entries.sort(key=lambda e: e["at"], reverse=True)
         return web.json_response({"entries": entries[:AUDIT_LIMIT]})
 
+    async def sign_in_audit(self, request: web.Request) -> web.StreamResponse:
+        """Supervisors: the newest sign-in attempts on every worker, newest first."""
+        principal = cast(Principal, request["principal"])
+        if not may_see_audit(principal.role):
+            return web.json_response({"error": "the audit trail is for supervisors"},
+                                     status=403)
+        return web.json_response({"attempts": [
+            {**record, "at": iso(record["at"])} for record in reversed(self.sign_ins.recent)]})
+
     # -- wiring -----------------------------------------------------------------------------
 
     def register(self) -> None:
         web_app = cast(AiohttpWeb, self.board.app.web).web_app
         web_app.middlewares.append(self.security.middleware)
+        self.context.references.extra_views.extend(
+            (self.receipts, self.sign_ins, self.sessions_view))
+        self.board.app.task(self._sweep)
         router = web_app.router
         router.add_get(LOGIN_PATH, self.login_form)
         router.add_post(LOGIN_PATH, self.login)
         router.add_post("/board/logout", self.logout)
+        router.add_post("/board/logout-everywhere", self.logout_everywhere)
+        router.add_get("/api/sessions", self.list_sessions)
+        router.add_post("/api/sessions/{session}/end", self.end_session)
+        router.add_post("/api/accounts/{name}/sessions/end", self.end_account)
         router.add_get("/api/me", self.me)
         router.add_post("/api/wards/{code}/actions/{action}", self.act)
+        router.add_get("/api/actions/{action_id}", self.receipt)
         router.add_get("/api/audit", self.audit)
+        router.add_get("/api/audit/sign-ins", self.sign_in_audit)
 
 
 def register_operators(board: Board) -> OperatorWeb:
@@ -277,7 +594,7 @@ def register_operators(board: Board) -> OperatorWeb:
     security = BoardSecurity(
         web_host=settings.web_host, extra_hosts=settings.web_allowed_hosts,
         accounts_path=settings.operators_file, session_ttl_s=settings.session_ttl_s,
-        secure_cookies=settings.secure_cookies)
+        idle_s=settings.session_idle_s, secure_cookies=settings.secure_cookies)
     operator_web = OperatorWeb(board, security)
     operator_web.register()
     return operator_web

@@ -49,11 +49,22 @@ class WorkerSettings:
     web_allowed_hosts: tuple[str, ...] = ()
     #: The operator accounts file (`CITYOPS_OPERATORS_FILE`, default var/operators.json).
     operators_file: Path | None = None
-    #: How long a board sign-in lasts (`CITYOPS_BOARD_SESSION_S`, default 8 h: one shift).
+    #: How long a board sign-in lasts at most (`CITYOPS_BOARD_SESSION_S`, default 8 h: one
+    #: shift), whatever the activity: the absolute timeout.
     session_ttl_s: float = 8 * 3600.0
+    #: How long a board session lasts without a request (`CITYOPS_BOARD_IDLE_S`, default
+    #: 30 min): the idle timeout (docs/security.md, "Sessions").
+    session_idle_s: float = 1_800.0
     #: Mark session cookies Secure (`CITYOPS_BOARD_SECURE_COOKIES=1`): set it when the board is
     #: served over HTTPS by a reverse proxy; the worker itself speaks plain HTTP on loopback.
     secure_cookies: bool = False
+    #: How long an action request waits for the ward agent's receipt before it answers
+    #: "pending" (`CITYOPS_ACTION_WAIT_S`, default 10 s); the page then asks for the receipt.
+    action_wait_s: float = 10.0
+    #: Addresses of the reverse proxies whose `X-Forwarded-For` is believed
+    #: (`CITYOPS_TRUSTED_PROXIES`, comma-separated): the sign-in throttle counts the client
+    #: address the nearest trusted proxy saw; from any other peer the header is ignored.
+    trusted_proxies: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, **flags: object) -> WorkerSettings:
@@ -103,6 +114,14 @@ class WorkerSettings:
                             if env.get("CITYOPS_OPERATORS_FILE") else None),
             session_ttl_s=float(str(pick("session_ttl_s", "CITYOPS_BOARD_SESSION_S",
                                          cls.session_ttl_s))),
+            session_idle_s=float(str(pick("session_idle_s", "CITYOPS_BOARD_IDLE_S",
+                                          cls.session_idle_s))),
             secure_cookies=str(pick("secure_cookies", "CITYOPS_BOARD_SECURE_COOKIES", "0"))
             in ("1", "true", "yes"),
+            action_wait_s=float(str(pick("action_wait_s", "CITYOPS_ACTION_WAIT_S",
+                                         cls.action_wait_s))),
+            trusted_proxies=tuple(
+                address.strip() for address in str(
+                    pick("trusted_proxies", "CITYOPS_TRUSTED_PROXIES", "")).split(",")
+                if address.strip()),
         )

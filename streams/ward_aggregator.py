@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import faust
+from aiokafka.partitioner import DefaultPartitioner
 from faust.types import TP
 
 from core.rejections import rejection_of
@@ -50,6 +51,7 @@ from processors.situation import (
 from processors.state import IncidentKey, WardState, evict_oldest_event_ids
 from processors.thresholds import DEFAULT_THRESHOLDS_PATH, Thresholds
 from processors.ward_step import WardEntry, jsonable
+from schemas.codec import encode
 from streams.context import STATE_RECORD_MAX_BYTES, WorkerContext
 from streams.liveness import WardLiveness
 from topics import catalog
@@ -61,6 +63,14 @@ log = logging.getLogger(__name__)
 #: assignment (issue 12, hole 7): long enough for a normal catch-up (well under a second), short
 #: enough that a stuck reader delays situations instead of stopping them.
 CATCH_UP_TIMEOUT_S = 5.0
+_RECEIPT_PARTITIONS = list(range(catalog.ACTION_RECEIPTS.partitions))
+_PARTITIONER = DefaultPartitioner()
+
+
+def receipt_partition(key: bytes) -> int:
+    """The partition of an action's receipt (the producer's murmur2 of the action id; not
+    cached like the ward partitions: every action id is new)."""
+    return int(_PARTITIONER(key, _RECEIPT_PARTITIONS, _RECEIPT_PARTITIONS))
 
 #: A hop whose low watermark was not read on a channel for this long (wall clock) no longer
 #: holds the wards of that channel back (a stopped or killed worker's hop; docs/rules.md).
@@ -111,6 +121,10 @@ class WardAggregator:
         #: Operator actions (issue 14): keyed and partitioned like the enriched topics, read by
         #: the same agent, so a ward's actions and events fold in one order.
         self.actions_topic = context.topics.name(catalog.OPERATOR_ACTIONS)
+        #: Receipts of the batch's actions (issue 24), sent after its situations so the board
+        #: that waits for one has the situation that shows the action on its way already.
+        self.receipts_topic = context.topics.name(catalog.ACTION_RECEIPTS)
+        self._receipts: list[tuple[bytes, bytes]] = []
         #: Events applied since the start (the liveness watch's sign of progress).
         self.applied_total = 0
         self.liveness = WardLiveness(context, lambda: self.applied_total, self.types_by_topic)
@@ -192,6 +206,7 @@ class WardAggregator:
                 await self.process(event, touched)
             self.release(touched)
             await self.publish_changes(touched)
+            await self.send_receipts()
             self.context.backlog.applied_events(len(events))
             self.applied_total += len(events)
 
@@ -351,6 +366,7 @@ class WardAggregator:
         """Fold one operator action into its ward; one that cannot apply (a role that may not
         take it, a missing target, an unknown ward) becomes a dead letter with the reason."""
         message = event.message
+        action: dict[str, Any] | None = None
         try:
             wards = self.references.wards.values
             action = read_action(message.value, message.topic, wards)
@@ -367,9 +383,15 @@ class WardAggregator:
             if reason == "processing_error":
                 log.exception("operator action failed on %s@%d", message.topic, message.offset)
             await self.context.send_dead_letter(event, stage, reason, error)
+            if action is not None:
+                self._receipt(action, "REFUSED", reason, str(error), None)
             return
         self.metrics.operator_actions.labels(
             action["action"], "applied" if applied else "duplicate").inc()
+        if applied:
+            case = entry.book.cases.get(key) if key is not None else None
+            self._receipt(action, "APPLIED", None, None,
+                          case.version if case is not None else None)
         if entry.pending_events:
             touched[ward_code] = entry
         if applied:
@@ -379,6 +401,22 @@ class WardAggregator:
                                                                      self.thresholds.sla)
             if sample is not None:
                 self._observe_clock("acknowledge", str(ward["kecamatan_name"]), "none", *sample)
+
+    def _receipt(self, action: Mapping[str, Any], outcome: str, reason: str | None,
+                 message: str | None, case_version: int | None) -> None:
+        """Remember the receipt of one action for `send_receipts`."""
+        record = {"action_id": action["action_id"], "ward_code": action["ward_code"],
+                  "outcome": outcome, "reason": reason, "message": message,
+                  "case_version": case_version, "folded_at": datetime.now(UTC)}
+        self._receipts.append((str(action["action_id"]).encode(),
+                               encode(catalog.ACTION_RECEIPTS.value_schema, record)))
+
+    async def send_receipts(self) -> None:
+        """Send the receipts of the batch's actions (one topic partition per action id)."""
+        receipts, self._receipts = self._receipts, []
+        for key, value in receipts:
+            await self.context.send_fast(self.receipts_topic, key, value,
+                                         receipt_partition(key))
 
     def _stopped_clocks(self, entry: OwnedWard, key: IncidentKey | None) -> set[str]:
         """Names of the incident's SLA clocks already stopped (nothing for no incident)."""

@@ -292,6 +292,9 @@ class Subscriber:
     pending: deque[bytes | None] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: bool = False
+    #: The digest of the board session the stream was opened with (None: an API token): the
+    #: stream ends when the session does (issue 24).
+    owner: str | None = None
 
     def push(self, message: bytes | None) -> None:
         if message is not None and len(self.pending) >= MAX_PENDING:
@@ -352,6 +355,12 @@ class SituationFeed:
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
+
+    def close_owner(self, owner: str) -> None:
+        """End the streams of one board session (it was ended, on this worker or another)."""
+        for subscriber in [s for s in self.subscribers if s.owner == owner]:
+            subscriber.push(None)
+            self.subscribers.discard(subscriber)
 
     def close(self) -> None:
         """End every stream, so a stopping worker is not held up by open browsers."""
@@ -443,6 +452,8 @@ class Board:
         """Server-sent events: `snapshot` (the whole picture) first, then each change."""
         subscriber = self.feed.subscribe(
             f"retry: {RETRY_MS}\n".encode() + sse_message("snapshot", self.snapshot()))
+        session = request.get("session")
+        subscriber.owner = getattr(session, "digest", None)
         response = aioweb.StreamResponse(headers={
             "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no",

@@ -207,6 +207,33 @@ OPERATOR_ACTIONS = TopicSpec(
     {"cleanup.policy": "delete", "retention.ms": str(ACTIONS_RETENTION_DAYS * DAY_MS)},
     scales=True,
 )
+#: How long an action's receipt is kept: the web server that wrote the action waits seconds for
+#: it and the page asks again for minutes at most; an hour covers both with room to spare.
+RECEIPTS_RETENTION_MS = 3_600_000
+ACTION_RECEIPTS = TopicSpec(
+    "city.operator.receipts.v1", Role.OUTPUT, "action_id", "org.cityops.ActionReceipt", 3,
+    "What the ward agent did with each operator action (applied, or refused with the reason): "
+    "the board tells the operator from it; kept an hour (issue 24).",
+    {"cleanup.policy": "delete", "retention.ms": str(RECEIPTS_RETENTION_MS),
+     "segment.ms": str(RECEIPTS_RETENTION_MS // 4)},
+)
+#: How long the sign-in trail is kept: a year, so a slow attack or an account's misuse can be
+#: looked back on (docs/security.md); it holds client addresses, personal data.
+SIGN_INS_RETENTION_DAYS = 365
+SIGN_INS = TopicSpec(
+    "city.operator.signins.v1", Role.OUTPUT, "account name, else client address",
+    "org.cityops.SignInEvent", 1,
+    "Every attempt to sign in to the board (succeeded, wrong password, throttled): the "
+    "sign-in audit trail, kept a year (issue 24).",
+    {"cleanup.policy": "delete", "retention.ms": str(SIGN_INS_RETENTION_DAYS * DAY_MS)},
+)
+SESSIONS = TopicSpec(
+    "city.operator.sessions.v1", Role.OUTPUT, "SHA-256 digest of the session id",
+    "org.cityops.BoardSession", 1,
+    "Signed-in board sessions, shared by every worker and kept across restarts; a tombstone "
+    "ends one everywhere (issue 24). Never holds a session id, only its digest.",
+    {**_COMPACT, "min.compaction.lag.ms": "0", "delete.retention.ms": str(DAY_MS)},
+)
 
 #: The smart-village topics (issue 13), listed in `CATALOG`.
 NEIGHBOURHOOD_TOPICS: tuple[TopicSpec, ...] = (
@@ -218,7 +245,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     INCIDENTS_ENRICHED, LIGHTING_ENRICHED, WASTE_ENRICHED,
     WARDS, ASSETS, SITUATIONS, DEAD_LETTERS,
     *NEIGHBOURHOOD_TOPICS,
-    OPERATOR_ACTIONS,
+    OPERATOR_ACTIONS, ACTION_RECEIPTS, SIGN_INS, SESSIONS,
 )
 
 

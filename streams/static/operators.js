@@ -38,24 +38,49 @@
 
   const may = (action) => Boolean(me && me.actions.includes(action));
 
-  function status(text, failed) {
-    const line = document.getElementById("ops-status");
-    if (!line) return;
-    line.textContent = text;
-    line.setAttribute("data-failed", failed ? "true" : "false");
+  // The last action's outcome, kept per kelurahan so a rebuilt panel still shows it.
+  const outcomes = new Map();
+
+  function showStatus(line, shown) {
+    line.textContent = shown.text;
+    line.setAttribute("data-failed", shown.failed ? "true" : "false");
+    if (shown.outcome) line.setAttribute("data-outcome", shown.outcome);
+    else line.removeAttribute("data-outcome");
   }
 
+  function status(code, text, failed, outcome) {
+    outcomes.set(code, { text, failed, outcome });
+    const line = document.getElementById("ops-status");
+    if (line && line.closest("#detail") && line.closest("#detail").getAttribute("data-code") === code) {
+      showStatus(line, outcomes.get(code));
+    }
+  }
+
+  // What the ward agent did with an action: the request waits for its receipt (200 applied,
+  // 409 conflict, 422 refused); a 202 is still pending and its receipt is asked for here.
   async function act(code, action, body) {
+    status(code, `${action} sent…`, false, null);
     const response = await fetch(
       url(`../api/wards/${encodeURIComponent(code)}/actions/${action}`), {
         method: "POST",
         headers: { "Content-Type": "application/json", "X-CSRF-Token": me.csrf_token },
         body: JSON.stringify(body || {}),
       });
-    const result = await response.json().catch(() => ({}));
-    if (response.ok) status(`${action} sent; the board shows it once the ward is updated`, false);
-    else status(`${action} refused (${response.status}): ${result.error || "error"}`, true);
-    return response.ok;
+    let result = await response.json().catch(() => ({}));
+    let code_ = response.status;
+    for (let tries = 0; code_ === 202 && tries < 30; tries += 1) {
+      status(code, `${action} sent; waiting for the ward to apply it`, false, null);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const again = await fetch(url(`../api/actions/${encodeURIComponent(result.action_id)}`));
+      if (again.status !== 404) {
+        code_ = again.status;
+        result = await again.json().catch(() => ({}));
+      }
+    }
+    if (code_ === 200) status(code, `${action} applied`, false, "applied");
+    else if (code_ === 202) status(code, `${action} not confirmed yet; check the case before acting again`, true, "pending");
+    else status(code, `${action} refused (${code_}): ${result.error || "error"}`, true, "refused");
+    return code_ === 200;
   }
 
   // -- header: who is signed in -------------------------------------------------------------
@@ -68,7 +93,18 @@
         await fetch(url("logout"), { method: "POST", headers: { "X-CSRF-Token": me.csrf_token } });
         window.location.assign(url("login"));
       });
-      box.append(out);
+      // issue 24: every session of this account, on every worker and device, ends
+      const everywhere = h("button", { type: "button", id: "sign-out-everywhere" }, "Sign out everywhere");
+      everywhere.addEventListener("click", async () => {
+        await fetch(url("logout-everywhere"), { method: "POST", headers: { "X-CSRF-Token": me.csrf_token } });
+        window.location.assign(url("login"));
+      });
+      box.append(out, everywhere);
+    }
+    if (me.audit) {
+      const sessions = h("button", { type: "button", id: "sessions-open" }, "Sessions");
+      sessions.addEventListener("click", () => showSessions(""));
+      box.append(sessions);
     }
     if (me.audit) {
       const audit = h("button", { type: "button", id: "audit-open" }, "Audit trail");
@@ -92,6 +128,8 @@
   function caseCard(code, c) {
     const key = `${c.source_system}|${c.incident_id}`;
     const target = { incident_source: c.source_system, incident_id: c.incident_id };
+    // the version the operator saw: an action on a case that changed since is refused
+    const versioned = { ...target, case_version: c.version || 0 };
     const assigned = c.assigned_agency
       ? `Assigned to ${AGENCY_NAMES[c.assigned_agency] || c.assigned_agency} by ${c.assigned_by} at ${at(c.assigned_at)}`
       : "Unassigned";
@@ -114,17 +152,17 @@
       agency.value = drafts.get(`agency|${key}`) || c.assigned_agency || "POLRES";
       agency.addEventListener("change", () => drafts.set(`agency|${key}`, agency.value));
       const assign = h("button", { type: "button", class: "assign" }, "Assign");
-      assign.addEventListener("click", () => act(code, "assign", { ...target, agency: agency.value }));
+      assign.addEventListener("click", () => act(code, "assign", { ...versioned, agency: agency.value }));
       tools.append(agency, assign);
     }
     if (may("ESCALATE")) {
       const escalate = h("button", { type: "button", class: "escalate" }, "Escalate");
-      escalate.addEventListener("click", () => act(code, "escalate", target));
+      escalate.addEventListener("click", () => act(code, "escalate", versioned));
       tools.append(escalate);
     }
     if (may("CLOSE") && !c.closed_by) {
       const close = h("button", { type: "button", class: "close-case" }, "Close case");
-      close.addEventListener("click", () => act(code, "close", target));
+      close.addEventListener("click", () => act(code, "close", versioned));
       tools.append(close);
     }
     if (may("NOTE")) {
@@ -189,7 +227,9 @@
       button.addEventListener("click", () => act(code, "acknowledge", {}));
       section.append(button);
     }
-    section.append(h("p", { class: "note", id: "ops-status", "data-failed": "false" }, ""));
+    const line = h("p", { class: "note", id: "ops-status", "data-failed": "false" }, "");
+    if (outcomes.has(code)) showStatus(line, outcomes.get(code));
+    section.append(line);
     if (situation.sla_overdue) {
       section.append(h("p", { class: "overdue sla-count" }, `${situation.sla_overdue} SLA clock(s) overdue`));
     }
@@ -218,6 +258,38 @@
         e.text ? h("span", { class: "text" }, e.text) : null))));
     document.querySelector(".side").prepend(panel);
     document.getElementById("audit-close").addEventListener("click", () => panel.remove());
+  }
+
+  // -- sessions (supervisors, issue 24): every open session on every worker, each endable ----
+  async function showSessions(message) {
+    const response = await fetch(url("../api/sessions"));
+    const body = await response.json().catch(() => ({ sessions: [] }));
+    let panel = document.getElementById("sessions");
+    if (panel) panel.remove();
+    const minutes = (s) => `${Math.round(s / 60)} min`;
+    panel = h("section", { class: "audit", id: "sessions" },
+      h("div", { class: "dhead" }, h("div", { class: "dname" }, "Sessions"),
+        h("button", { type: "button", id: "sessions-close" }, "✕")),
+      h("p", { class: "note" },
+        `Idle timeout ${minutes(body.idle_timeout_s || 0)}, at most ${minutes(body.absolute_timeout_s || 0)} after sign-in.`),
+      h("p", { class: "note", id: "sessions-status" }, typeof message === "string" ? message : ""),
+      h("ol", { class: "timeline" }, ...(body.sessions || []).map((s) => {
+        const end = h("button", { type: "button", class: "end-session" }, "End");
+        end.addEventListener("click", async () => {
+          const ended = await fetch(url(`../api/sessions/${encodeURIComponent(s.id)}/end`), {
+            method: "POST", headers: { "X-CSRF-Token": me.csrf_token } });
+          const said = ended.ok ? `Ended ${s.account}'s session` : `Not ended (${ended.status})`;
+          if (ended.ok) showSessions(said);
+          else document.getElementById("sessions-status").textContent = said;
+        });
+        return h("li", { "data-id": s.id, "data-account": s.account, "data-current": s.current ? "true" : "false" },
+          h("span", { class: "actor" }, s.account), " ",
+          h("span", { class: "kind" }, s.role.toLowerCase()), " ",
+          h("span", { class: "where" }, `${s.address} · since ${at(s.created_at)} · seen ${at(s.last_seen_at)}`),
+          s.current ? h("span", { class: "text" }, "this session") : end);
+      })));
+    document.querySelector(".side").prepend(panel);
+    document.getElementById("sessions-close").addEventListener("click", () => panel.remove());
   }
 
   document.addEventListener("cityops:detail", (event) => render(event.detail));

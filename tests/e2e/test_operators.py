@@ -20,8 +20,10 @@ from typing import Any
 import pytest
 
 from bench.harness import Namespace, Worker, wait_until
+from streams.auth import session_digest
+from streams.web import sse_message
 from tests.e2e.test_board import browser, signed_in_page  # noqa: F401 (the browser fixture)
-from tests.integration.test_web_api import BoardAccess, board_access, get_json
+from tests.integration.test_web_api import BoardAccess, BoardSession, board_access, get_json
 
 pytestmark = pytest.mark.e2e
 
@@ -116,7 +118,7 @@ def test_an_operator_acts_a_viewer_watches_and_an_sla_clock_expires(
         ".case .close-case")] == [0, 0, 0, 0, 0]
     assert oscar.locator(".case .close-case").count() == 0  # closing is a supervisor's
 
-    assert act(oscar, "acknowledge", lambda: oscar.click("#acknowledge")) == 202
+    assert act(oscar, "acknowledge", lambda: oscar.click("#acknowledge")) == 200
     vera.wait_for_selector("#ops .ack[data-acknowledged='true']", timeout=UPDATE_TIMEOUT_MS)
     assert vera.locator("#ops .ack").inner_text().startswith("Acknowledged by oscar at ")
     vera.wait_for_function(
@@ -126,14 +128,14 @@ def test_an_operator_acts_a_viewer_watches_and_an_sla_clock_expires(
 
     card = f".case[data-incident='{INCIDENT}']"
     oscar.select_option(f"{card} select.agency", "BPBD")
-    assert act(oscar, "assign", lambda: oscar.click(f"{card} button.assign")) == 202
+    assert act(oscar, "assign", lambda: oscar.click(f"{card} button.assign")) == 200
     vera.wait_for_selector(f"{card} .timeline li[data-kind='ASSIGN']",
                            timeout=UPDATE_TIMEOUT_MS)
     assert vera.locator(f"{card} .assigned").inner_text().startswith(
         "Assigned to BPBD by oscar at ")
 
     oscar.fill(f"{card} input.note-text", NOTE)
-    assert act(oscar, "note", lambda: oscar.click(f"{card} button.add-note")) == 202
+    assert act(oscar, "note", lambda: oscar.click(f"{card} button.add-note")) == 200
     vera.wait_for_selector(f"{card} .timeline li[data-kind='NOTE']", timeout=UPDATE_TIMEOUT_MS)
     # markup from an operator (or a partner) is shown as the text it is
     assert vera.locator(f"{card} .timeline li[data-kind='NOTE'] .text").inner_text() == NOTE
@@ -142,8 +144,44 @@ def test_an_operator_acts_a_viewer_watches_and_an_sla_clock_expires(
     assert [(li.get_attribute("data-actor"), li.get_attribute("data-kind"))
             for li in vera.locator(f"{card} .timeline li").all()] == [
         ("partner CALL_CENTER_112", "REPORTED"), ("oscar", "ASSIGN"), ("oscar", "NOTE")]
+    assert oscar.locator(f"{card} .timeline li").count() == 3
     oscar.screenshot(path=str(artifacts_dir / "operators-oscar.png"))
     vera.screenshot(path=str(artifacts_dir / "operators-vera.png"))
+    assert oscar.locator("#ops-status").get_attribute("data-outcome") == "applied"
+
+    # issue 24: oscar's board is held at what it showed (its live stream replays the picture
+    # of now); sari reassigns the case; oscar's assignment, made on the version he saw, is
+    # refused and his page says what changed
+    frozen = sse_message("snapshot", get_json(worker.web_port, "/api/situations",
+                                              access.token)[1])
+    oscar.route("**/api/situations/stream", lambda route: route.fulfill(
+        status=200, headers={"Content-Type": "text/event-stream"},
+        body=b"retry: 600000\n" + frozen))
+    oscar.reload()
+    open_ward(oscar, CRITICAL_WARD, "CRITICAL")
+    sari = BoardSession(worker.web_port)
+    assert sari.sign_in("sari", access.passwords["sari"])[0] == 200
+    status, answer = sari.json("POST", f"/api/wards/{CRITICAL_WARD}/actions/assign", {
+        "incident_source": "CALL_CENTER_112", "incident_id": INCIDENT, "agency": "DAMKAR",
+        "case_version": 2})
+    assert (status, answer["status"], answer["case_version"]) == (200, "applied", 3)
+    wait_until(lambda: get_json(worker.web_port, f"/api/wards/{CRITICAL_WARD}", access.token)[
+        1]["situation"]["cases"][0]["version"] == 3)
+    assert oscar.locator(f"{card} .assigned").inner_text().startswith(
+        "Assigned to BPBD by oscar at ")
+    oscar.select_option(f"{card} select.agency", "POLRES")
+    assert act(oscar, "assign", lambda: oscar.click(f"{card} button.assign")) == 409
+    oscar.wait_for_selector("#ops-status[data-outcome='refused']", timeout=UPDATE_TIMEOUT_MS)
+    assert oscar.locator("#ops-status").inner_text() == (
+        "assign refused (409): the case changed since you loaded it (version 3, not 2): "
+        "assigned to Damkar by sari, last action ASSIGN by sari")
+    oscar.screenshot(path=str(artifacts_dir / "operators-conflict.png"))
+    # live again, the case shows sari's assignment
+    oscar.unroute("**/api/situations/stream")
+    oscar.reload()
+    open_ward(oscar, CRITICAL_WARD, "CRITICAL")
+    assert oscar.locator(f"{card} .assigned").inner_text().startswith(
+        "Assigned to Damkar by sari at ")
 
     # every action endpoint refuses the viewer, with her own valid session and CSRF token
     refused = vera.evaluate("""async ([code, incident]) => {
@@ -176,3 +214,42 @@ def test_an_operator_acts_a_viewer_watches_and_an_sla_clock_expires(
         "SLA overdue: dispatch", "1 SLA clock(s) overdue")
     vera.screenshot(path=str(artifacts_dir / "operators-sla.png"))
     assert errors == []
+
+
+def test_a_supervisor_ends_an_operators_session_on_the_sessions_page(
+    browser: Any, worker: Worker, access: BoardAccess, artifacts_dir: Path,  # noqa: F811
+) -> None:
+    """Issue 24: sari opens "Sessions", sees oscar's session with its address and ends it;
+    oscar's board is refused from then on (its next request, a reload sends him to sign in),
+    and his "Sign out everywhere" on a new sign-in ends every session of his."""
+    base_url = f"http://127.0.0.1:{worker.web_port}"
+    oscar = signed_in_page(browser, base_url, "oscar", access.passwords["oscar"],
+                           {"width": 1600, "height": 1000})
+    sari = signed_in_page(browser, base_url, "sari", access.passwords["sari"],
+                          {"width": 1600, "height": 1000})
+    cookie = next(c["value"] for c in oscar.context.cookies() if c["name"] == "cityops_session")
+    digest = session_digest(cookie)
+    assert oscar.locator("#sessions-open").count() == 0  # supervisors only
+    sari.click("#sessions-open")
+    row = f"#sessions li[data-id='{digest}']"
+    sari.wait_for_selector(row, timeout=UPDATE_TIMEOUT_MS)
+    assert (sari.locator(f"{row} .actor").inner_text(),
+            sari.locator(f"{row} .where").inner_text().startswith("127.0.0.1 · since "),
+            sari.locator("#sessions li[data-current='true'] .actor").inner_text()) == (
+        "oscar", True, "sari")
+    sari.screenshot(path=str(artifacts_dir / "operators-sessions.png"))
+    sari.click(f"{row} .end-session")
+    sari.wait_for_function("() => document.getElementById('sessions-status').textContent"
+                           " === \"Ended oscar's session\"", timeout=UPDATE_TIMEOUT_MS)
+    sari.wait_for_selector(row, state="detached", timeout=UPDATE_TIMEOUT_MS)
+    assert oscar.evaluate("async () => (await fetch('../api/me')).status") == 401
+    oscar.reload()
+    oscar.wait_for_url(f"{base_url}/board/login")
+
+    again = signed_in_page(browser, base_url, "oscar", access.passwords["oscar"],
+                           {"width": 1600, "height": 1000})
+    other = signed_in_page(browser, base_url, "oscar", access.passwords["oscar"],
+                           {"width": 1600, "height": 1000})
+    again.click("#sign-out-everywhere")
+    again.wait_for_url(f"{base_url}/board/login")
+    assert other.evaluate("async () => (await fetch('../api/me')).status") == 401

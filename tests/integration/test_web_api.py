@@ -321,7 +321,8 @@ def _case(incident_id: str, status: str, reported_at: str,
         "source_system": "CALL_CENTER_112", "incident_id": incident_id, "category": "FLOOD",
         "severity": "MODERATE", "status": status, "rw": None, "reported_at": reported_at,
         "assigned_agency": None, "assigned_by": None, "assigned_at": None, "escalated_by": None,
-        "escalated_at": None, "closed_by": None, "closed_at": None, "overdue": [],
+        "escalated_at": None, "closed_by": None, "closed_at": None, "version": 0,
+        "overdue": [],
         "timeline": [{"at": when, "actor": "partner CALL_CENTER_112", "kind": kind, "text": None}
                      for when, kind in timeline],
     }

@@ -74,6 +74,10 @@ def test_the_worker_reads_and_writes_every_catalog_topic_by_its_role() -> None:
         "t.city.neighbourhood.indicators.v1": ("READ", "WRITE"),
         # issue 14: the board writes operator actions, the ward agent reads them
         "t.city.operator.actions.v1": ("READ", "WRITE"),
+        # issue 24: the ward agent writes receipts, every board reads them
+        "t.city.operator.receipts.v1": ("READ", "WRITE"),
+        "t.city.operator.signins.v1": ("READ", "WRITE"),
+        "t.city.operator.sessions.v1": ("READ", "WRITE"),
     }
 
 

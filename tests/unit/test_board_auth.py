@@ -7,64 +7,151 @@ import json
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from core import accounts
 from core.accounts import AccountError, Principal
-from streams.auth import LoginThrottle, SessionStore, allowed_hosts, host_name, same_token
+from streams.auth import (
+    BoardSecurity,
+    LoginThrottle,
+    SessionBook,
+    allowed_hosts,
+    client_address,
+    csrf_token,
+    host_name,
+    same_token,
+    session_digest,
+    throttle_keys,
+    why_ended,
+)
 
 pytestmark = pytest.mark.unit
 
 OSCAR = Principal("oscar", "OPERATOR")
 
 
-def test_a_session_lasts_exactly_its_ttl() -> None:
-    store = SessionStore(ttl_s=100.0)
-    session_id, session = store.open(OSCAR, now=1_000.0)
-    assert store.get(session_id, 1_099.999) is session
-    assert store.get(session_id, 1_100.0) is None
-    assert (len(store), store.get("unknown", 1_000.0), store.get(None, 1_000.0)) == (0, None, None)
+def test_a_session_ends_at_its_absolute_or_idle_timeout_or_when_its_account_changes() -> None:
+    book = SessionBook(absolute_s=100.0, idle_s=30.0)
+    session_id, session, pushed_out = book.open(OSCAR, now=1_000.0, address="10.0.0.5")
+    assert (pushed_out, book.find(session_id) is session, book.find("other"), book.find(None),
+            session.digest == session_digest(session_id), session_id in repr(session)) == (
+        [], True, None, None, True, False)
+    assert [why_ended(session, at, 100.0, 30.0, "OPERATOR") for at in (
+        1_029.999, 1_030.0)] == [None, "idle"]
+    session.last_seen_at = 1_090.0
+    assert [why_ended(session, at, 100.0, 30.0, "OPERATOR") for at in (
+        1_099.999, 1_100.0)] == [None, "expired"]
+    assert (why_ended(session, 1_050.0, 100.0, 30.0, "SUPERVISOR"),
+            why_ended(session, 1_050.0, 100.0, 30.0, None)) == ("role changed", "account removed")
 
 
-def test_sessions_are_capped_and_each_has_its_own_csrf_token() -> None:
-    store = SessionStore(ttl_s=100.0, capacity=2)
-    first, a = store.open(OSCAR, now=0.0)
-    _, b = store.open(OSCAR, now=1.0)
-    store.open(OSCAR, now=2.0)
-    assert (len(store), store.get(first, 3.0), a.csrf != b.csrf) == (2, None, True)
+def test_the_csrf_token_is_derived_from_the_session_id_and_never_stored() -> None:
+    book = SessionBook(absolute_s=100.0, idle_s=30.0)
+    first, a, _ = book.open(OSCAR, now=0.0, address="x")
+    _, b, _ = book.open(OSCAR, now=1.0, address="x")
+    record = a.record()
+    assert (a.csrf == csrf_token(first), a.csrf != b.csrf, first in json.dumps(record, default=str),
+            a.csrf in json.dumps(record, default=str)) == (True, True, False, False)
+    other = SessionBook(absolute_s=100.0, idle_s=30.0)  # another worker reads the record
+    other.apply(a.digest, record)
+    found = other.find(first)
+    assert found is not None and (found.csrf, found.principal, found.created_at) == (
+        a.csrf, OSCAR, 0.0)
+    other.apply(a.digest, None)
+    assert other.find(first) is None
+
+
+def test_an_account_keeps_at_most_five_sessions_the_oldest_goes() -> None:
+    book = SessionBook(absolute_s=100.0, idle_s=30.0)
+    opened = [book.open(OSCAR, now=float(n), address="x") for n in range(5)]
+    _, _, pushed_out = book.open(OSCAR, now=5.0, address="x")
+    assert (pushed_out, len(book), book.find(opened[0][0])) == ([opened[0][1].digest], 5, None)
+    book.open(Principal("sari", "SUPERVISOR"), now=6.0, address="x")
+    assert (len(book.of_account("oscar")), len(book.of_account("sari"))) == (5, 1)
+
+
+@pytest.mark.parametrize(("secure", "expected"), [
+    (False, "cityops_session=ID; HttpOnly; Max-Age=28800; Path=/; SameSite=Strict"),
+    (True, "__Host-cityops_session=ID; HttpOnly; Max-Age=28800; Path=/; SameSite=Strict; "
+           "Secure"),
+])
+def test_the_session_cookie_takes_the_host_prefix_when_secure(secure: bool,
+                                                              expected: str) -> None:
+    security = BoardSecurity(web_host="127.0.0.1", extra_hosts=[], accounts_path=None,
+                             session_ttl_s=28_800.0, secure_cookies=secure)
+    response = web.Response()
+    security.set_session_cookie(response, "ID")
+    assert response.cookies.output(header="").strip() == expected
 
 
 def test_five_wrong_passwords_in_a_row_start_a_doubling_wait() -> None:
     throttle = LoginThrottle()
-    keys = ("name:sari", "address:127.0.0.1")
-    waits = []
-    for attempt in range(8):
-        now = 100.0 * attempt
-        waits.append(throttle.wait_s(keys, now))
-        throttle.failed(keys, now)
-    assert waits == [0.0] * 8  # each attempt came after the wait had passed
+    keys = throttle_keys("sari", "127.0.0.1")
+    assert keys == ("pair:sari|127.0.0.1", "address:127.0.0.1")
+    attempts = [throttle.begin(keys, 100.0 * n) for n in range(8)]
+    assert None not in attempts  # each attempt came after the wait had passed
     assert [throttle.wait_s(keys, 700.0 + dt) for dt in (0.0, 7.5, 8.0)] == [8.0, 0.5, 0.0]
-    assert throttle.failures("name:sari") == 8
-    throttle.succeeded(keys)
-    assert (throttle.failures("name:sari"), throttle.wait_s(keys, 700.0)) == (0, 0.0)
+    assert (throttle.failures(keys[0]), throttle.failures(keys[1])) == (8, 8)
+    last = throttle.begin(keys, 708.0)
+    assert last is not None
+    throttle.succeeded(last)  # the pair starts again, the address gets one attempt back
+    assert (throttle.failures(keys[0]), throttle.failures(keys[1]),
+            throttle.wait_s(keys[:1], 708.0)) == (0, 8, 0.0)
 
 
-def test_the_fourth_failure_is_free_and_the_fifth_waits_one_second() -> None:
+def test_an_attempt_is_counted_before_its_password_is_checked() -> None:
+    """120 attempts at once (none finished): 5 go ahead, 115 are refused unchecked."""
     throttle = LoginThrottle()
-    for _ in range(4):
-        throttle.failed(["k"], 10.0)
-    assert throttle.wait_s(["k"], 10.0) == 0.0
-    throttle.failed(["k"], 10.0)
-    assert throttle.wait_s(["k"], 10.0) == 1.0
+    keys = throttle_keys("sari", "198.51.100.9")
+    attempts = [throttle.begin(keys, 50.0) for _ in range(120)]
+    assert (sum(a is not None for a in attempts), throttle.failures(keys[0])) == (5, 5)
+    assert throttle.wait_s(keys, 50.0) == 1.0
+
+
+def test_guesses_from_elsewhere_never_slow_the_owner_down() -> None:
+    throttle = LoginThrottle()
+    for n in range(200):  # a botnet: 200 addresses, 10 guesses each, one name
+        for _ in range(10):
+            throttle.begin(throttle_keys("sari", f"203.0.113.{n % 250}|{n}"), 10.0)
+    assert throttle.begin(throttle_keys("sari", "10.1.2.3"), 10.0) is not None
+
+
+def test_one_address_trying_many_names_is_slowed_after_its_budget() -> None:
+    throttle = LoginThrottle()
+    given = [throttle.begin(throttle_keys(f"user{n}", "192.0.2.1"), 0.0) for n in range(31)]
+    assert (sum(a is not None for a in given), throttle.failures("address:192.0.2.1")) == (30, 30)
+    assert throttle.wait_s(["address:192.0.2.1"], 0.0) == 1.0
+    # a colleague behind the same address waits (never a lock): heard at 1 s, then 2 s later
+    rina = throttle_keys("rina", "192.0.2.1")
+    assert [throttle.begin(rina, at) is not None for at in (0.5, 1.0, 2.0, 3.0)] == [
+        False, True, False, True]
+    # and the address's failures are forgotten an hour after its last one
+    assert (throttle.begin(rina, 3.0 + 3_600.0) is not None,
+            throttle.failures("address:192.0.2.1")) == (True, 1)
 
 
 def test_the_wait_is_capped_and_the_throttle_forgets_the_oldest_keys() -> None:
     throttle = LoginThrottle(capacity=2)
     for _ in range(30):
-        throttle.failed(["a"], 0.0)
-    assert throttle.wait_s(["a"], 0.0) == 300.0
-    throttle.failed(["b"], 0.0)
-    throttle.failed(["c"], 0.0)
-    assert (throttle.failures("a"), throttle.failures("c")) == (0, 1)
+        throttle.failed(["pair:a"], 0.0)
+    assert throttle.wait_s(["pair:a"], 0.0) == 300.0
+    throttle.failed(["pair:b"], 0.0)
+    throttle.failed(["pair:c"], 0.0)
+    assert (throttle.failures("pair:a"), throttle.failures("pair:c")) == (0, 1)
+
+
+@pytest.mark.parametrize(("remote", "forwarded", "expected"), [
+    ("198.51.100.7", None, "198.51.100.7"),  # no proxy
+    ("198.51.100.7", "10.0.0.1", "198.51.100.7"),  # not a trusted proxy: the header is a lie
+    ("127.0.0.1", "203.0.113.5", "203.0.113.5"),  # the trusted proxy saw 203.0.113.5
+    ("127.0.0.1", "1.2.3.4, 203.0.113.5", "203.0.113.5"),  # the client's own entry is ignored
+    ("127.0.0.1", "203.0.113.5, 10.8.0.2", "203.0.113.5"),  # two trusted hops
+    ("127.0.0.1", "203.0.113.5, not-an-address", "127.0.0.1"),  # malformed: the proxy itself
+    (None, None, "unknown"),
+])
+def test_the_client_address_is_the_one_a_trusted_proxy_saw(
+        remote: str | None, forwarded: str | None, expected: str) -> None:
+    assert client_address(remote, forwarded, ["127.0.0.1", "10.8.0.0/24"]) == expected
 
 
 def test_host_names_are_compared_without_port_and_case() -> None:

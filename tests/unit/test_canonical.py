@@ -514,7 +514,7 @@ def test_negative_block_count_names_the_field() -> None:
         default_codecs()[0].decode(situation_with(block))
     assert (caught.value.reason, caught.value.message) == (
         "non_canonical",
-        "SituationEvent (version 3): body is not the canonical encoding of the record it decodes "
+        "SituationEvent (version 4): body is not the canonical encoding of the record it decodes "
         "to: SituationEvent.reasons: negative block count (at byte 37)")
 
 
@@ -525,7 +525,7 @@ def test_array_in_two_blocks_is_non_canonical() -> None:
     assert verdict(reencode, situation_with(block))[0] == "non_canonical"
     assert rejection(compiled, situation_with(block)) == (
         "non_canonical",
-        "SituationEvent (version 3): body is not the canonical encoding of the record it decodes "
+        "SituationEvent (version 4): body is not the canonical encoding of the record it decodes "
         "to: SituationEvent.reasons: block not followed by the 00 end marker (one block of "
         "every entry is canonical) (at byte 40)")
 
@@ -549,7 +549,7 @@ def test_over_long_zero_terminator_is_non_canonical() -> None:
     compiled, _ = default_codecs()
     assert rejection(compiled, situation_with(b"\x02\x02a\x80\x00")) == (
         "non_canonical",
-        "SituationEvent (version 3): body is not the canonical encoding of the record it decodes "
+        "SituationEvent (version 4): body is not the canonical encoding of the record it decodes "
         "to: SituationEvent.reasons: block not followed by the 00 end marker (one block of "
         "every entry is canonical) (at byte 40)")
 
@@ -558,7 +558,7 @@ def test_string_length_over_long_is_non_canonical() -> None:
     compiled, _ = default_codecs()
     assert rejection(compiled, situation_with(b"\x02\x82\x00a\x00")) == (
         "non_canonical",
-        "SituationEvent (version 3): body is not the canonical encoding of the record it decodes "
+        "SituationEvent (version 4): body is not the canonical encoding of the record it decodes "
         "to: SituationEvent.reasons[]: over-long varint (ends in a 00 byte) (at byte 39)")
 
 

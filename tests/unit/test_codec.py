@@ -267,7 +267,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
             "category": "FLOOD", "severity": "SEVERE", "status": "REPORTED", "rw": "003",
             "reported_at": T0, "assigned_agency": "BPBD", "assigned_by": "rina",
             "assigned_at": datetime(2025, 3, 14, 8, 17, tzinfo=UTC), "escalated_by": None,
-            "escalated_at": None, "closed_by": None, "closed_at": None, "overdue": ["on_scene"],
+            "escalated_at": None, "closed_by": None, "closed_at": None, "version": 1,
+            "overdue": ["on_scene"],
             "timeline": [
                 {"at": T0, "actor": "partner CALL_CENTER_112", "kind": "REPORTED", "text": None},
                 {"at": datetime(2025, 3, 14, 8, 17, tzinfo=UTC), "actor": "rina",
@@ -288,6 +289,25 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "incident_id": "112-2025-000123",
         "agency": "BPBD",
         "text": "<b>perahu karet</b> dikirim",
+        "expected_version": 0,
+    },
+    "org.cityops.BoardSession": {
+        "session_digest": "9f" * 32, "account": "rina", "role": "OPERATOR",
+        "created_at": datetime(2025, 3, 14, 8, 0, tzinfo=UTC),
+        "last_seen_at": datetime(2025, 3, 14, 8, 17, tzinfo=UTC), "address": "203.0.113.7",
+    },
+    "org.cityops.SignInEvent": {
+        "at": datetime(2025, 3, 14, 8, 17, 1, tzinfo=UTC), "outcome": "THROTTLED",
+        "account": "rina", "address": "203.0.113.7", "worker_id": "cityops-1",
+    },
+    "org.cityops.ActionReceipt": {
+        "action_id": "0b6f3c1e-4a53-4c4e-9d2b-5f1f1e0c2a11",
+        "ward_code": "36.72.01.1001",
+        "outcome": "REFUSED",
+        "reason": "conflict",
+        "message": "the case changed since it was loaded: assigned to Damkar by sari",
+        "case_version": 2,
+        "folded_at": datetime(2025, 3, 14, 8, 17, 1, tzinfo=UTC),
     },
     "org.cityops.DeadLetter": {
         "original_topic": "partner-incidents",

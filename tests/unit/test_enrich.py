@@ -752,7 +752,7 @@ def test_every_validate_and_enrich_reason_is_exercised() -> None:
     rt_reports = {"personal_data", "future_period", "inconsistent_counts", "unknown_rt",
                   "too_many_reports"}
     # the operator-action reasons: tests/unit/test_operations.py
-    operator_actions = {"action_not_allowed", "missing_target"}
+    operator_actions = {"action_not_allowed", "missing_target", "conflict"}
     assert {case[4] for case in CASES} == (
         set(REASONS) - decode_or_process - rt_reports - operator_actions)
 

@@ -15,6 +15,7 @@ from processors.operations import (
     MAX_ACTION_IDS,
     MAX_CASES,
     MAX_ENTRIES,
+    Case,
     CaseBook,
     Kpi,
     acknowledge_clock,
@@ -169,6 +170,38 @@ def test_histories_action_ids_and_cases_are_capped() -> None:
 # -- SLA clocks at exact times -------------------------------------------------------------------
 
 
+def test_an_action_on_a_case_that_changed_since_it_was_loaded_is_a_conflict() -> None:
+    """Two operators assign the same case from version 0: the first wins, the second is
+    refused with what the case is now, and nothing of it is folded; a note never conflicts,
+    and a refused action on a new case leaves no empty case behind."""
+    book = CaseBook()
+    fold_action(book, action("ASSIGN", minutes(1), incident_id="I-1", agency="BPBD") | {
+        "expected_version": 0})
+    late = action("ASSIGN", minutes(1), operator="sari", incident_id="I-1", agency="DAMKAR")
+    with pytest.raises(Rejection) as refused:
+        fold_action(book, late | {"expected_version": 0})
+    assert (refused.value.stage, refused.value.reason, refused.value.message) == (
+        "PROCESS", "conflict", "the case changed since it was loaded (version 1, not 0): "
+        "assigned to BPBD by rina, last action ASSIGN by rina")
+    case = book.cases[(SOURCE, "I-1")]
+    assert (case.assigned_agency, case.version, late["action_id"] in book.seen) == (
+        "BPBD", 1, False)
+    assert fold_action(book, action("NOTE", minutes(2), incident_id="I-1", text="x") | {
+        "expected_version": 0})
+    assert fold_action(book, late | {"expected_version": 2})
+    assert (case.assigned_agency, case.version) == ("DAMKAR", 3)
+    with pytest.raises(Rejection):
+        fold_action(book, action("ESCALATE", minutes(3), incident_id="I-2") | {
+            "expected_version": 4})
+    assert list(book.cases) == [(SOURCE, "I-1")]
+
+
+def test_a_case_from_a_changelog_written_before_versions_loads() -> None:
+    row = ["BPBD", "rina", 1, None, None, None, None, [[1, "rina", "ASSIGN", "BPBD"]]]
+    case = Case.from_list(row)
+    assert (case.version, Case.from_list(case.to_list()).version) == (1, 1)
+
+
 def test_elapsed_text_reads_seconds_then_whole_minutes() -> None:
     assert [elapsed_text(ms) for ms in (0, 59_999, 60_000, 719_999, 720_000, 3_900_000,
                                         93_600_000)] == [
@@ -265,7 +298,7 @@ def test_the_situation_lists_cases_with_one_timeline_of_partner_and_operator() -
         "severity": "MODERATE", "status": "DISPATCHED", "rw": "003", "reported_at": T0,
         "assigned_agency": "BPBD", "assigned_by": "rina", "assigned_at": minutes(2),
         "escalated_by": None, "escalated_at": None, "closed_by": None, "closed_at": None,
-        "overdue": [],
+        "version": 2, "overdue": [],
         "timeline": [
             {"at": T0, "actor": "partner CALL_CENTER_112", "kind": "REPORTED", "text": None},
             {"at": minutes(2), "actor": "rina", "kind": "ASSIGN", "text": "BPBD"},

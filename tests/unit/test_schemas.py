@@ -53,7 +53,9 @@ def ids(paths: list[Path]) -> list[str]:
 
 def test_schema_folders_hold_the_expected_files() -> None:
     assert ids(CURRENT) == [
+        "org.cityops.ActionReceipt.avsc",
         "org.cityops.Asset.avsc",
+        "org.cityops.BoardSession.avsc",
         "org.cityops.DeadLetter.avsc",
         "org.cityops.EnrichedIncidentEvent.avsc",
         "org.cityops.EnrichedLightingEvent.avsc",
@@ -65,14 +67,16 @@ def test_schema_folders_hold_the_expected_files() -> None:
         "org.cityops.OperatorAction.avsc",
         "org.cityops.RtReport.avsc",
         "org.cityops.RtValidation.avsc",
+        "org.cityops.SignInEvent.avsc",
         "org.cityops.SituationEvent.avsc",
         "org.cityops.Ward.avsc",
         "org.cityops.WardResolution.avsc",
         "org.cityops.WasteEvent.avsc",
     ]
     assert ids(HISTORY) == [
-        "org.cityops.IncidentEvent.v1.avsc", "org.cityops.SituationEvent.v1.avsc",
-        "org.cityops.SituationEvent.v2.avsc",
+        "org.cityops.IncidentEvent.v1.avsc", "org.cityops.OperatorAction.v1.avsc",
+        "org.cityops.SituationEvent.v1.avsc", "org.cityops.SituationEvent.v2.avsc",
+        "org.cityops.SituationEvent.v3.avsc",
     ]
 
 
