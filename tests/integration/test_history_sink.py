@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from bench.history_feed import build, publish, read_topics
+from bench.history_feed import build, publish, read_topics, sink_into
 from cityops.rt_simulator import previous_month
 from processors.history_rows import (
     INCIDENT_EVENTS,
@@ -191,11 +191,7 @@ def test_situation_rows_keep_the_whole_record(sink_topics: str, history_url: str
     now = datetime.now(UTC).replace(microsecond=0)
     feed = build(now - timedelta(hours=2), 0.1, seed=7)
     publish(sink_topics, feed)
-    store = HistoryStore(history_url)
-    store.create_tables()
-    sink = HistorySink(sink_topics, store, f"test-history-{uuid.uuid4().hex[:8]}")
-    sink.run(idle_exit_s=2.0)
-    sink.close()
+    store = sink_into(sink_topics, history_url)
     bodies = [json.loads(body) for (body,) in store.query("SELECT body FROM situations")]
     topic_records = [decode(value).record for _, _, _, value in
                      read_topics(sink_topics, [catalog.SITUATIONS])[catalog.SITUATIONS.name]
@@ -219,12 +215,8 @@ def test_the_sink_purges_old_operator_notes_and_audits_the_purge(
             f"SYNTHETIC note {days} days old: pelapor 0812-0000-0000", "rina", "OPERATOR"))
         for days in (120, 91, 10)])
     publish(sink_topics, feed)
-    store = HistoryStore(history_url)
-    store.create_tables()
-    sink = HistorySink(sink_topics, store, f"test-history-{uuid.uuid4().hex[:8]}",
-                       purge_interval_s=0.5)
-    sink.run(idle_exit_s=2.0)  # stores the three, and purges again within the idle time
-    sink.close()
+    # stores the three, and purges again within the idle time
+    store = sink_into(sink_topics, history_url, purge_interval_s=0.5)
     texts = sorted(store.query("SELECT occurred_at_ms, text FROM operator_actions"))
     assert [text for _, text in texts] == [
         None, None, "SYNTHETIC note 10 days old: pelapor 0812-0000-0000"]
