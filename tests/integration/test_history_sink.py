@@ -158,6 +158,31 @@ def test_sink_killed_mid_run_stores_every_record_once(
     assert counts[INDICATORS.name] == feed.count(catalog.NEIGHBOURHOOD_INDICATORS) > 0
 
 
+def test_two_sinks_of_one_group_share_the_work_and_survive_one_killed(
+        sink_topics: str, history_url: str, tmp_path: Path) -> None:
+    """More than one sink per deployment is safe: the group shares the partitions, and when
+    one is killed mid-run the other takes its partitions over from the committed offsets."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    feed = build(now - timedelta(hours=3), 1.5, seed=11)
+    publish(sink_topics, feed)
+    store = HistoryStore(history_url)
+    app_id = f"test-history-{uuid.uuid4().hex[:8]}"
+    log = tmp_path / "sinks.log"
+    # idle exit after the session timeout, so the survivor gets the dead one's partitions first
+    survivor = _sink(history_url, sink_topics, app_id, log, "--idle-exit", "12")
+    doomed = _sink(history_url, sink_topics, app_id, log)
+    deadline = time.monotonic() + 120
+    while _rows(store) < 0.3 * feed.count(catalog.SITUATIONS):
+        assert doomed.poll() is None and survivor.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.02)
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=30)
+    assert survivor.wait(timeout=300) == 0, log.read_text()
+    counts = _assert_store_equals_topics(store, sink_topics)
+    assert sum(counts.values()) == len(feed.records)
+
+
 def test_a_crash_between_the_database_commit_and_the_offset_commit_doubles_nothing(
         sink_topics: str, history_url: str) -> None:
     """The window the kill test may miss, made certain: the transaction committed, the
