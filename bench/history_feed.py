@@ -29,7 +29,8 @@ from core.reference_data import load_ward_records
 from core.vocabulary import ASSET_REGISTRY_SEED
 from processors.situation import encode_situation
 from schemas.codec import decode, encode
-from streams.history_sink import SINK_TOPICS
+from streams.history_sink import SINK_TOPICS, HistorySink
+from streams.history_store import HistoryStore
 from streams.test_driver import TopologyTestDriver
 from topics import catalog
 from topics.catalog import TopicCatalog, TopicSpec
@@ -236,3 +237,15 @@ def board_at(records: Iterable[tuple[str, int, int, bytes | None]], at_ms: int
         if previous is None or record["sequence"] >= previous["sequence"]:
             held[record["scope_code"]] = record
     return held
+
+
+def sink_into(bootstrap: str, url: str, names: TopicCatalog | None = None,
+              purge_interval_s: float | None = None) -> HistoryStore:
+    """One sink of a new group, run until it has stored everything the topics hold."""
+    store = HistoryStore(url)
+    store.create_tables()
+    sink = HistorySink(bootstrap, store, f"history-{uuid.uuid4().hex[:8]}", catalog=names,
+                       purge_interval_s=purge_interval_s)
+    sink.run(idle_exit_s=2.0)
+    sink.close()
+    return store

@@ -43,7 +43,7 @@ HOME_VARIABLE: Final = "CITYOPS_PG_HOME"
 def home() -> Path:
     """`var/postgres`, or `CITYOPS_PG_HOME` (the tests' own server)."""
     chosen = os.environ.get(HOME_VARIABLE)
-    return Path(chosen) if chosen else var_dir() / "postgres"
+    return Path(chosen).resolve() if chosen else var_dir().resolve() / "postgres"
 
 
 def data_dir() -> Path:
@@ -109,6 +109,12 @@ class _RunAs:
             for name in [root, *(os.path.join(root, d) for d in dirs),
                          *(os.path.join(root, f) for f in files)]:
                 shutil.chown(name, self.user, self.user)
+
+
+def reachable(path: Path) -> bool:
+    """Whether the server's user can pass through `path` (always, when that is us)."""
+    runner = _RunAs.choose()
+    return runner.user is None or runner.run(["test", "-x", str(path)]).returncode == 0
 
 
 def _password() -> str:

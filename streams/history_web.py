@@ -98,10 +98,11 @@ def _time_or_none(millis: int | None) -> str | None:
     return None if millis is None else iso(from_ms(millis))
 
 
-def case_json(case: Mapping[str, Any]) -> dict[str, Any]:
-    """A case for the API: times as ISO text, and its stage durations in seconds."""
-    body = {key: (_time_or_none(value) if key.endswith("_ms") else value)
-            for key, value in case.items()}
+def case_json(case: Mapping[str, Any], rules: SlaRules | None = None) -> dict[str, Any]:
+    """A case for the API: times as ISO text, its stage durations in seconds and, with the SLA
+    rules, each clock's limit and whether the stage came within it (None: not reached)."""
+    body: dict[str, Any] = {key: (_time_or_none(value) if key.endswith("_ms") else value)
+                            for key, value in case.items()}
     body = {key.removesuffix("_ms"): value for key, value in body.items()}
     start = case["reported_at_ms"]
     for stage in ("dispatched", "on_scene", "resolved"):
@@ -109,6 +110,15 @@ def case_json(case: Mapping[str, Any]) -> dict[str, Any]:
         body[f"{stage}_after_s"] = None if done is None or start is None \
             else max(0, done - start) / 1000
     body["agency_name"] = AGENCY_NAMES.get(case["assigned_agency"] or "", None)
+    if rules is not None:
+        verdicts: dict[str, dict[str, Any]] = {}
+        for clock, stage in (("dispatch", "dispatched"), ("on_scene", "on_scene"),
+                             ("resolve", "resolved")):
+            limit = rules.limit_seconds(clock, case["category"], case["assigned_agency"])
+            taken: float | None = body[f"{stage}_after_s"]
+            verdicts[clock] = {"limit_s": limit, "within": None if limit is None
+                               or taken is None else taken <= limit}
+        body["sla"] = verdicts
     return body
 
 
@@ -185,7 +195,9 @@ class HistoryApi:
                   and (category is None or c["category"] == category)
                   and (outcome == "all" or (c["outcome"] == "OPEN") == (outcome == "open"))]
         chosen.sort(key=lambda c: -(c["reported_at_ms"] or 0))
-        return {"count": len(chosen), "cases": [case_json(c) for c in chosen[:MAX_CASES]],
+        rules = self.rules()
+        return {"count": len(chosen),
+                "cases": [case_json(c, rules) for c in chosen[:MAX_CASES]],
                 "truncated": len(chosen) > MAX_CASES}
 
 

@@ -67,17 +67,32 @@ def artifacts_dir() -> Path:
 
 # --- the history store's PostgreSQL (issue 21) ------------------------------------------------
 
-#: The tests' own server: its own folder (reachable by the `postgres` user when run as root) and
-#: port, so a developer's `cityops db start` on 5439 is never touched.
+#: The tests' own server: its own folder and port, so a developer's `cityops db start` on 5439
+#: is never touched.
 TEST_PG_HOME = ROOT / "var" / "test-postgres"
 TEST_PG_PORT = "5440"
 
 
+def _test_pg_home() -> Path:
+    """var/test-postgres, unless the checkout lies below a folder the `postgres` user cannot
+    pass (a clone in root's 0700 home): then a folder of its own under the system temp dir."""
+    from cityops import database
+
+    if database.reachable(ROOT):
+        return TEST_PG_HOME
+    import hashlib
+    import tempfile
+
+    digest = hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]
+    return Path(tempfile.gettempdir()) / f"cityops-test-postgres-{digest}"
+
+
 @pytest.fixture(scope="session")
-def postgres() -> str:
-    """A real PostgreSQL server started with `cityops db start` (reused when it answers);
-    returns the server's URL without a database name."""
-    os.environ["CITYOPS_PG_HOME"] = str(TEST_PG_HOME)
+def postgres() -> Iterator[str]:
+    """A real PostgreSQL server started with `cityops db start` (reused when it answers, and
+    then left running; stopped at the end when this session started it); yields the server's
+    URL without a database name."""
+    os.environ["CITYOPS_PG_HOME"] = str(_test_pg_home())
     os.environ["CITYOPS_PG_PORT"] = TEST_PG_PORT
     result = subprocess.run([*CITYOPS, "db", "start"], cwd=ROOT, capture_output=True,
                             text=True, timeout=300, check=False)
@@ -85,7 +100,10 @@ def postgres() -> str:
         pytest.fail(f"cityops db start failed: {result.stdout}{result.stderr}")
     from cityops import database
 
-    return database.url().rsplit("/", 1)[0]
+    yield database.url().rsplit("/", 1)[0]
+    if result.stdout.startswith("started"):
+        subprocess.run([*CITYOPS, "db", "stop"], cwd=ROOT, capture_output=True, timeout=120,
+                       check=False)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

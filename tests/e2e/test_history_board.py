@@ -20,11 +20,9 @@ from typing import Any
 import pytest
 
 from bench.harness import Namespace, Worker, wait_until
-from bench.history_feed import HistoryFeed, board_at, build, publish, read_topics
+from bench.history_feed import HistoryFeed, board_at, build, publish, read_topics, sink_into
 from processors.history_rows import SITUATIONS
 from processors.state import to_ms
-from streams.history_sink import HistorySink
-from streams.history_store import HistoryStore
 from streams.history_web import WIB
 from streams.web import situation_json
 from tests.e2e.test_board import UPDATE_TIMEOUT_MS, browser, signed_in_page
@@ -58,12 +56,7 @@ def feed(namespace: Namespace, names: TopicCatalog) -> HistoryFeed:
 def store_url(namespace: Namespace, names: TopicCatalog, feed: HistoryFeed,
               tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('history') / 'history.sqlite3'}"
-    store = HistoryStore(url)
-    store.create_tables()
-    sink = HistorySink(namespace.bootstrap, store, f"history-board-{uuid.uuid4().hex[:6]}",
-                       catalog=names)
-    sink.run(idle_exit_s=2.0)
-    sink.close()
+    store = sink_into(namespace.bootstrap, url, names=names)
     assert store.count(SITUATIONS) == feed.count(catalog.SITUATIONS)
     return url
 

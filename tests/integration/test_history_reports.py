@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import csv
 import io
-import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from bench.history_feed import build, publish, read_topics
+from bench.history_feed import build, publish, read_topics, sink_into
 from processors.operations import kpi
 from processors.thresholds import SlaRules
 from schemas.codec import decode
-from streams.history_sink import HistorySink
 from streams.history_store import HistoryStore
 from streams.history_web import WIB, HistoryApi
 from tests.integration.test_history_sink import sink_topics
@@ -180,11 +178,7 @@ def test_report_figures_equal_an_independent_computation_from_the_topics(
     month = _month(start)
     feed = build(start, 2.0, seed=33, rt_month=month)
     publish(sink_topics, feed)
-    store = HistoryStore(history_url)
-    store.create_tables()
-    sink = HistorySink(sink_topics, store, f"test-reports-{uuid.uuid4().hex[:8]}")
-    sink.run(idle_exit_s=2.0)
-    sink.close()
+    store = sink_into(sink_topics, history_url)
     rules = SlaRules()
     api = HistoryApi(store, lambda: rules)
     checked_unemployment = 0

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from bench.history_feed import build, publish, read_topics
+from bench.history_feed import build, publish, read_topics, sink_into
 from cityops.rt_simulator import previous_month
 from processors.history_rows import (
     INCIDENT_EVENTS,
@@ -158,6 +158,31 @@ def test_sink_killed_mid_run_stores_every_record_once(
     assert counts[INDICATORS.name] == feed.count(catalog.NEIGHBOURHOOD_INDICATORS) > 0
 
 
+def test_two_sinks_of_one_group_share_the_work_and_survive_one_killed(
+        sink_topics: str, history_url: str, tmp_path: Path) -> None:
+    """More than one sink per deployment is safe: the group shares the partitions, and when
+    one is killed mid-run the other takes its partitions over from the committed offsets."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    feed = build(now - timedelta(hours=3), 1.5, seed=11)
+    publish(sink_topics, feed)
+    store = HistoryStore(history_url)
+    app_id = f"test-history-{uuid.uuid4().hex[:8]}"
+    log = tmp_path / "sinks.log"
+    # idle exit after the session timeout, so the survivor gets the dead one's partitions first
+    survivor = _sink(history_url, sink_topics, app_id, log, "--idle-exit", "12")
+    doomed = _sink(history_url, sink_topics, app_id, log)
+    deadline = time.monotonic() + 120
+    while _rows(store) < 0.3 * feed.count(catalog.SITUATIONS):
+        assert doomed.poll() is None and survivor.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.02)
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=30)
+    assert survivor.wait(timeout=300) == 0, log.read_text()
+    counts = _assert_store_equals_topics(store, sink_topics)
+    assert sum(counts.values()) == len(feed.records)
+
+
 def test_a_crash_between_the_database_commit_and_the_offset_commit_doubles_nothing(
         sink_topics: str, history_url: str) -> None:
     """The window the kill test may miss, made certain: the transaction committed, the
@@ -191,11 +216,7 @@ def test_situation_rows_keep_the_whole_record(sink_topics: str, history_url: str
     now = datetime.now(UTC).replace(microsecond=0)
     feed = build(now - timedelta(hours=2), 0.1, seed=7)
     publish(sink_topics, feed)
-    store = HistoryStore(history_url)
-    store.create_tables()
-    sink = HistorySink(sink_topics, store, f"test-history-{uuid.uuid4().hex[:8]}")
-    sink.run(idle_exit_s=2.0)
-    sink.close()
+    store = sink_into(sink_topics, history_url)
     bodies = [json.loads(body) for (body,) in store.query("SELECT body FROM situations")]
     topic_records = [decode(value).record for _, _, _, value in
                      read_topics(sink_topics, [catalog.SITUATIONS])[catalog.SITUATIONS.name]
@@ -219,12 +240,8 @@ def test_the_sink_purges_old_operator_notes_and_audits_the_purge(
             f"SYNTHETIC note {days} days old: pelapor 0812-0000-0000", "rina", "OPERATOR"))
         for days in (120, 91, 10)])
     publish(sink_topics, feed)
-    store = HistoryStore(history_url)
-    store.create_tables()
-    sink = HistorySink(sink_topics, store, f"test-history-{uuid.uuid4().hex[:8]}",
-                       purge_interval_s=0.5)
-    sink.run(idle_exit_s=2.0)  # stores the three, and purges again within the idle time
-    sink.close()
+    # stores the three, and purges again within the idle time
+    store = sink_into(sink_topics, history_url, purge_interval_s=0.5)
     texts = sorted(store.query("SELECT occurred_at_ms, text FROM operator_actions"))
     assert [text for _, text in texts] == [
         None, None, "SYNTHETIC note 10 days old: pelapor 0812-0000-0000"]

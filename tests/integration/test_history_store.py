@@ -26,6 +26,7 @@ from processors.history_rows import (
     row_of,
 )
 from processors.state import to_ms
+from processors.thresholds import SlaRules
 from schemas.codec import decode
 from streams.history_store import DAY_MS, HistoryError, HistoryStore, fold_cases, retention_days
 from streams.history_web import HistoryApi, QueryError
@@ -126,8 +127,8 @@ def test_cases_carry_their_clocks_assignment_and_outcome(store: HistoryStore,
                                                         feed: HistoryFeed) -> None:
     events = [decode(v).record for t, _, _, v in _positions(feed)
               if t == "city.incidents.enriched.v1"]
-    actions = [decode(v).record for t, _, _, v in _positions(feed)
-               if t == "city.operator.actions.v1"]
+    actions = [a for a in (decode(v).record for t, _, _, v in _positions(feed)
+                           if t == "city.operator.actions.v1") if a["incident_id"] is not None]
     cases = store.cases()
     assert len(cases) == len({(e["ward_code"], e["event"]["source_system"],
                                e["event"]["incident_id"]) for e in events}) > 0
@@ -164,6 +165,12 @@ def test_the_case_search_filters_by_kelurahan_agency_category_and_period(
     assert all((c["ward_code"], c["assigned_agency"], c["category"])
                == (query["kelurahan"], query["agency"], query["category"]) for c in found)
     assert api.cases({"from": "2030-01-01", "outcome": "all"})["count"] == 0
+    rules = SlaRules()
+    for case in api.cases({"outcome": "all"})["cases"]:
+        limit = rules.limit_seconds("dispatch", case["category"], case["assigned_agency"])
+        taken = case["dispatched_after_s"]
+        assert case["sla"]["dispatch"] == {
+            "limit_s": limit, "within": None if taken is None else taken <= limit}
     with pytest.raises(QueryError, match="agency must be one of"):
         api.cases({"agency": "NAVY"})
     with pytest.raises(QueryError, match="from must be YYYY-MM-DD"):
