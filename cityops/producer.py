@@ -146,8 +146,8 @@ class PartnerProducer:
         assert spec.key_field is not None, spec.name
         key = str(record[spec.key_field]).encode()
         topic = self.topics.name(spec)
-        future = self._track(self._client().send(
-            topic, key=key, value=value, headers=list(headers) if headers else None))
+        extra = {"headers": list(headers)} if headers else {}
+        future = self._track(self._client().send(topic, key=key, value=value, **extra))
         self.summary.sent += 1
         self.summary.by_topic[topic] = self.summary.by_topic.get(topic, 0) + 1
         return future
