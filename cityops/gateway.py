@@ -667,11 +667,16 @@ class Gateway:
         loop = asyncio.get_running_loop()
         timeout = self.settings.ack_timeout_s
         failures: tuple[type[BaseException], ...] = (TimeoutError, *broker_errors())
-        try:
+
+        async def send_and_ack() -> list[Any]:
+            # the send itself may block (kafka-python waits up to max_block_ms for metadata
+            # while the broker is away): inside the timeout too
             futures = await loop.run_in_executor(
                 self._executor, self._send_all, records, headers)
-            metadata = await asyncio.wait_for(
-                asyncio.gather(*(self._wrap(loop, f) for f in futures)), timeout)
+            return await asyncio.gather(*(self._wrap(loop, f) for f in futures))
+
+        try:
+            metadata = await asyncio.wait_for(send_and_ack(), timeout)
         except failures as error:
             raise GatewayError(503, f"not confirmed by the broker ({type(error).__name__}); "
                                "some records may be written: retrying with the same "
@@ -683,12 +688,16 @@ class Gateway:
         body = json.dumps(answer, separators=(",", ":"))
         receipt = {"partner": partner, "idempotency_key": key, "request_sha256": digest,
                    "status": 200, "body": body, "created_at": datetime.now(UTC)}
-        try:
-            value = encode("org.cityops.GatewayReceipt", receipt)
+        value = encode("org.cityops.GatewayReceipt", receipt)
+
+        async def write_receipt() -> None:
             future = await loop.run_in_executor(
                 self._executor, self.producer.send_raw, self.topics.name(GATEWAY_RECEIPTS),
                 cache_key.encode(), value)
-            await asyncio.wait_for(self._wrap(loop, future), timeout)
+            await self._wrap(loop, future)
+
+        try:
+            await asyncio.wait_for(write_receipt(), timeout)
         except failures as error:
             raise GatewayError(503, f"records written, receipt not confirmed "
                                f"({type(error).__name__}): retrying with the same "

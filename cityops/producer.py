@@ -160,7 +160,8 @@ class PartnerProducer:
         return count
 
     def send_raw(self, topic: str, key: bytes | None, value: bytes | None) -> Any:
-        """Send bytes as they are: for tests of hostile input, never for partners."""
+        """Send bytes as they are: the gateway's receipts and tests of hostile input, never
+        partner records (they go through `send`, which validates)."""
         return self._track(self._client().send(topic, key=key, value=value))
 
     def flush(self, timeout_s: float = 60.0) -> None:
