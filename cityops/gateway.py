@@ -749,9 +749,13 @@ def serve(settings: GatewaySettings) -> int:
     tail = ReceiptTail(settings.bootstrap, topics.name(GATEWAY_RECEIPTS), cache)
     consumer = tail.catch_up()
     tail.start(consumer)
+    ack_ms = int(settings.ack_timeout_s * 1000)
+    # the producer gives up on a record about when the request does (kafka-python wants the
+    # delivery timeout above linger + request timeout)
+    request_ms = max(1000, ack_ms // 2)
     producer = PartnerProducer(settings.bootstrap, client_id="cityops-gateway",
-                               max_block_ms=5000, request_timeout_ms=10_000,
-                               delivery_timeout_ms=int(settings.ack_timeout_s * 1000))
+                               max_block_ms=min(5000, ack_ms), request_timeout_ms=request_ms,
+                               delivery_timeout_ms=max(ack_ms, request_ms + 100))
     gateway = Gateway(settings, producer, partner_tokens.load(settings.tokens_file), cache,
                       topics)
 

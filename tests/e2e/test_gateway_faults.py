@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from bench.harness import Namespace, PrivateCluster, read_records
+from bench.harness import Namespace, PrivateCluster, free_base_port, read_records
 from cityops.assets import generate_asset_registry
 from core.reference_data import load_ward_records
 from core.vocabulary import ASSET_REGISTRY_SEED
 from streams.test_driver import TopologyTestDriver
-from tests.gateway_process import Answer, GatewayProcess, free_port, make_token
+from tests.gateway_process import Answer, GatewayProcess, make_token
 from topics.catalog import INCIDENTS_112, INCIDENTS_ENRICHED
 
 pytestmark = pytest.mark.e2e
@@ -143,7 +143,7 @@ def test_a_gateway_killed_mid_batch_with_the_partner_retrying_loses_and_doubles_
 def test_a_broker_restart_under_load_gives_503s_and_never_a_2xx_for_an_unwritten_record(
     tmp_path: Path, tokens: tuple[Path, str], artifacts_dir: Path,
 ) -> None:
-    cluster = PrivateCluster(tmp_path / "var", free_port() // 2 * 2, nodes=1)
+    cluster = PrivateCluster(tmp_path / "var", free_base_port(1, first=45092), nodes=1)
     cluster.start()
     try:
         namespace = Namespace.fresh(cluster.bootstrap, "gateway-restart")
