@@ -449,7 +449,7 @@ class Gateway:
     settings: GatewaySettings
     producer: Any
     """A `cityops.producer.PartnerProducer` (send, send_raw, flush, close)."""
-    tokens: partner_tokens.PartnerTokens
+    tokens: partner_tokens.PartnerTokens | partner_tokens.ReloadingTokens
     cache: ReceiptCache
     topics: TopicCatalog = field(default_factory=TopicCatalog.from_env)
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
@@ -756,8 +756,8 @@ def serve(settings: GatewaySettings) -> int:
     producer = PartnerProducer(settings.bootstrap, client_id="cityops-gateway",
                                max_block_ms=min(5000, ack_ms), request_timeout_ms=request_ms,
                                delivery_timeout_ms=max(ack_ms, request_ms + 100))
-    gateway = Gateway(settings, producer, partner_tokens.load(settings.tokens_file), cache,
-                      topics)
+    gateway = Gateway(settings, producer, partner_tokens.ReloadingTokens(settings.tokens_file),
+                      cache, topics)
 
     async def run() -> None:
         runner = web.AppRunner(gateway.app(), access_log=None)

@@ -101,3 +101,42 @@ def add(partner: str, name: str, partners: Mapping[str, object],
     tokens.by_digest[digest(token)] = PartnerToken(partner, name)
     write_private_json(path or default_path(), tokens.to_json())
     return token
+
+
+class ReloadingTokens:
+    """The tokens file, read again when it changed (checked at most every `interval_s`), so a
+    token added with `cityops gateway token` works on a running gateway within seconds and a
+    removed one stops working. A file that cannot be read keeps the last good tokens."""
+
+    def __init__(self, path: Path | None = None, interval_s: float = 2.0) -> None:
+        self.path = path or default_path()
+        self.interval_s = interval_s
+        self._checked = float("-inf")
+        self._stamp: tuple[int, int] | None = None
+        self._tokens = PartnerTokens()
+        self._refresh(force=True)
+
+    def _refresh(self, force: bool = False) -> None:
+        import time
+
+        now = time.monotonic()
+        if not force and now - self._checked < self.interval_s:
+            return
+        self._checked = now
+        try:
+            stat = self.path.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:
+            stamp = None
+        if stamp == self._stamp and not force:
+            return
+        try:
+            self._tokens = load(self.path)
+            self._stamp = stamp
+        except AccountError:
+            if force:
+                raise
+
+    def lookup(self, token: str) -> PartnerToken | None:
+        self._refresh()
+        return self._tokens.lookup(token)
