@@ -14,11 +14,12 @@ COPY . .
 
 # A regular (not editable) install: the reference data, Avro schemas and default thresholds
 # travel as package data. Runtime files go to CITYOPS_VAR_DIR, owned by an unprivileged user.
-# accounts/: the board's operator accounts, a named volume in docker-compose.yml (created here
-# so that the volume is the unprivileged user's).
+# accounts/: the board's operator accounts, partner-tokens/: the gateway's partner tokens, named
+# volumes in docker-compose.yml (created here so that the volumes are the unprivileged user's).
 RUN pip install . \
     && useradd --system --uid 10001 --user-group --home-dir /var/lib/cityops --create-home cityops \
-    && install -d -o cityops -g cityops -m 0700 /var/lib/cityops/accounts
+    && install -d -o cityops -g cityops -m 0700 /var/lib/cityops/accounts \
+       /var/lib/cityops/partner-tokens
 
 USER cityops
 

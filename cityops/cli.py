@@ -7,6 +7,7 @@ importable, and `--help` is fast.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -320,6 +321,41 @@ def _demo(args: argparse.Namespace) -> int:
                     scenario=args.scenario)
 
 
+def _gateway(args: argparse.Namespace) -> int:
+    from cityops import gateway
+    from cityops.security import PARTNER_TOPICS
+    from core import partner_tokens
+    from core.accounts import AccountError
+
+    tokens_file = Path(args.tokens_file) if args.tokens_file else None
+    if args.action == "openapi":
+        json.dump(gateway.openapi_document(), sys.stdout, indent=2)
+        print()
+        return 0
+    if args.action == "token":
+        if not args.partner or not args.name:
+            print("cityops gateway token: PARTNER and --name are required", file=sys.stderr)
+            return 2
+        try:
+            token = partner_tokens.add(args.partner, args.name, PARTNER_TOPICS,
+                                       tokens_file)
+        except AccountError as error:
+            print(f"cityops gateway token: {error}", file=sys.stderr)
+            return 2
+        print(f"gateway token {args.name} for {args.partner} (writes "
+              f"{PARTNER_TOPICS[args.partner].name} only; shown once, store it now):"
+              f"\n{token}")
+        return 0
+    settings = gateway.GatewaySettings(
+        bootstrap=_bootstrap(args), host=args.host, port=args.port, reuse_port=args.reuse_port,
+        max_body_bytes=args.max_body_bytes, max_batch_records=args.max_batch,
+        rate_per_s=args.rate, burst=args.burst,
+        max_inflight_per_partner=args.max_inflight_per_partner,
+        max_inflight_total=args.max_inflight, ack_timeout_s=args.ack_timeout,
+        tokens_file=tokens_file)
+    return gateway.serve(settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cityops",
@@ -493,6 +529,42 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--idle-exit", type=float, default=None, metavar="S",
                          help="sink: exit once caught up and idle for S seconds")
     _add_bootstrap(history)
+
+    gateway = command(
+        "gateway", _gateway,
+        "The partners' HTTP door: JSON or Avro events in, acknowledged (acks=all) records "
+        "with a receipt each out; idempotent retries, per-partner limits (docs/gateway.md).")
+    gateway.add_argument("action", choices=["serve", "token", "openapi"],
+                         help="serve; token PARTNER --name NAME (a new partner token, printed "
+                         "once); openapi (print the OpenAPI document)")
+    gateway.add_argument("partner", nargs="?",
+                         help="for token: the partner principal (partner-police, partner-112, "
+                         "partner-citizen-app, partner-lighting, partner-waste, "
+                         "partner-rt-reports)")
+    gateway.add_argument("--name", help="for token: the token's label (lower case)")
+    gateway.add_argument("--tokens-file", help="partner tokens (env CITYOPS_PARTNER_TOKENS_FILE, "
+                         "default var/partner-tokens.json)")
+    gateway.add_argument("--host", default="127.0.0.1", help="listen address (default "
+                         "127.0.0.1; 0.0.0.0 behind a load balancer)")
+    gateway.add_argument("--port", type=int, default=8088, help="listen port (default 8088)")
+    gateway.add_argument("--reuse-port", action="store_true",
+                         help="SO_REUSEPORT: several gateways on one host share the port")
+    gateway.add_argument("--max-body-bytes", type=int, default=1 << 20,
+                         help="largest request body (default 1 MiB; 413 above)")
+    gateway.add_argument("--max-batch", type=int, default=500,
+                         help="most records per request (default 500; 413 above)")
+    gateway.add_argument("--rate", type=float, default=500.0,
+                         help="records/s per partner, sustained (default 500; 429 above)")
+    gateway.add_argument("--burst", type=float, default=2000.0,
+                         help="records a quiet partner may send at once (default 2000)")
+    gateway.add_argument("--max-inflight-per-partner", type=int, default=16,
+                         help="concurrent requests per partner (default 16; 429 above)")
+    gateway.add_argument("--max-inflight", type=int, default=128,
+                         help="concurrent requests in all (default 128; 503 above)")
+    gateway.add_argument("--ack-timeout", type=float, default=15.0,
+                         help="seconds to wait for the broker's acks=all before a 503 "
+                         "(default 15)")
+    _add_bootstrap(gateway)
 
     demo = command("demo", _demo, "The main job: broker, topics, reference data, a worker, a "
                    "simulated city feed and the live situation view.")

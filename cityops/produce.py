@@ -315,6 +315,8 @@ class Prepared:
 
     records: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: The input index of each entry of `errors` (the gateway names them per record).
+    error_indexes: list[int] = field(default_factory=list)
 
 
 def prepare(items: Sequence[JsonItem], event_type: str | None) -> Prepared:
@@ -326,9 +328,11 @@ def prepare(items: Sequence[JsonItem], event_type: str | None) -> Prepared:
             validate(schema, record)
         except RecordError as error:
             out.errors.append(f"record {index} ({item.where}): {error}")
+            out.error_indexes.append(index)
             continue
         except CodecError as error:
             out.errors.append(f"record {index} ({item.where}): {error.message}")
+            out.error_indexes.append(index)
             continue
         out.records.append((schema, record))
     return out

@@ -12,7 +12,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,18 +133,21 @@ class PartnerProducer:
         future.add_both(done)
         return future
 
-    def send(self, schema: str, record: Mapping[str, Any]) -> Any:
+    def send(self, schema: str, record: Mapping[str, Any],
+             headers: Sequence[tuple[str, bytes]] | None = None) -> Any:
         """Validate and send one record; returns kafka-python's future.
 
         The topic follows the record: an incident goes to its `source_system`'s own topic (the
         one its partner principal may write; a source without one uses the shared topic).
+        `headers` travel as Kafka record headers (the gateway's pass-through headers).
         """
         spec = topic_for(schema, record)
         value = encode(spec.value_schema, record)
         assert spec.key_field is not None, spec.name
         key = str(record[spec.key_field]).encode()
         topic = self.topics.name(spec)
-        future = self._track(self._client().send(topic, key=key, value=value))
+        extra = {"headers": list(headers)} if headers else {}
+        future = self._track(self._client().send(topic, key=key, value=value, **extra))
         self.summary.sent += 1
         self.summary.by_topic[topic] = self.summary.by_topic.get(topic, 0) + 1
         return future
@@ -157,7 +160,8 @@ class PartnerProducer:
         return count
 
     def send_raw(self, topic: str, key: bytes | None, value: bytes | None) -> Any:
-        """Send bytes as they are: for tests of hostile input, never for partners."""
+        """Send bytes as they are: the gateway's receipts and tests of hostile input, never
+        partner records (they go through `send`, which validates)."""
         return self._track(self._client().send(topic, key=key, value=value))
 
     def flush(self, timeout_s: float = 60.0) -> None:

@@ -142,16 +142,20 @@ def load(path: Path | None = None) -> Accounts:
     return accounts
 
 
-def save(accounts: Accounts, path: Path | None = None) -> None:
-    """Write the file atomically, readable by its owner only."""
-    path = path or default_path()
+def write_private_json(path: Path, document: Mapping[str, Any]) -> None:
+    """Write a JSON file atomically, readable by its owner only (accounts, partner tokens)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        json.dump(accounts.to_json(), handle, indent=2, sort_keys=True)
+        json.dump(document, handle, indent=2, sort_keys=True)
         handle.write("\n")
     os.replace(temporary, path)
+
+
+def save(accounts: Accounts, path: Path | None = None) -> None:
+    """Write the file atomically, readable by its owner only."""
+    write_private_json(path or default_path(), accounts.to_json())
 
 
 def add_operator(name: str, role: str, password: str, path: Path | None = None) -> None:

@@ -86,7 +86,7 @@ class TopicSpec:
 
     @property
     def compacted(self) -> bool:
-        return self.config.get("cleanup.policy") == "compact"
+        return "compact" in self.config.get("cleanup.policy", "").split(",")
 
 
 _DELETE_7D = {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)}
@@ -235,6 +235,19 @@ SESSIONS = TopicSpec(
     {**_COMPACT, "min.compaction.lag.ms": "0", "delete.retention.ms": str(DAY_MS)},
 )
 
+#: How long the gateway remembers an answer: a partner retrying the same Idempotency-Key within
+#: this time gets the first answer back (docs/gateway.md). Compacted and deleted after it, so
+#: the topic holds one receipt per key and no key forever.
+RECEIPTS_RETENTION_DAYS = 7
+GATEWAY_RECEIPTS = TopicSpec(
+    "city.gateway.receipts.v1", Role.OUTPUT, "<partner>|<idempotency key>",
+    "org.cityops.GatewayReceipt", 3,
+    "The HTTP ingestion gateway's answers (a receipt per record), so a retried request gets the "
+    "first answer from any gateway instead of a second write.",
+    {"cleanup.policy": "compact,delete", "retention.ms": str(RECEIPTS_RETENTION_DAYS * DAY_MS),
+     "min.compaction.lag.ms": "60000", "segment.ms": str(DAY_MS)},
+)
+
 #: The smart-village topics (issue 13), listed in `CATALOG`.
 NEIGHBOURHOOD_TOPICS: tuple[TopicSpec, ...] = (
     NEIGHBOURHOODS, RT_REPORTS, RT_REPORTS_BY_KELURAHAN, RT_VALIDATIONS, NEIGHBOURHOOD_INDICATORS,
@@ -245,7 +258,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     INCIDENTS_ENRICHED, LIGHTING_ENRICHED, WASTE_ENRICHED,
     WARDS, ASSETS, SITUATIONS, DEAD_LETTERS,
     *NEIGHBOURHOOD_TOPICS,
-    OPERATOR_ACTIONS, ACTION_RECEIPTS, SIGN_INS, SESSIONS,
+    OPERATOR_ACTIONS, ACTION_RECEIPTS, SIGN_INS, SESSIONS, GATEWAY_RECEIPTS,
 )
 
 

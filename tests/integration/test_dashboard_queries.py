@@ -44,6 +44,7 @@ from cityops.assets import generate_asset_registry
 from core.reference_data import load_ward_records
 from core.vocabulary import ASSET_REGISTRY_SEED
 from tests.conftest import ROOT
+from tests.gateway_process import GatewayProcess, make_token
 from tests.namespace import NamespacePlan
 from topics.catalog import INCIDENTS_112, LIGHTING, WASTE
 from topics.event_types import INPUT_TOPICS
@@ -78,7 +79,8 @@ def _binary(name: str) -> str:
 class PrometheusServer:
     """Our own Prometheus: temporary config and storage, a free loopback port."""
 
-    def __init__(self, worker_target: str, workdir: Path, log_path: Path) -> None:
+    def __init__(self, worker_target: str, gateway_target: str, workdir: Path,
+                 log_path: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -86,9 +88,10 @@ class PrometheusServer:
         config["global"].update(scrape_interval="1s", scrape_timeout="1s",
                                 evaluation_interval="1s")
         config["rule_files"] = [str(PROMETHEUS_CONFIG.parent / f) for f in config["rule_files"]]
-        [job] = [j for j in config["scrape_configs"] if j["job_name"] == "cityops-worker"]
-        job["static_configs"] = [{"targets": [worker_target]}]
-        config["scrape_configs"] = [job]
+        jobs = {j["job_name"]: j for j in config["scrape_configs"]}
+        jobs["cityops-worker"]["static_configs"] = [{"targets": [worker_target]}]
+        jobs["cityops-gateway"]["static_configs"] = [{"targets": [gateway_target]}]
+        config["scrape_configs"] = [jobs["cityops-worker"], jobs["cityops-gateway"]]
         self.config_path = workdir / "prometheus.yml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.storage = workdir / "data"
@@ -171,11 +174,32 @@ def worker(namespace: Namespace, tmp_path_factory: pytest.TempPathFactory,
         yield process
 
 
+#: The partner gateway writes to a namespace of its own, which the worker does not read: its
+#: records leave the worker's exact counts alone.
+GATEWAY_PLAN = NamespacePlan.new("dashboard-gateway")
+
+
 @pytest.fixture(scope="module")
-def prometheus(worker: Worker, tmp_path_factory: pytest.TempPathFactory,
+def gateway(broker: str, tmp_path_factory: pytest.TempPathFactory,
+            artifacts_dir: Path) -> Iterator[tuple[GatewayProcess, str]]:
+    GATEWAY_PLAN.create(broker)
+    tokens_file = tmp_path_factory.mktemp("dashboard-gateway") / "partner-tokens.json"
+    token = make_token(tokens_file, "partner-112", "vendor-112")
+    process = GatewayProcess(broker, GATEWAY_PLAN.prefix, tokens_file,
+                             artifacts_dir / "dashboard-gateway.log").start()
+    try:
+        yield process, token
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def prometheus(worker: Worker, gateway: tuple[GatewayProcess, str],
+               tmp_path_factory: pytest.TempPathFactory,
                artifacts_dir: Path) -> Iterator[PrometheusServer]:
     _binary("promtool")  # both come from the same package; fail early and clearly
     server = PrometheusServer(f"127.0.0.1:{worker.metrics_port}",
+                              f"127.0.0.1:{gateway[0].port}",
                               tmp_path_factory.mktemp("prometheus"),
                               artifacts_dir / "dashboard-prometheus.log").start()
     try:
@@ -229,9 +253,21 @@ def _count(metric: str, **labels: str) -> str:
     return f"{metric}{{{matchers}}}"
 
 
+def _gateway_phase(gateway: tuple[GatewayProcess, str], at: datetime) -> None:
+    """Through the partner gateway: a batch of two accepted, one refused by the schema (422),
+    one without a token (401)."""
+    process, token = gateway
+    batch = [{**_incident(f"GW-{uuid.uuid4().hex[:6]}", at, "REPORTED"),
+              "occurred_at": at.isoformat()} for _ in range(2)]
+    assert process.post("/v1/events/incident", token, batch).status == 200
+    assert process.post("/v1/events/incident", token,
+                        [{**batch[0], "severity": "HUGE"}]).status == 422
+    assert process.post("/v1/events/incident", None, batch).status == 401
+
+
 @pytest.fixture(scope="module")
-def scenario(worker: Worker, prometheus: PrometheusServer, namespace: Namespace
-             ) -> dict[str, float]:
+def scenario(worker: Worker, prometheus: PrometheusServer, namespace: Namespace,
+             gateway: tuple[GatewayProcess, str]) -> dict[str, float]:
     """Feed the scenario in phases; returns the lamp uptime Pulomerak must show."""
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
     registry = generate_asset_registry(load_ward_records(), seed=ASSET_REGISTRY_SEED)
@@ -247,6 +283,10 @@ def scenario(worker: Worker, prometheus: PrometheusServer, namespace: Namespace
 
     def age_count(topic: str) -> str:
         return _count("cityops_event_age_seconds_count", topic=topic)
+
+    requests = 'sum(cityops_gateway_requests_total)'
+    _gateway_phase(gateway, base)  # the gateway's series appear, then grow in phase 2
+    _wait_values(prometheus, {requests: 3.0})
 
     # phase 1: reports, lamp faults, full containers, two dead letters
     with namespace.producer() as producer:
@@ -271,6 +311,8 @@ def scenario(worker: Worker, prometheus: PrometheusServer, namespace: Namespace
     })
 
     # phase 2: the first dispatch creates the response-time series; more sensor reports
+    _gateway_phase(gateway, base)
+    _wait_values(prometheus, {requests: 6.0})
     with namespace.producer() as producer:
         producer.send("IncidentEvent", _incident(floods[0], at(30 + 120), "DISPATCHED"))
         producer.send("LightingEvent", _lamp(cabinet_lamps[3], at(43), "STATUS",
@@ -292,6 +334,9 @@ def scenario(worker: Worker, prometheus: PrometheusServer, namespace: Namespace
     })
 
     # phase 4: the second unit on scene; one more report per topic, within the last minute
+    # (and gateway requests: its p99 needs observations within the rate window too)
+    _gateway_phase(gateway, base)
+    _wait_values(prometheus, {requests: 9.0})
     with namespace.producer() as producer:
         producer.send("IncidentEvent", _incident(floods[1], at(60 + 600), "ON_SCENE"))
         producer.send("LightingEvent", _lamp(cabinet_lamps[4], at(44), "STATUS",
@@ -393,6 +438,11 @@ def _check_dashboard(prometheus: PrometheusServer, lamp_uptime: float) -> list[s
         ("Rejections per second by topic and reason", "A"): (("topic", "stage", "reason"), {
             (_topic(INCIDENTS_112), "ENRICH", "unknown_ward"),
             (_topic(LIGHTING), "DECODE", "not_single_object")}),
+        ("Partner gateway: requests, records and p99 answer time", "A"): (
+            ("partner", "status"), {("partner-112", "200"), ("partner-112", "422"),
+                                    ("unauthenticated", "401")}),
+        ("Partner gateway: requests, records and p99 answer time", "B"): (
+            ("topic",), {(GATEWAY_PLAN.name(INCIDENTS_112),)}),
     }
     problems: list[str] = []
     seen: set[tuple[str, str]] = set()
@@ -421,7 +471,7 @@ def test_every_dashboard_query_returns_the_scenarios_data(
     prometheus: PrometheusServer, scenario: dict[str, float]
 ) -> None:
     queries = _panel_queries()
-    assert len(queries) == 23
+    assert len(queries) == 26
     assert not [q for q in queries if "$" in q[2]]
     problems: list[str] = []
 

@@ -70,7 +70,7 @@ def workers() -> list[str]:
 
 
 def app_services() -> list[str]:
-    return ["init", *workers(), "simulator", "history-sink"]
+    return ["init", *workers(), "simulator", "history-sink", "gateway"]
 
 
 def promtool() -> str:
@@ -229,7 +229,7 @@ def test_compose_parses_into_the_expected_services() -> None:
         "kafka-1", "kafka-2", "kafka-3"]
     assert sorted(data["volumes"]) == ["grafana-data", "history-data", "kafka-1-data",
                                        "kafka-2-data", "kafka-3-data", "kafka-data",
-                                       "operator-accounts", "prometheus-data"]
+                                       "operator-accounts", "partner-tokens", "prometheus-data"]
 
 
 def test_every_build_context_dockerfile_and_bind_mount_exists() -> None:
@@ -261,12 +261,13 @@ def test_every_cityops_command_parses_with_the_real_cli() -> None:
     assert {name: argv for name, argv in invocations.items() if argv} == {
         "init": [["topics", "create"], ["wards", "load"], ["assets", "load"]],
         **{name: [["worker", "--app-id", "cityops"]] for name in workers()},
+        "gateway": [["gateway", "serve", "--host", "0.0.0.0", "--port", "8088"]],
         "simulator": [["simulate", "--bootstrap", "kafka:9092", "--rate", "20", "--realtime"]],
         "history-sink": [["history", "sink", "--app-id", "cityops"]],
     }
     commands = [parse_cli(argv).command for argvs in invocations.values() for argv in argvs]
     assert commands == ["topics", "wards", "assets", *(["worker"] * len(workers())), "simulate",
-                        "history"]
+                        "history", "gateway"]
 
 
 def test_app_services_reach_kafka_inside_the_network() -> None:
@@ -304,6 +305,25 @@ def test_history_store_is_the_stacks_postgresql_for_the_sink_and_the_workers() -
         "GRAFANA_DB_PASSWORD"]
     script = (ROOT / "deploy" / "postgres" / "init-grafana-role.sh").read_text()
     assert "GRANT SELECT ON TABLES TO grafana" in script
+
+
+def test_the_gateway_listens_on_the_port_prometheus_scrapes_with_tokens_on_their_volume(
+) -> None:
+    service = services()["gateway"]
+    [argv] = cityops_invocations(service["command"])
+    args = parse_cli(argv)
+    assert (args.command, args.action, args.host, args.port) == ("gateway", "serve", "0.0.0.0",
+                                                                 8088)
+    assert "127.0.0.1:18088:8088" in service["ports"]
+    tokens_file = service["environment"]["CITYOPS_PARTNER_TOKENS_FILE"]
+    assert service["volumes"] == ["partner-tokens:/var/lib/cityops/partner-tokens"]
+    assert tokens_file.startswith("/var/lib/cityops/partner-tokens/")
+    assert "/var/lib/cityops/partner-tokens" in (ROOT / "Dockerfile").read_text()
+    assert "http://127.0.0.1:8088/healthz" in " ".join(service["healthcheck"]["test"])
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    [job] = [j for j in config["scrape_configs"] if j["job_name"] == "cityops-gateway"]
+    assert [t for group in job["static_configs"] for t in group["targets"]] == [
+        f"gateway:{args.port}"]
 
 
 def test_kafka_image_matches_the_local_brokers_major_version() -> None:
@@ -464,9 +484,13 @@ def test_rules_only_use_metrics_the_worker_exports() -> None:
 
 
 def exported_metric_names() -> set[str]:
-    """Every sample name a worker can expose (histogram/counter suffixes included)."""
+    """Every sample name a worker or the gateway can expose (histogram/counter suffixes
+    included)."""
+    from cityops.gateway import GatewayMetrics
+
     names: set[str] = set()
-    for family in WorkerMetrics().registry.collect():
+    families = [*WorkerMetrics().registry.collect(), *GatewayMetrics().registry.collect()]
+    for family in families:
         base = family.name
         if family.type == "counter":
             names.update({f"{base}_total", f"{base}_created"})
@@ -504,7 +528,7 @@ def test_grafana_provisioning_points_at_prometheus_and_the_dashboard() -> None:
 def test_dashboard_panels_each_have_the_datasource_and_queries() -> None:
     board = dashboard()
     panels = board["panels"]
-    assert len(panels) == 14
+    assert len(panels) == 15
     assert len({p["id"] for p in panels}) == len(panels)
     for panel in panels:
         assert panel["datasource"] == {"type": "prometheus", "uid": "cityops-prometheus"}, panel
@@ -521,6 +545,8 @@ def test_dashboard_panels_each_have_the_datasource_and_queries() -> None:
         "cityops_incident_dispatch_seconds_bucket", "cityops_incident_on_scene_seconds_bucket",
         "cityops_events_consumed_total", "cityops_events_rejected_total",
         "cityops_ingest_to_situation_seconds_bucket", "cityops_event_age_seconds_bucket",
+        "cityops_gateway_requests_total", "cityops_gateway_records_total",
+        "cityops_gateway_answer_seconds_bucket",
     } - used == set()
 
 

@@ -309,6 +309,14 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "case_version": 2,
         "folded_at": datetime(2025, 3, 14, 8, 17, 1, tzinfo=UTC),
     },
+    "org.cityops.GatewayReceipt": {
+        "partner": "partner-112",
+        "idempotency_key": "retry-7",
+        "request_sha256": "ab" * 32,
+        "status": 200,
+        "body": '{"records": []}',
+        "created_at": datetime(2025, 3, 14, 8, 17, tzinfo=UTC),
+    },
     "org.cityops.DeadLetter": {
         "original_topic": "partner-incidents",
         "original_partition": 2,
