@@ -16,7 +16,7 @@ pytestmark = pytest.mark.unit
 
 def test_every_topic_name_is_versioned_and_unique() -> None:
     names = [spec.name for spec in CATALOG]
-    assert len(set(names)) == len(names) == 19
+    assert len(set(names)) == len(names) == 21
     assert all(re.fullmatch(r"city(\.[a-z0-9]+)+\.v[0-9]+", name) for name in names)
 
 
@@ -24,7 +24,8 @@ def test_reference_and_situation_topics_are_compacted_and_others_delete() -> Non
     compacted = {spec.name for spec in CATALOG if spec.compacted}
     assert compacted == {"city.reference.wards.v1", "city.reference.assets.v1",
                          "city.situations.v1", "city.reference.neighbourhoods.v1",
-                         "city.neighbourhood.indicators.v1"}
+                         "city.neighbourhood.indicators.v1", "city.notifications.outbox.v1",
+                         "city.notifications.deliveries.v1"}
     assert all(spec.config["cleanup.policy"] == "delete" for spec in CATALOG
                if not spec.compacted)
 
