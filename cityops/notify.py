@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.partitioner.default import murmur2
 from prometheus_client import Counter, Histogram, start_http_server
 
 from core.connection import kafka_python_security
@@ -440,6 +441,13 @@ def _read_all(bootstrap: str, topic: str, apply: Callable[[bytes | None, bytes |
         consumer.close()
 
 
+def case_partition(case: str, partitions: int) -> int:
+    """The outbox partition of a case: the record key is "<case>|<event>" (compaction keeps
+    each notification), but the partition follows the case alone, so one case's notices are
+    delivered in the order they were decided (assigned before closed)."""
+    return int(murmur2(case.encode()) & 0x7FFFFFFF) % partitions
+
+
 def _producer(bootstrap: str) -> KafkaProducer:
     return KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=5,
                          client_id="cityops-notify", **kafka_python_security())
@@ -482,6 +490,7 @@ class Notifier:
         log.info("decider: %d notifications restored from %s", restored, outbox)
         producer = _producer(self.bootstrap)
         actions, situations = (self.topics.name(OPERATOR_ACTIONS), self.topics.name(SITUATIONS))
+        partitions = len(producer.partitions_for(outbox))
         consumer = KafkaConsumer(actions, situations, bootstrap_servers=self.bootstrap,
                                  group_id=f"{self.group}-decide", enable_auto_commit=False,
                                  auto_offset_reset="earliest", client_id="cityops-notify-decide",
@@ -494,7 +503,8 @@ class Notifier:
                         for notification in self._decide(step, partition.topic, actions,
                                                          record.value):
                             producer.send(outbox, key=notification.key.encode(),
-                                          value=encode("Notification", notification.to_record()))
+                                          value=encode("Notification", notification.to_record()),
+                                          partition=case_partition(notification.case, partitions))
                 if batch:
                     producer.flush(timeout=60)
                     consumer.commit()
