@@ -48,7 +48,7 @@ from typing import Any, Final, Protocol
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.partitioner.default import murmur2
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 from core.connection import kafka_python_security
 from core.reference_data import load_ward_records
@@ -87,19 +87,22 @@ TELEGRAM_MAX_TEXT: Final[int] = 4096
 WHATSAPP_RETRYABLE: Final[frozenset[int]] = frozenset(
     {1, 2, 4, 80007, 130429, 131000, 131016, 131048, 131056, 133004})
 
+#: The notifier's own metrics (its endpoint serves these, not the worker's).
+REGISTRY = CollectorRegistry()
 DECIDED = Counter("cityops_notifications_decided_total",
-                  "Notifications decided and written to the outbox.", ["kind"])
+                  "Notifications decided and written to the outbox.", ["kind"], registry=REGISTRY)
 SKIPPED = Counter("cityops_notifications_stale_total",
-                  "Notifications due but older than --max-age when decided (not sent).", ["kind"])
+                  "Notifications due but older than --max-age when decided (not sent).", ["kind"],
+                  registry=REGISTRY)
 DELIVERIES = Counter("cityops_notification_deliveries_total",
                      "Deliveries that ended, by channel and outcome (sent or dead).",
-                     ["channel", "outcome"])
+                     ["channel", "outcome"], registry=REGISTRY)
 FAILED_ATTEMPTS = Counter("cityops_notification_attempts_failed_total",
                           "Delivery attempts that failed, by channel and reason.",
-                          ["channel", "reason"])
+                          ["channel", "reason"], registry=REGISTRY)
 LATENCY = Histogram("cityops_notification_delivery_seconds",
                     "Seconds from a notification's decision to its delivery.", ["channel"],
-                    buckets=(1, 2, 5, 10, 30, 60, 120, 300, 900, 3600))
+                    buckets=(1, 2, 5, 10, 30, 60, 120, 300, 900, 3600), registry=REGISTRY)
 
 
 class NotifyError(Exception):
@@ -675,7 +678,7 @@ def run_notify(bootstrap: str, config_path: str | None, thresholds_path: str | N
         print(f"cityops notify: {error}", flush=True)
         return 2
     if metrics_port:
-        start_http_server(metrics_port, addr=metrics_host)
+        start_http_server(metrics_port, addr=metrics_host, registry=REGISTRY)
     notifier = Notifier(bootstrap, config, channels, thresholds, group=group,
                         max_age_s=max_age_s)
     loops = {"decide": notifier.run_decider, "send": notifier.run_sender}
