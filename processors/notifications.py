@@ -48,7 +48,20 @@ MAX_DECIDED: Final[int] = 100_000
 MAX_CASES: Final[int] = 20_000
 #: Characters of operator text quoted in a message.
 MAX_QUOTED: Final[int] = 200
-_ACK_REASON = re.compile(r"^CRITICAL not acknowledged for ")
+_ACK_REASON = re.compile(r"^CRITICAL not acknowledged for (.+)$")
+_UNIT_MS: Final[Mapping[str, int]] = {"d": 86_400_000, "h": 3_600_000, "min": 60_000, "s": 1000}
+
+
+def waited_ms(reasons: Iterable[str]) -> int | None:
+    """How long the ward has waited for an acknowledgement, read from the worker's reason
+    ("CRITICAL not acknowledged for 1 h 5 min", `processors.operations.elapsed_text`)."""
+    for reason in reasons:
+        found = _ACK_REASON.match(reason)
+        if found:
+            parts = re.findall(r"(\d+) (d|h|min|s)\b", found.group(1))
+            if parts:
+                return sum(int(n) * _UNIT_MS[unit] for n, unit in parts)
+    return None
 
 CATEGORY_NAMES: Final[Mapping[str, Mapping[str, str]]] = {
     "id": {"TRAFFIC_ACCIDENT": "Kecelakaan lalu lintas", "FIRE": "Kebakaran", "FLOOD": "Banjir",
@@ -518,8 +531,12 @@ class NotificationStep:
             self.state.episodes.pop(ward, None)
             return []
         since = self.state.episodes.setdefault(ward, as_of)
-        if not any(_ACK_REASON.match(r) for r in situation.get("reasons", [])):
+        waited = waited_ms(situation.get("reasons", []))
+        if waited is None:
             return []
+        # The key keeps the decider's own first sight (stable across replays); the message
+        # says since when the ward waits, as the worker's clock counts it.
+        shown = as_of - waited
         event = f"critical_unacknowledged:{since}"
         facts = _Facts(ward, self.places.get(ward), None, None, None, None, None)
         reasons = _quote("; ".join(situation.get("reasons", [])))
@@ -542,7 +559,7 @@ class NotificationStep:
                             + (f" (limit {duration((limit or 0) * 1000, lang)})." if limit
                                else "."))
             messages.append(_message(lang, subject, what, facts.where(), self._map(ward),
-                                     wib(since), expected, self._board(lang),
+                                     wib(shown), expected, self._board(lang),
                                      f"{ward}|{event}"))
         return self._emit("CRITICAL_UNACKNOWLEDGED", ward, event, ward, COMMAND_CENTER, as_of,
                           messages)

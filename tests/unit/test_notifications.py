@@ -18,6 +18,7 @@ from processors.notifications import (
     idempotency_key,
     parse_config,
     places_from_wards,
+    waited_ms,
 )
 from processors.thresholds import SlaRules
 
@@ -223,6 +224,14 @@ def test_backoff_doubles_up_to_its_cap_and_keys_are_stable() -> None:
     assert idempotency_key("a|b", "webhook", "http://x") == idempotency_key(
         "a|b", "webhook", "http://x") != idempotency_key("a|b", "webhook", "http://y")
     assert len(idempotency_key("a|b", "email", "x@y")) == 32
+
+
+def test_the_wait_is_read_from_the_workers_reason() -> None:
+    assert waited_ms(["3 FLOOD reports in 20 min", "CRITICAL not acknowledged for 1 h 5 min"]) \
+        == 3_900_000
+    assert waited_ms(["CRITICAL not acknowledged for 45 s"]) == 45_000
+    assert waited_ms(["CRITICAL not acknowledged for 2 d 3 h"]) == 183_600_000
+    assert waited_ms(["CRITICAL not acknowledged"]) is None
 
 
 def test_places_carry_every_kelurahan_centroid() -> None:
