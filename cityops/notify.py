@@ -468,7 +468,6 @@ class Notifier:
     max_age_s: float = 6 * 3600
     worker_id: str = "cityops-notify"
     clock: Callable[[], float] = time.time
-    sleep: Callable[[float], None] = time.sleep
 
     def __post_init__(self) -> None:
         self.topics = TopicCatalog.from_env()
@@ -490,7 +489,14 @@ class Notifier:
                     decode(value, expected="org.cityops.Notification", trusted=True).record))
 
         restored = _read_all(self.bootstrap, outbox, restore)
-        log.info("decider: %d notifications restored from %s", restored, outbox)
+
+        def observe(_key: bytes | None, value: bytes | None) -> None:
+            if value is not None:
+                step.observe(decode(value, expected="org.cityops.SituationEvent").record)
+
+        observed = _read_all(self.bootstrap, self.topics.name(SITUATIONS), observe)
+        log.info("decider: %d notifications restored from %s, %d situations read", restored,
+                 outbox, observed)
         producer = _producer(self.bootstrap)
         actions, situations = (self.topics.name(OPERATOR_ACTIONS), self.topics.name(SITUATIONS))
         partitions = len(producer.partitions_for(outbox))
@@ -547,7 +553,7 @@ class Notifier:
             if key is not None and value is not None:
                 record = decode(value, expected="org.cityops.NotificationDelivery",
                                 trusted=True).record
-                state[key.decode()] = (record["status"], record["attempt"])
+                _keep(state, key.decode(), (record["status"], record["attempt"]))
 
         _read_all(self.bootstrap, deliveries_topic, remember)
         producer = _producer(self.bootstrap)
@@ -594,7 +600,7 @@ class Notifier:
         producer.send(self.topics.name(NOTIFICATION_DELIVERIES), key=dkey.encode(),
                       value=encode("NotificationDelivery", value))
         producer.flush(timeout=60)  # before the request: a kill after it still finds the record
-        state[dkey] = (status, attempt)
+        _keep(state, dkey, (status, attempt))
 
     def _deliver(self, notification: Notification, channel_name: str, target: str, dkey: str,
                  done: int, producer: KafkaProducer, state: dict[str, tuple[str, int]],
@@ -636,7 +642,7 @@ class Notifier:
             wait = max(policy.delay(attempt), outcome.retry_after or 0.0)
             log.warning("retry %s to %s in %.1f s (attempt %d: %s)", notification.key,
                         channel_name, wait, attempt, outcome.answer)
-            self.stopping.wait(wait) if self.sleep is time.sleep else self.sleep(wait)
+            self.stopping.wait(wait)
 
     def _dead_letter(self, producer: KafkaProducer, notification: Notification, channel: str,
                      outcome: Outcome, attempt: int, record: Any, partition: int) -> None:
@@ -651,6 +657,19 @@ class Notifier:
         producer.send(self.topics.name(DEAD_LETTERS), key=record.key,
                       value=encode("DeadLetter", letter))
         producer.flush(timeout=60)
+
+
+#: Delivery states the sender keeps in memory (the newest). Only outbox records after the
+#: committed offset are ever read again, and their deliveries are the newest, so an evicted
+#: (old, final) state is never asked for.
+MAX_DELIVERY_STATES: Final[int] = 200_000
+
+
+def _keep(state: dict[str, tuple[str, int]], key: str, value: tuple[str, int]) -> None:
+    state.pop(key, None)
+    state[key] = value
+    if len(state) > MAX_DELIVERY_STATES:
+        del state[next(iter(state))]
 
 
 def _redact(target: str) -> str:

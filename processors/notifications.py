@@ -523,6 +523,21 @@ class NotificationStep:
             found += self._sla(ward, record, as_of)
         return found
 
+    def observe(self, situation: Mapping[str, Any]) -> None:
+        """Learn what a situation says about its cases (place, category, agency) and its
+        CRITICAL episode, deciding nothing: a restarted decider reads the compacted situations
+        this way, so an assignment right after the restart still names the RW and the
+        category, and a closure still reaches the agency the case was assigned to."""
+        if situation.get("scope") != "KELURAHAN":
+            return
+        ward = str(situation["scope_code"])
+        if situation["level"] == "CRITICAL" and not situation.get("acknowledged_by"):
+            self.state.episodes.setdefault(ward, to_ms(situation["emitted_at"]))
+        else:
+            self.state.episodes.pop(ward, None)
+        for record in situation.get("cases", []):
+            self._learn(ward, record)
+
     # -- the rules ------------------------------------------------------------------------------
 
     def _critical(self, ward: str, situation: Mapping[str, Any], as_of: int) -> list[Notification]:
@@ -565,15 +580,8 @@ class NotificationStep:
                           messages)
 
     def _sla(self, ward: str, record: Mapping[str, Any], as_of: int) -> list[Notification]:
+        case, info = self._learn(ward, record)
         source, incident = str(record["source_system"]), str(record["incident_id"])
-        case = _case_key(ward, source, incident)
-        info = self.state._case(case)
-        reported = record.get("reported_at")
-        info.category, info.severity, info.rw = record["category"], record["severity"], \
-            record.get("rw")
-        info.reported_at = None if reported is None else to_ms(reported)
-        if record.get("assigned_agency"):
-            info.agency = str(record["assigned_agency"])
         if info.reported_at is None or record.get("closed_at") is not None:
             return []
         status = record.get("status")
@@ -622,6 +630,18 @@ class NotificationStep:
         return found
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def _learn(self, ward: str, record: Mapping[str, Any]) -> tuple[str, CaseInfo]:
+        """Remember a situation's case record; returns the case key and what is known."""
+        case = _case_key(ward, str(record["source_system"]), str(record["incident_id"]))
+        info = self.state._case(case)
+        reported = record.get("reported_at")
+        info.category, info.severity, info.rw = (record["category"], record["severity"],
+                                                 record.get("rw"))
+        info.reported_at = None if reported is None else to_ms(reported)
+        if record.get("assigned_agency"):
+            info.agency = str(record["assigned_agency"])
+        return case, info
 
     def _facts(self, ward: str, source: str, incident: str, info: CaseInfo) -> _Facts:
         return _Facts(ward, self.places.get(ward), info.rw, info.category, info.severity,

@@ -127,6 +127,16 @@ def test_a_restarted_decider_restored_from_the_outbox_repeats_nothing() -> None:
     assert after.on_action(action("ASSIGN", 7, agency="BPBD")) == []
 
 
+def test_a_restarted_decider_learns_cases_from_the_situations_without_deciding() -> None:
+    decider = step()
+    decider.observe(situation(6, cases=(case(assigned_agency="BPBD", status="DISPATCHED"),)))
+    assert decider.state.decided == {}
+    (closed,) = decider.on_action(action("CLOSE", 50, text="selesai"))
+    assert (closed.agency, closed.messages[0].text.splitlines()[1:3]) == (
+        "BPBD", ["Apa: Banjir (SEVERE), laporan CALL_CENTER_112 INC-7",
+                 "Di mana: RW 003, Kel. Cibeber, Kec. Cibeber"])
+
+
 def test_an_unacknowledged_critical_goes_to_the_command_center_once_per_episode() -> None:
     decider = step()
     assert decider.on_situation(situation(1, reasons=("CRITICAL not acknowledged",))) == []
