@@ -51,6 +51,7 @@ class Recorder(BaseHTTPRequestHandler):
         server: Any = self.server
         body = self.rfile.read(int(self.headers["Content-Length"]))
         server.requests.append((self.path, dict(self.headers), body))
+        server.times.append((self.path, time.monotonic()))
         script = server.script.get(self.path, [])
         status, headers, answer, delay = script.pop(0) if script else (200, {}, b"{}", 0.0)
         if delay == "hold":
@@ -76,7 +77,7 @@ class Recorder(BaseHTTPRequestHandler):
 @pytest.fixture
 def http() -> Iterator[Any]:
     server: Any = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    server.requests, server.script = [], {}
+    server.requests, server.script, server.times = [], {}, []
     server.held, server.release = threading.Event(), threading.Event()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -324,6 +325,8 @@ def test_assignments_reach_every_channel_over_the_broker_with_retries_and_a_dead
         f"{closed}|email|bpbd@example.org": ("SENT", 1),
         f"{closed}|webhook|{http.base}/hook": ("SENT", 1)}
     assert len([r for r in http.requests if r[0] == tg]) == 3  # 429, then one per notice
+    rate_limited, retried = [at for path, at in http.times if path == tg][:2]
+    assert retried - rate_limited >= 1.0  # Telegram's retry_after, above the 0.2 s backoff
     assert [message_from_bytes(m[2])["Subject"] for m in box.messages] == [
         "Penugasan untuk BPBD: Kasus di Kel. Cibeber", "Kasus ditutup: Kasus di Kel. Cibeber"]
     letters = [v for _, v in _read(catalog_topics, DEAD_LETTERS, "org.cityops.DeadLetter")
