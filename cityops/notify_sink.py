@@ -44,6 +44,8 @@ class WebhookSink:
     def __init__(self, hmac_key: str, log_path: Path, port: int = 0) -> None:
         self.hmac_key, self.log_path = hmac_key, log_path
         self.seen: dict[str, None] = {}
+        #: The notifications acted on, oldest first (the newest MAX_KEYS).
+        self.received: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         sink = self
 
@@ -78,8 +80,10 @@ class WebhookSink:
             if key in self.seen:
                 return 200
             self.seen[key] = None
+            self.received.append(record)
             if len(self.seen) > MAX_KEYS:
                 del self.seen[next(iter(self.seen))]
+                del self.received[0]
             texts = "\n\n".join(m["text"] for m in record.get("messages", []))
             with self.log_path.open("a", encoding="utf-8") as log:
                 log.write(f"=== {record.get('kind')} to {record.get('agency')} "
