@@ -684,6 +684,7 @@ def run_notify(bootstrap: str, config_path: str | None, thresholds_path: str | N
                group: str, metrics_port: int | None, metrics_host: str, role: str,
                max_age_s: float, seconds: float = 0.0) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO is every connection
     path = config_path or os.environ.get(CONFIG_VARIABLE)
     try:
         if not path:
