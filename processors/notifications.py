@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Final
 
+from core.rejections import Rejection
+from processors.operations import check_action
 from processors.state import from_ms, to_ms
 from processors.thresholds import AGENCIES, SLA_CLOCKS, SlaRules
 
@@ -453,10 +455,16 @@ class NotificationStep:
     # -- inputs ---------------------------------------------------------------------------------
 
     def on_action(self, action: Mapping[str, Any]) -> list[Notification]:
-        """ASSIGNED for an ASSIGN, CLOSED for a CLOSE; nothing for the other actions."""
+        """ASSIGNED for an ASSIGN, CLOSED for a CLOSE; nothing for the other actions, nor for
+        one the worker refuses (`processors.operations.check_action`: a role that may not, a
+        missing target), which never reaches the board either."""
         kind = action.get("action")
         source, incident = action.get("incident_source"), action.get("incident_id")
         if kind not in ("ASSIGN", "CLOSE") or not source or not incident:
+            return []
+        try:
+            check_action(action)
+        except Rejection:
             return []
         ward = str(action["ward_code"])
         case = _case_key(ward, source, incident)

@@ -208,6 +208,9 @@ def test_closing_tells_the_agency_it_was_assigned_to() -> None:
         f"Ref: {closed.key}"])
     assert decider.on_action(action("NOTE", 51, "7f0c6b1e-0000-4000-8000-000000000003",
                                     text="x")) == []
+    # the worker refuses an operator's CLOSE (supervisors close): nobody is told of it
+    assert decider.on_action(action("CLOSE", 52, "7f0c6b1e-0000-4000-8000-000000000004",
+                                    operator_role="OPERATOR")) == []
 
 
 def test_the_most_specific_route_wins_and_an_unrouted_notice_has_no_delivery() -> None:
