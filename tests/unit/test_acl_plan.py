@@ -74,6 +74,9 @@ def test_the_worker_reads_and_writes_every_catalog_topic_by_its_role() -> None:
         "t.city.neighbourhood.indicators.v1": ("READ", "WRITE"),
         # issue 14: the board writes operator actions, the ward agent reads them
         "t.city.operator.actions.v1": ("READ", "WRITE"),
+        # issue 25: outputs by role (the notifier's outbox and delivery state)
+        "t.city.notifications.outbox.v1": ("READ", "WRITE"),
+        "t.city.notifications.deliveries.v1": ("READ", "WRITE"),
     }
 
 
