@@ -314,6 +314,14 @@ def _watch(args: argparse.Namespace) -> int:
         return 2
 
 
+def _notify(args: argparse.Namespace) -> int:
+    from cityops.notify import run_notify
+
+    return run_notify(_bootstrap(args), args.config, args.thresholds, args.group,
+                      args.metrics_port, args.metrics_host, args.role, args.max_age,
+                      args.seconds)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from cityops.demo import run_demo
 
@@ -565,6 +573,27 @@ def build_parser() -> argparse.ArgumentParser:
                          help="seconds to wait for the broker's acks=all before a 503 "
                          "(default 15)")
     _add_bootstrap(gateway)
+    notify = command("notify", _notify,
+                     "Decide the notifications due to agencies (assignments, CRITICAL "
+                     "unacknowledged, SLA about to expire, closed cases) and deliver them by "
+                     "Telegram, WhatsApp, e-mail and signed webhook (docs/notifications.md).")
+    _add_bootstrap(notify)
+    notify.add_argument("--config", help="channels file, JSON (env CITYOPS_NOTIFY_CONFIG); "
+                        "secrets are named by file or environment variable, never written in it")
+    notify.add_argument("--thresholds", help="thresholds JSON file for the SLA limits (env "
+                        "CITYOPS_THRESHOLDS; default: the packaged defaults)")
+    notify.add_argument("--group", default="cityops-notify",
+                        help="consumer group of the sender (the decider's is GROUP-decide)")
+    notify.add_argument("--role", choices=["both", "decide", "send"], default="both",
+                        help="run the decider, the sender or both (default)")
+    notify.add_argument("--max-age", type=float, default=6 * 3600.0,
+                        help="seconds past which a due notification is counted as stale and "
+                        "not sent (a first start on an old backlog; default 6 h)")
+    notify.add_argument("--metrics-port", type=int, default=9110,
+                        help="Prometheus endpoint port (default 9110; 0 = none)")
+    notify.add_argument("--metrics-host", default="127.0.0.1")
+    notify.add_argument("--seconds", type=float, default=0.0,
+                        help="stop after N seconds (0 = never)")
 
     demo = command("demo", _demo, "The main job: broker, topics, reference data, a worker, a "
                    "simulated city feed and the live situation view.")

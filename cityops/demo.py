@@ -2,9 +2,10 @@
 
 Starts (or reuses) the broker, creates topics, publishes wards, the synthetic asset registry and
 the SYNTHETIC RW/RT registry, starts a worker, the history sink (issue 21: every situation,
-case, action and RT month into the embedded SQLite store, or `CITYOPS_HISTORY_URL`) and the
-simulated city feed as child processes,
-sends one simulated month of RT reports (issue 13: a clean base month, then last month with
+case, action and RT month into the embedded SQLite store, or `CITYOPS_HISTORY_URL`), the
+simulated city feed and the notifier (issue 25, with every notification routed to a local
+signed-webhook sink that writes what agencies would receive to var/demo/notifications.log) as
+child processes, sends one simulated month of RT reports (issue 13: a clean base month, then last month with
 human mistakes; the worker judges them beside the live situations and the board's
 "Unemployment" layer shows the result), and shows the live situation board until Ctrl-C or
 `--seconds`. Child output goes to var/logs so the board stays readable.
@@ -12,6 +13,7 @@ human mistakes; the worker judges them beside the live situations and the board'
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 from cityops import broker
+from cityops.notify_sink import WebhookSink
 from cityops.publish_reference import publish_assets, publish_neighbourhoods, publish_wards
 from cityops.simulate import run_simulate_rt_month
 from cityops.watch import watch
@@ -50,6 +53,33 @@ def demo_accounts(directory: Path) -> tuple[Path, str]:
     password = secrets.token_urlsafe(12)
     accounts.add_operator(DEMO_OPERATOR, "supervisor", password, path)
     return path, password
+
+
+#: The demo's SLA lead time: FLOOD's dispatch clock is 10 min, so the flood's cases warn about a
+#: minute after they are reported instead of at 5 min before the deadline.
+DEMO_SLA_LEAD_SECONDS = 540
+
+
+def demo_notifications(directory: Path) -> tuple[Path, WebhookSink]:
+    """A channels file routing every notification (any agency, any kecamatan) to a local
+    webhook sink that logs them to `directory`/notifications.log; its HMAC key in a file of its
+    own, as a deployment keeps its secrets. Returns the file and the running sink."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key_file = directory / "notify-webhook.key"
+    key = secrets.token_hex(32)
+    key_file.write_text(key + "\n", encoding="utf-8")
+    key_file.chmod(0o600)
+    (directory / "notifications.log").unlink(missing_ok=True)  # this demo's notices only
+    sink = WebhookSink(key, directory / "notifications.log")
+    config = {
+        "languages": ["id", "en"], "sla_lead_seconds": DEMO_SLA_LEAD_SECONDS,
+        "retry": {"attempts": 5, "base_seconds": 1, "max_seconds": 30, "timeout_seconds": 5},
+        "providers": {"webhook": {"hmac_key": {"file": str(key_file)}}},
+        "routes": [{"agency": "*", "kecamatan": "*", "webhook": [sink.url]}],
+    }
+    path = directory / "notify-channels.json"
+    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return path, sink
 
 
 DEMO_RT_SEED = 13
@@ -85,12 +115,18 @@ def run_demo(bootstrap: str, seconds: float = 0.0, rate_per_s: float = 20.0,
     port = os.environ.get("CITYOPS_WEB_PORT", "6066")
     sign_in = (f"board http://127.0.0.1:{port}/board/ - demo sign-in (this demo only): name "
                f"{DEMO_OPERATOR}, password {password} (supervisor; {accounts_file})")
-    sink = _spawn("history", ["history", "sink", "--bootstrap", bootstrap], logs)
+    history_sink = _spawn("history", ["history", "sink", "--bootstrap", bootstrap], logs)
     print(f"[4/6] worker started (pid {worker.pid}); metrics http://127.0.0.1:9108/metrics; "
           f"log {logs / 'worker.log'}")
-    print(f"      history sink started (pid {sink.pid}) into {HistoryStore.from_env().describe()}"
+    print(f"      history sink started (pid {history_sink.pid}) into {HistoryStore.from_env().describe()}"
           f"; log {logs / 'history.log'}")
     print(f"      {sign_in}")
+    channels, notification_sink = demo_notifications(var_dir() / "demo")
+    notifier = _spawn("notifier", ["notify", "--bootstrap", bootstrap, "--config", str(channels),
+                                   "--metrics-port", "0"], logs)
+    print(f"      notifier started (pid {notifier.pid}): assignments, closures, SLA warnings and "
+          f"unacknowledged CRITICAL go to {notification_sink.log_path} "
+          f"(log {logs / 'notifier.log'})")
     time.sleep(3.0)
     feed = _spawn("feed", ["simulate", "--bootstrap", bootstrap, "--rate", str(rate_per_s),
                            "--realtime", "--scenario", scenario, "--quiet"], logs)
@@ -107,9 +143,10 @@ def run_demo(bootstrap: str, seconds: float = 0.0, rate_per_s: float = 20.0,
     try:
         watch(bootstrap, seconds=seconds, footer=sign_in)
     finally:
-        for process in (feed, worker, sink):
+        for process in (feed, notifier, worker, history_sink):
             process.terminate()
-        for process in (feed, worker, sink):
+        notification_sink.close()
+        for process in (feed, notifier, worker, history_sink):
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:

@@ -248,6 +248,24 @@ GATEWAY_RECEIPTS = TopicSpec(
      "min.compaction.lag.ms": "60000", "segment.ms": str(DAY_MS)},
 )
 
+#: The notifications' topics (issue 25): the outbox (what is due, keyed by "<case>|<event>") and
+#: the state of each delivery, written before and after every attempt. Both compacted (the
+#: latest record per key is the truth) and kept 30 days, past which nothing is re-sent.
+_COMPACT_30D = {**_COMPACT, "cleanup.policy": "compact,delete", "retention.ms": str(30 * DAY_MS)}
+NOTIFICATIONS_OUTBOX = TopicSpec(
+    "city.notifications.outbox.v1", Role.OUTPUT, "<case>|<event>", "org.cityops.Notification", 3,
+    "Notifications due to agencies (assigned, CRITICAL unacknowledged, SLA about to expire, "
+    "closed), decided once per key by `cityops notify` and delivered by its sender.",
+    _COMPACT_30D,
+)
+NOTIFICATION_DELIVERIES = TopicSpec(
+    "city.notifications.deliveries.v1", Role.OUTPUT, "<case>|<event>|<channel>|<target>",
+    "org.cityops.NotificationDelivery", 3,
+    "Each delivery's state (ATTEMPTING before a request, SENT, RETRYING or DEAD after it with "
+    "the provider's answer), so a restarted notifier re-sends only what was not confirmed.",
+    _COMPACT_30D,
+)
+
 #: The smart-village topics (issue 13), listed in `CATALOG`.
 NEIGHBOURHOOD_TOPICS: tuple[TopicSpec, ...] = (
     NEIGHBOURHOODS, RT_REPORTS, RT_REPORTS_BY_KELURAHAN, RT_VALIDATIONS, NEIGHBOURHOOD_INDICATORS,
@@ -259,6 +277,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     WARDS, ASSETS, SITUATIONS, DEAD_LETTERS,
     *NEIGHBOURHOOD_TOPICS,
     OPERATOR_ACTIONS, ACTION_RECEIPTS, SIGN_INS, SESSIONS, GATEWAY_RECEIPTS,
+    NOTIFICATIONS_OUTBOX, NOTIFICATION_DELIVERIES,
 )
 
 

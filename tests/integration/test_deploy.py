@@ -32,6 +32,7 @@ import yaml
 
 from cityops.broker import CLUSTER_HEAP_MB, BrokerConfig, server_properties
 from cityops.cli import build_parser
+from cityops.notify import REGISTRY as NOTIFY_REGISTRY
 from streams.metrics import WorkerMetrics
 from streams.settings import WorkerSettings
 from tests.conftest import ROOT
@@ -70,7 +71,7 @@ def workers() -> list[str]:
 
 
 def app_services() -> list[str]:
-    return ["init", *workers(), "simulator", "history-sink", "gateway"]
+    return ["init", *workers(), "simulator", "history-sink", "gateway", "notifier"]
 
 
 def promtool() -> str:
@@ -247,6 +248,7 @@ def test_every_build_context_dockerfile_and_bind_mount_exists() -> None:
                     ("./deploy/grafana/dashboards", "/etc/grafana/dashboards")],
         "postgres": [("./deploy/postgres/init-grafana-role.sh",
                       "/docker-entrypoint-initdb.d/init-grafana-role.sh")],
+        "notifier": [("./deploy/notify", "/etc/cityops/notify")],
     }
     for service_mounts in mounts.values():
         for source, _ in service_mounts:
@@ -264,10 +266,11 @@ def test_every_cityops_command_parses_with_the_real_cli() -> None:
         "gateway": [["gateway", "serve", "--host", "0.0.0.0", "--port", "8088"]],
         "simulator": [["simulate", "--bootstrap", "kafka:9092", "--rate", "20", "--realtime"]],
         "history-sink": [["history", "sink", "--app-id", "cityops"]],
+        "notifier": [["notify", "--metrics-host", "0.0.0.0", "--metrics-port", "9110"]],
     }
     commands = [parse_cli(argv).command for argvs in invocations.values() for argv in argvs]
     assert commands == ["topics", "wards", "assets", *(["worker"] * len(workers())), "simulate",
-                        "history", "gateway"]
+                        "history", "gateway", "notify"]
 
 
 def test_app_services_reach_kafka_inside_the_network() -> None:
@@ -466,7 +469,7 @@ def test_prometheus_config_passes_promtool() -> None:
 def test_prometheus_rules_pass_promtool_and_their_unit_tests() -> None:
     check = run_promtool("check", "rules", "deploy/prometheus/rules.yml")
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 9 rules found" in check.stdout + check.stderr
+    assert "SUCCESS: 11 rules found" in check.stdout + check.stderr
     tested = run_promtool("test", "rules", "rules.test.yml", cwd=PROMETHEUS_DIR)
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "SUCCESS" in tested.stdout + tested.stderr
@@ -484,12 +487,13 @@ def test_rules_only_use_metrics_the_worker_exports() -> None:
 
 
 def exported_metric_names() -> set[str]:
-    """Every sample name a worker or the gateway can expose (histogram/counter suffixes
+    """Every sample name a worker, the gateway or the notifier can expose (histogram/counter suffixes
     included)."""
     from cityops.gateway import GatewayMetrics
 
     names: set[str] = set()
-    families = [*WorkerMetrics().registry.collect(), *GatewayMetrics().registry.collect()]
+    families = [*WorkerMetrics().registry.collect(), *GatewayMetrics().registry.collect(),
+                *NOTIFY_REGISTRY.collect()]
     for family in families:
         base = family.name
         if family.type == "counter":

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.unit
 
 def test_every_topic_name_is_versioned_and_unique() -> None:
     names = [spec.name for spec in CATALOG]
-    assert len(set(names)) == len(names) == 23
+    assert len(set(names)) == len(names) == 25
     assert all(re.fullmatch(r"city(\.[a-z0-9]+)+\.v[0-9]+", name) for name in names)
 
 
@@ -25,7 +25,8 @@ def test_reference_situation_and_session_topics_are_compacted_and_others_delete(
     assert compacted == {"city.reference.wards.v1", "city.reference.assets.v1",
                          "city.situations.v1", "city.reference.neighbourhoods.v1",
                          "city.neighbourhood.indicators.v1", "city.operator.sessions.v1",
-                         "city.gateway.receipts.v1"}
+                         "city.gateway.receipts.v1", "city.notifications.outbox.v1",
+                         "city.notifications.deliveries.v1"}
     assert all(spec.config["cleanup.policy"] == "delete" for spec in CATALOG
                if not spec.compacted)
     # receipts are compacted (one per key) and also deleted after their retention

@@ -64,6 +64,8 @@ def test_schema_folders_hold_the_expected_files() -> None:
         "org.cityops.LightingEvent.avsc",
         "org.cityops.Neighbourhood.avsc",
         "org.cityops.NeighbourhoodIndicator.avsc",
+        "org.cityops.Notification.avsc",
+        "org.cityops.NotificationDelivery.avsc",
         "org.cityops.OperatorAction.avsc",
         "org.cityops.RtReport.avsc",
         "org.cityops.RtValidation.avsc",
