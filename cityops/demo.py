@@ -5,8 +5,8 @@ the SYNTHETIC RW/RT registry, starts a worker, the history sink (issue 21: every
 case, action and RT month into the embedded SQLite store, or `CITYOPS_HISTORY_URL`), the
 simulated city feed and the notifier (issue 25, with every notification routed to a local
 signed-webhook sink that writes what agencies would receive to var/demo/notifications.log) as
-child processes, sends one simulated month of RT reports (issue 13: a clean base month, then last month with
-human mistakes; the worker judges them beside the live situations and the board's
+child processes, sends one simulated month of RT reports (issue 13: a clean base month, then
+last month with human mistakes; the worker judges them beside the live situations and the board's
 "Unemployment" layer shows the result), and shows the live situation board until Ctrl-C or
 `--seconds`. Child output goes to var/logs so the board stays readable.
 """
@@ -118,8 +118,8 @@ def run_demo(bootstrap: str, seconds: float = 0.0, rate_per_s: float = 20.0,
     history_sink = _spawn("history", ["history", "sink", "--bootstrap", bootstrap], logs)
     print(f"[4/6] worker started (pid {worker.pid}); metrics http://127.0.0.1:9108/metrics; "
           f"log {logs / 'worker.log'}")
-    print(f"      history sink started (pid {history_sink.pid}) into {HistoryStore.from_env().describe()}"
-          f"; log {logs / 'history.log'}")
+    print(f"      history sink started (pid {history_sink.pid}) into "
+          f"{HistoryStore.from_env().describe()}; log {logs / 'history.log'}")
     print(f"      {sign_in}")
     channels, notification_sink = demo_notifications(var_dir() / "demo")
     notifier = _spawn("notifier", ["notify", "--bootstrap", bootstrap, "--config", str(channels),

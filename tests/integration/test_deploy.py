@@ -487,8 +487,8 @@ def test_rules_only_use_metrics_the_worker_exports() -> None:
 
 
 def exported_metric_names() -> set[str]:
-    """Every sample name a worker, the gateway or the notifier can expose (histogram/counter suffixes
-    included)."""
+    """Every sample name a worker, the gateway or the notifier can expose (histogram and
+    counter suffixes included)."""
     from cityops.gateway import GatewayMetrics
 
     names: set[str] = set()
