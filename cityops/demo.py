@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+import pyotp
+
 from cityops import broker
 from cityops.notify_sink import WebhookSink
 from cityops.publish_reference import publish_assets, publish_neighbourhoods, publish_wards
@@ -43,16 +45,19 @@ def _spawn(name: str, args: list[str], logs: Path,
                             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
 
 
-def demo_accounts(directory: Path) -> tuple[Path, str]:
-    """A fresh accounts file holding one supervisor, `demo`, with a random password, for this
-    demo only (issue 14): the board needs a sign-in, and a demo must not reuse real accounts.
-    Returns the file and the password to print."""
+def demo_accounts(directory: Path) -> tuple[Path, str, str]:
+    """A fresh accounts file holding one supervisor, `demo`, with a random password and a
+    random TOTP secret, for this demo only (issues 14 and 24): the board needs a sign-in with
+    a second factor, and a demo must not reuse real accounts. Returns the file, the password
+    and the secret to print."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "demo-operators.json"
     path.unlink(missing_ok=True)
     password = secrets.token_urlsafe(12)
     accounts.add_operator(DEMO_OPERATOR, "supervisor", password, path)
-    return path, password
+    secret = pyotp.random_base32()
+    accounts.set_totp(DEMO_OPERATOR, secret, path)
+    return path, password, secret
 
 
 #: The demo's SLA lead time: FLOOD's dispatch clock is 10 min, so the flood's cases warn about a
@@ -109,12 +114,14 @@ def run_demo(bootstrap: str, seconds: float = 0.0, rate_per_s: float = 20.0,
         return 2
     logs = var_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    accounts_file, password = demo_accounts(var_dir() / "demo")
+    accounts_file, password, secret = demo_accounts(var_dir() / "demo")
     worker = _spawn("worker", ["worker", "--bootstrap", bootstrap], logs,
                     {"CITYOPS_OPERATORS_FILE": str(accounts_file)})
     port = os.environ.get("CITYOPS_WEB_PORT", "6066")
     sign_in = (f"board http://127.0.0.1:{port}/board/ - demo sign-in (this demo only): name "
-               f"{DEMO_OPERATOR}, password {password} (supervisor; {accounts_file})")
+               f"{DEMO_OPERATOR}, password {password} (supervisor; {accounts_file}), then the "
+               f"code of TOTP secret {secret} (add it to an authenticator app, or: "
+               f"{sys.executable} -c \"import pyotp; print(pyotp.TOTP('{secret}').now())\")")
     history_sink = _spawn("history", ["history", "sink", "--bootstrap", bootstrap], logs)
     print(f"[4/6] worker started (pid {worker.pid}); metrics http://127.0.0.1:9108/metrics; "
           f"log {logs / 'worker.log'}")

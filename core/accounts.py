@@ -10,23 +10,36 @@ stolen file gives neither passwords nor tokens.
 File (mode 0600)::
 
     {"version": 1,
-     "operators": {"rina": {"role": "OPERATOR", "password": "$argon2id$v=19$..."}},
+     "operators": {"rina": {"role": "OPERATOR", "password": "$argon2id$v=19$...",
+                            "totp": "<base32>", "recovery": ["<sha256 hex>", ...]}},
      "tokens": {"grafana": {"role": "VIEWER", "sha256": "<hex>"}}}
+
+Issue 24 adds the second factor: `totp` is the account's RFC 6238 secret (it must be readable
+to check a code, so it is kept like the password file itself: mode 0600, one owner), set once
+the operator confirmed it with a code (`totp_pending` until then); `recovery` the SHA-256
+digests of the account's unused recovery codes (10 random codes of 120 bits each, shown once).
+All three are optional, so a file written before issue 24 loads unchanged. Workers write the
+file too (enrolment, a used recovery code): every read-modify-write holds an exclusive lock
+(`locked`), so two workers never lose each other's change.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
@@ -44,6 +57,16 @@ _HASHER: Final = PasswordHasher()
 #: Verified against when the name is unknown, so a wrong name costs as long as a wrong password
 #: (no account enumeration by timing).
 _DUMMY_HASH: Final = _HASHER.hash(secrets.token_urlsafe(16))
+
+
+#: RFC 6238 defaults, what every authenticator app uses: 30 s steps, 6 digits, SHA-1.
+TOTP_STEP_S: Final = 30
+#: Steps either side of now a code is accepted from (a phone's clock a little off).
+TOTP_WINDOW: Final = 1
+RECOVERY_CODES: Final = 10
+#: Roles that must give a second factor; a viewer too when the deployment asks
+#: (`CITYOPS_BOARD_VIEWER_2FA=1`).
+SECOND_FACTOR_ROLES: Final = frozenset({"OPERATOR", "SUPERVISOR"})
 
 
 class AccountError(ValueError):
@@ -89,6 +112,18 @@ class Accounts:
         if record is None:
             return None
         return Principal(name, record["role"], "operator")
+
+    def needs_second_factor(self, name: str, viewers_too: bool = False) -> bool:
+        record = self.operators.get(name)
+        if record is None:
+            return False
+        return record["role"] in SECOND_FACTOR_ROLES or (viewers_too
+                                                         and record["role"] == "VIEWER")
+
+    def totp_secret(self, name: str) -> str | None:
+        """The account's confirmed TOTP secret (None: not enrolled yet)."""
+        record = self.operators.get(name) or {}
+        return str(record["totp"]) if record.get("totp") else None
 
     def token_principal(self, token: str) -> Principal | None:
         """The API consumer a bearer token belongs to, compared in constant time."""
@@ -159,20 +194,124 @@ def save(accounts: Accounts, path: Path | None = None) -> None:
 
 
 def add_operator(name: str, role: str, password: str, path: Path | None = None) -> None:
-    """Create or replace an operator account (the password is hashed, never stored)."""
-    accounts = load(path)
-    accounts.operators[check_name(name)] = {
-        "role": check_role(role), "password": _HASHER.hash(check_password(password))}
-    save(accounts, path)
+    """Create or replace an operator account (the password is hashed, never stored). A
+    replaced account keeps its second factor: a role change is not a new person."""
+    hashed = _HASHER.hash(check_password(password))
+    with locked(path) as held:
+        accounts = load(held)
+        kept = {key: value for key, value in accounts.operators.get(name, {}).items()
+                if key in ("totp", "recovery")}
+        accounts.operators[check_name(name)] = {
+            "role": check_role(role), "password": hashed, **kept}
+        save(accounts, held)
 
 
 def remove(name: str, path: Path | None = None) -> bool:
     """Remove an operator or a token by name; False when there was none."""
-    accounts = load(path)
-    found = accounts.operators.pop(name, None) is not None
-    found = accounts.tokens.pop(name, None) is not None or found
-    save(accounts, path)
+    with locked(path) as held:
+        accounts = load(held)
+        found = accounts.operators.pop(name, None) is not None
+        found = accounts.tokens.pop(name, None) is not None or found
+        save(accounts, held)
+        return found
+
+
+@contextlib.contextmanager
+def locked(path: Path | None = None) -> Iterator[Path]:
+    """Hold the accounts file's exclusive lock (a `.lock` file beside it) for one
+    read-modify-write: the CLI and every worker take it."""
+    path = path or default_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield path
+    finally:
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        os.close(descriptor)
+
+
+def totp_step(secret: str, code: str, now: float, last_step: int | None) -> int | None:
+    """The time step a TOTP code is right for, within `TOTP_WINDOW` steps of `now`, and later
+    than `last_step` (a code used once is refused: RFC 6238 section 5.2); None otherwise."""
+    code = code.strip().replace(" ", "")
+    if not re.fullmatch(r"\d{6}", code):
+        return None
+    totp = pyotp.TOTP(secret, interval=TOTP_STEP_S)
+    now_step = int(now // TOTP_STEP_S)
+    found = None
+    for step in range(now_step - TOTP_WINDOW, now_step + TOTP_WINDOW + 1):
+        if hmac.compare_digest(totp.at(step * TOTP_STEP_S), code) and (
+                last_step is None or step > last_step):
+            found = step
     return found
+
+
+def recovery_digest(code: str) -> str:
+    return hashlib.sha256(code.strip().lower().replace("-", "").encode()).hexdigest()
+
+
+def begin_enrolment(name: str, path: Path | None = None) -> str:
+    """A new TOTP secret for `name`, kept pending until a code confirms it (a sign-in on the
+    board); the secret a pending enrolment already has is returned again."""
+    with locked(path) as held:
+        accounts = load(held)
+        record = accounts.operators[name]
+        if not record.get("totp_pending"):
+            record["totp_pending"] = pyotp.random_base32()
+            save(accounts, held)
+        return str(record["totp_pending"])
+
+
+def confirm_enrolment(name: str, code: str, now: float,
+                      path: Path | None = None) -> tuple[int, list[str]] | None:
+    """Confirm the pending secret with a code: it becomes the account's second factor and 10
+    new recovery codes are made (returned once, stored as digests); None for a wrong code."""
+    with locked(path) as held:
+        accounts = load(held)
+        record = accounts.operators[name]
+        pending = record.get("totp_pending")
+        step = totp_step(str(pending), code, now, None) if pending else None
+        if step is None:
+            return None
+        codes = [_recovery_code() for _ in range(RECOVERY_CODES)]
+        record["totp"] = str(pending)
+        del record["totp_pending"]
+        record["recovery"] = [recovery_digest(c) for c in codes]  # type: ignore[assignment]
+        save(accounts, held)
+        return step, codes
+
+
+def set_totp(name: str, secret: str, path: Path | None = None) -> None:
+    """Enrol `name` with a known secret (the demo's supervisor, whose secret is printed)."""
+    with locked(path) as held:
+        accounts = load(held)
+        accounts.operators[name]["totp"] = secret
+        save(accounts, held)
+
+
+def use_recovery_code(name: str, code: str, path: Path | None = None) -> bool:
+    """True, and the code is spent, when it is one of the account's unused recovery codes."""
+    digest = recovery_digest(code)
+    with locked(path) as held:
+        accounts = load(held)
+        record = accounts.operators.get(name)
+        stored = list(record.get("recovery") or []) if record else []
+        match = next((d for d in stored if hmac.compare_digest(d, digest)), None)
+        if record is None or match is None:
+            return False
+        stored.remove(match)
+        record["recovery"] = stored  # type: ignore[assignment]
+        save(accounts, held)
+        return True
+
+
+def _recovery_code() -> str:
+    """"k3f9-q2mz-xw7a-...": 120 random bits in base32 (lower case), six groups of four. At
+    112 bits or more ASVS 5.0 6.5.2 allows a plain hash (SHA-256) for a lookup secret; a short
+    code would need a salted password hash."""
+    raw = base64.b32encode(secrets.token_bytes(15)).decode().lower()
+    return "-".join(raw[i:i + 4] for i in range(0, 24, 4))
 
 
 def add_token(name: str, path: Path | None = None) -> str:

@@ -60,6 +60,9 @@ LOGIN_COOKIE: Final = "cityops_login"
 CSRF_HEADER: Final = "X-CSRF-Token"
 #: Open sessions per account; a sign-in past it ends that account's oldest session.
 MAX_SESSIONS_PER_ACCOUNT: Final = 5
+ACTIVE: Final = "ACTIVE"
+#: How long a password-checked session may wait for its second factor.
+PENDING_S: Final = 300.0
 #: A session's last request is written to the topic at most this often: the idle timeout is
 #: exact to within this much, and a busy board does not write per request.
 TOUCH_EVERY_S: Final = 60.0
@@ -108,19 +111,29 @@ class Session:
     last_seen_at: float
     address: str
     csrf: str = ""
+    #: ACTIVE, or SECOND_FACTOR / ENROL while the second factor is still to come.
+    stage: str = ACTIVE
+    #: The TOTP time step the session was signed in with.
+    step: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.stage == ACTIVE
 
     def record(self) -> dict[str, Any]:
         """The BoardSession record of the topic."""
         return {"session_digest": self.digest, "account": self.principal.name,
                 "role": self.principal.role, "created_at": _time(self.created_at),
-                "last_seen_at": _time(self.last_seen_at), "address": self.address}
+                "last_seen_at": _time(self.last_seen_at), "address": self.address,
+                "stage": self.stage, "second_factor_step": self.step}
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Session:
         return cls(str(record["session_digest"]),
                    Principal(str(record["account"]), str(record["role"])),
                    record["created_at"].timestamp(), record["last_seen_at"].timestamp(),
-                   str(record["address"]))
+                   str(record["address"]), stage=str(record.get("stage") or ACTIVE),
+                   step=record.get("second_factor_step"))
 
 
 def _time(seconds: float) -> datetime:
@@ -131,7 +144,10 @@ def _time(seconds: float) -> datetime:
 def why_ended(session: Session, now: float, absolute_s: float, idle_s: float,
               role: str | None) -> str | None:
     """Why a session no longer holds (None: it does): its absolute lifetime or idle timeout
-    passed, or its account (`role`: the account's role now, None when removed) changed."""
+    passed, or its account (`role`: the account's role now, None when removed) changed; a
+    session waiting for its second factor lasts `PENDING_S`."""
+    if not session.active and now >= session.created_at + PENDING_S:
+        return "second factor not given in time"
     if now >= session.created_at + absolute_s:
         return "expired"
     if now >= session.last_seen_at + idle_s:
@@ -153,6 +169,17 @@ class SessionBook:
         self.idle_s = idle_s
         self.per_account = per_account
         self.sessions: dict[str, Session] = {}
+        #: The latest TOTP step each account signed in with, on any worker (kept after its
+        #: session ends: a code is refused again for its whole validity).
+        self.last_steps: dict[str, int] = {}
+
+    def _saw_step(self, session: Session) -> None:
+        if session.step is not None and session.step > self.last_steps.get(
+                session.principal.name, -1):
+            self.last_steps[session.principal.name] = session.step
+
+    def last_step(self, name: str) -> int | None:
+        return self.last_steps.get(name)
 
     def apply(self, digest: str, record: Mapping[str, Any] | None) -> None:
         """A record read from the topic (None: a tombstone)."""
@@ -160,20 +187,23 @@ class SessionBook:
             self.sessions.pop(digest, None)
             return
         session = Session.from_record(record)
+        self._saw_step(session)
         known = self.sessions.get(digest)
         if known is not None and known.last_seen_at > session.last_seen_at:
             session.last_seen_at = known.last_seen_at
         self.sessions[digest] = session
 
-    def open(self, principal: Principal, now: float,
-             address: str) -> tuple[str, Session, list[str]]:
-        """A new session (a new random id at every sign-in), and the digests of the account's
-        oldest sessions it pushes past `per_account` (to be ended)."""
+    def open(self, principal: Principal, now: float, address: str, stage: str = ACTIVE,
+             step: int | None = None) -> tuple[str, Session, list[str]]:
+        """A new session (a new random id at every sign-in, and again once the second factor
+        is given), and the digests of the account's oldest sessions of the same kind (signed
+        in, or waiting for a second factor) it pushes past `per_account` (to be ended)."""
         session_id = secrets.token_urlsafe(32)
         session = Session(session_digest(session_id), principal, now, now, address,
-                          csrf_token(session_id))
-        mine = sorted((s for s in self.sessions.values() if s.principal.name == principal.name),
-                      key=lambda s: s.created_at)
+                          csrf_token(session_id), stage, step)
+        self._saw_step(session)
+        mine = sorted((s for s in self.sessions.values() if s.principal.name == principal.name
+                       and s.active == session.active), key=lambda s: s.created_at)
         ended = [s.digest for s in mine[:max(0, len(mine) + 1 - self.per_account)]]
         for digest in ended:
             del self.sessions[digest]
@@ -358,6 +388,9 @@ Publish = Callable[[str, "dict[str, Any] | None"], Awaitable[None]]
 #: Longest a request with an unknown session cookie waits for this worker's copy of the
 #: sessions topic to catch up (a sign-in on another worker a moment ago).
 CATCH_UP_S: Final = 2.0
+#: Longest a request with a session cookie waits for a starting worker to have read the
+#: sessions topic.
+LOAD_WAIT_S: Final = 15.0
 #: Ended sessions remembered, so a last-minute write for one (a touch racing the tombstone)
 #: is answered with the tombstone again instead of bringing it back.
 MAX_ENDED: Final = 10_000
@@ -382,8 +415,10 @@ class BoardSecurity:
         #: Writes a session record (None: a tombstone) to the sessions topic; set by the
         #: operator routes, which own the producer.
         self.publish: Publish | None = None
-        #: Waits until this worker's copy of the sessions topic has caught up.
+        #: Waits until this worker's copy of the sessions topic has caught up; `loaded` is set
+        #: once it was read to the end offsets seen at start (a restarted worker).
         self.catch_up: Callable[[], Awaitable[None]] | None = None
+        self.loaded: asyncio.Event | None = None
         #: Called with the digest of every session that ends (the live streams close).
         self.on_end: list[Callable[[str], None]] = []
         self._ended: OrderedDict[str, None] = OrderedDict()
@@ -394,10 +429,12 @@ class BoardSecurity:
         if self.publish is not None:
             await self.publish(digest, record)
 
-    async def open_session(self, principal: Principal, address: str) -> str:
+    async def open_session(self, principal: Principal, address: str, stage: str = ACTIVE,
+                           step: int | None = None) -> str:
         """Sign-in: a new session id (never one the browser brought), written for every
         worker; the account's oldest session past the per-account cap ends."""
-        session_id, session, pushed_out = self.sessions.open(principal, self.clock(), address)
+        session_id, session, pushed_out = self.sessions.open(principal, self.clock(), address,
+                                                             stage, step)
         await self._write(session.digest, session.record())
         for digest in pushed_out:
             await self.end_session(digest, "more than "
@@ -459,17 +496,22 @@ class BoardSecurity:
                 ended += await self.end_session(session.digest, why)
         return ended
 
-    async def session(self, request: web.Request) -> Session | None:
-        """The request's session, if it still holds; one that does not is ended here."""
+    async def session(self, request: web.Request, stage: str = ACTIVE) -> Session | None:
+        """The request's session, if it still holds: a signed-in one (`stage` ACTIVE), or one
+        waiting for its second factor (any other `stage`), which grants nothing else; one that
+        does not hold is ended here."""
         session_id = request.cookies.get(self.cookie_name)
         if not session_id:
             return None
+        if self.loaded is not None and not self.loaded.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.loaded.wait(), LOAD_WAIT_S)
         session = self.sessions.find(session_id)
         if session is None and self.catch_up is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.catch_up(), CATCH_UP_S)
             session = self.sessions.find(session_id)
-        if session is None:
+        if session is None or session.active != (stage == ACTIVE):
             return None
         now = self.clock()
         record = self.accounts.current().operators.get(session.principal.name)

@@ -134,8 +134,8 @@ class WorkerMetrics:
         self.sign_ins = Counter(
             "cityops_board_sign_ins_total",
             "Attempts to sign in to the board, by outcome (succeeded, wrong_password, "
-            "throttled: refused unchecked).", ["outcome"], registry=r)
-        for outcome in ("succeeded", "wrong_password", "throttled"):
+            "throttled: refused unchecked, second_factor_wrong).", ["outcome"], registry=r)
+        for outcome in ("succeeded", "wrong_password", "throttled", "second_factor_wrong"):
             self.sign_ins.labels(outcome)
         self.reference_records = Gauge(
             "cityops_reference_records", "Reference records loaded in this worker, by kind.",

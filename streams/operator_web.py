@@ -45,9 +45,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import parse_qs
 
+import pyotp
+import segno
 from aiohttp import web
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
+from core import accounts
 from core.accounts import MAX_PASSWORD_LENGTH, Principal
 from processors.operations import (
     ACTIONS,
@@ -64,6 +67,7 @@ from processors.thresholds import AGENCIES
 from schemas.codec import CodecError, decode, encode
 from streams.auth import (
     LOGIN_COOKIE,
+    Attempt,
     BoardSecurity,
     client_address,
     same_token,
@@ -79,6 +83,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOGIN_PATH: Final = "/board/login"
+SECOND_FACTOR_PATH: Final = "/board/login/second-factor"
+#: The issuer an authenticator app shows next to the account.
+TOTP_ISSUER: Final = "Cilegon Command Center"
 #: Entries listed by /api/audit (the topic keeps all of them).
 AUDIT_LIMIT: Final = 200
 #: Largest request body read from a sign-in form or an action, in bytes.
@@ -196,6 +203,68 @@ def case_now(case: Mapping[str, Any]) -> str:
                          case["closed_by"], (last["kind"], last["actor"]) if last else None)
 
 
+def _page(title: str, body: str) -> str:
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>Cilegon Command Center · {html.escape(title)}</title>
+  <link rel="icon" href="data:,">
+  <link rel="stylesheet" href="../static/board.css">
+  <link rel="stylesheet" href="../static/operators.css">
+</head>
+<body class="login-page">
+{body}
+</body>
+</html>
+"""
+
+
+def second_factor_page(name: str, csrf: str, message: str = "",
+                       enrol_uri: str | None = None, secret: str | None = None) -> str:
+    """The second step of sign-in: a TOTP code (or a recovery code), or, for an account
+    without one yet, the QR code to enrol an authenticator app and the first code."""
+    notice = f'<p class="login-error" role="alert">{html.escape(message)}</p>' if message else ""
+    if enrol_uri is not None and secret is not None:
+        qr = segno.make(enrol_uri, error="m").svg_data_uri(scale=5, border=4, dark="black",
+                                                            light="white")
+        intro = f"""<p>Two-step sign-in is required for {html.escape(name)}. Scan this code with an
+      authenticator app (Aegis, FreeOTP, Google Authenticator, ...), then type the 6 digits it
+      shows.</p>
+    <img id="totp-qr" class="totp-qr" alt="QR code of the authenticator secret" src="{qr}"
+      width="220" height="220">
+    <p class="note">Cannot scan? Enter this key:
+      <code id="totp-secret">{html.escape(secret)}</code></p>"""
+        hint = ""
+    else:
+        intro = (f"<p>Signed in as {html.escape(name)}: type the 6-digit code of your "
+                 "authenticator app.</p>")
+        hint = '<p class="note">Lost your phone? Type one of your recovery codes instead.</p>'
+    return _page("Two-step sign-in", f"""  <form class="login" method="post" action="second-factor">
+    <h1>Kota Cilegon · Command Center</h1>
+    {notice}
+    {intro}
+    <label>Code <input name="code" autocomplete="one-time-code" inputmode="numeric" required
+      autofocus></label>
+    <input type="hidden" name="token" value="{html.escape(csrf)}">
+    <button type="submit">Continue</button>
+    {hint}
+  </form>""")
+
+
+def recovery_codes_page(codes: list[str]) -> str:
+    """Shown once, right after enrolment: the recovery codes are stored only as digests."""
+    items = "".join(f"<li><code>{html.escape(code)}</code></li>" for code in codes)
+    return _page("Recovery codes", f"""  <div class="login">
+    <h1>Kota Cilegon · Command Center</h1>
+    <p>Two-step sign-in is set up. Keep these recovery codes somewhere safe: each signs you in
+      once without your phone, and they are not shown again.</p>
+    <ol id="recovery-codes">{items}</ol>
+    <p><a id="continue" href="../">Continue to the board</a></p>
+  </div>""")
+
+
 def login_page(token: str, message: str = "") -> str:
     """The sign-in page; `message` is shown as text (escaped)."""
     notice = f'<p class="login-error" role="alert">{html.escape(message)}</p>' if message else ""
@@ -242,6 +311,7 @@ class OperatorWeb:
         security.publish = self._publish_session
         self._writes: set[asyncio.Future[None]] = set()
         security.catch_up = self.sessions_view.caught_up
+        security.loaded = self.sessions_view.ready
         security.on_end.append(board.feed.close_owner)
 
     # -- sign-in --------------------------------------------------------------------------
@@ -290,14 +360,101 @@ class OperatorWeb:
             log.warning("board sign-in refused for %s from %s",
                         repr(name) if known else "an unknown name", address)
             return self._login_response("Wrong name or password.", status=401)
+        book = security.accounts.current()
+        settings = self.context.settings
+        if settings.second_factor and book.needs_second_factor(
+                principal.name, settings.viewer_second_factor):
+            # the password was right: the attempt stays charged until the second factor is
+            # given, and the session grants nothing until then (issue 24)
+            stage = "SECOND_FACTOR" if book.totp_secret(principal.name) else "ENROL"
+            pending_id = await security.open_session(principal, address, stage=stage)
+            response = web.HTTPSeeOther(SECOND_FACTOR_PATH)
+            security.set_session_cookie(response, pending_id)
+            response.del_cookie(LOGIN_COOKIE, path=LOGIN_PATH)
+            raise response
         security.throttle.succeeded(attempt)
+        return await self._signed_in(principal, address)
+
+    async def _signed_in(self, principal: Principal, address: str, step: int | None = None,
+                         landing: web.Response | None = None) -> web.StreamResponse:
+        """Open the signed-in session (a new id) and send the browser to the board."""
         await self._sign_in_event("SUCCEEDED", principal.name, address)
-        session_id = await security.open_session(principal, address)
+        session_id = await self.security.open_session(principal, address, step=step)
         log.info("board sign-in: %s (%s)", principal.name, principal.role)
+        if landing is not None:
+            self.security.set_session_cookie(landing, session_id)
+            return landing
         response = web.HTTPSeeOther("/board/")
-        security.set_session_cookie(response, session_id)
+        self.security.set_session_cookie(response, session_id)
         response.del_cookie(LOGIN_COOKIE, path=LOGIN_PATH)
         raise response
+
+    # -- the second factor (issue 24) -----------------------------------------------------
+
+    def _second_factor_response(self, session: Any, message: str = "",
+                                status: int = 200) -> web.Response:
+        name = session.principal.name
+        uri = secret = None
+        if session.stage == "ENROL":
+            secret = accounts.begin_enrolment(name, self.security.accounts.path)
+            uri = pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name=TOTP_ISSUER)
+        return web.Response(text=second_factor_page(name, session.csrf, message, uri, secret),
+                            status=status, content_type="text/html",
+                            headers={"Cache-Control": "no-store"})
+
+    async def second_factor_form(self, request: web.Request) -> web.StreamResponse:
+        session = await self.security.session(request, stage="SECOND_FACTOR")
+        if session is None:
+            raise web.HTTPSeeOther(LOGIN_PATH)
+        return self._second_factor_response(session)
+
+    async def second_factor(self, request: web.Request) -> web.StreamResponse:
+        """Check the TOTP code (or a recovery code, or the first code of an enrolment); a
+        wrong, late or replayed code counts in the throttle like a wrong password."""
+        security = self.security
+        session = await security.session(request, stage="SECOND_FACTOR")
+        if session is None:
+            raise web.HTTPSeeOther(LOGIN_PATH)
+        body = await request.content.read(MAX_BODY + 1)
+        form = {key: values[0] for key, values in parse_qs(body[:MAX_BODY].decode(
+            "utf-8", "replace"), keep_blank_values=True).items()}
+        if not same_token(form.get("token"), session.csrf):
+            return self._second_factor_response(session, "The form expired; please try again.",
+                                                403)
+        name, address = session.principal.name, self.client_address(request)
+        code = form.get("code", "").strip()[:32]
+        keys = throttle_keys(name, address)
+        if security.throttle.begin(keys, security.clock()) is None:
+            await self._sign_in_event("THROTTLED", name, address)
+            return self._second_factor_response(
+                session, "Too many failed sign-ins for this name from here; wait a little and "
+                "try again.", 429)
+        path = security.accounts.path
+        step: int | None = None
+        landing: web.Response | None = None
+        now = security.clock()
+        if session.stage == "ENROL":
+            confirmed = await asyncio.to_thread(accounts.confirm_enrolment, name, code, now,
+                                                path)
+            if confirmed is not None:
+                step, codes = confirmed
+                landing = web.Response(text=recovery_codes_page(codes), content_type="text/html",
+                                       headers={"Cache-Control": "no-store"})
+            ok = confirmed is not None
+        else:
+            secret = security.accounts.current().totp_secret(name)
+            step = accounts.totp_step(secret, code, now, security.sessions.last_step(name)) \
+                if secret else None
+            ok = step is not None or (not code.isdigit() and await asyncio.to_thread(
+                accounts.use_recovery_code, name, code, path))
+        if not ok:
+            await self._sign_in_event("SECOND_FACTOR_WRONG", name, address)
+            return self._second_factor_response(
+                session, "Wrong code, or a code already used; wait for the next one.", 401)
+        for _ in range(2):  # this attempt and the password's: the pair clears
+            security.throttle.succeeded(Attempt(keys))
+        await security.end_session(session.digest, "second factor given")
+        return await self._signed_in(session.principal, address, step, landing)
 
     def client_address(self, request: web.Request) -> str:
         """The client address, the one a trusted reverse proxy saw (`CITYOPS_TRUSTED_PROXIES`)."""
@@ -373,8 +530,12 @@ class OperatorWeb:
         return web.json_response({"account": name, "sessions_ended": ended})
 
     async def _publish_session(self, digest: str, record: dict[str, Any] | None) -> None:
+        """Write a session record and wait for the broker's acknowledgement: the answer that
+        follows (the redirect after sign-in) may reach another worker, which must find it."""
         value = None if record is None else encode(catalog.SESSIONS.value_schema, record)
-        await self.context.raw_topic(catalog.SESSIONS).send(key=digest.encode(), value=value)
+        sent = await self.context.raw_topic(catalog.SESSIONS).send(key=digest.encode(),
+                                                                   value=value)
+        await sent
 
     def _session_read(self, digest: str, record: dict[str, Any] | None) -> None:
         # the view's change hook is synchronous; a tombstone it asks for goes on the loop
@@ -575,6 +736,8 @@ class OperatorWeb:
         router = web_app.router
         router.add_get(LOGIN_PATH, self.login_form)
         router.add_post(LOGIN_PATH, self.login)
+        router.add_get(SECOND_FACTOR_PATH, self.second_factor_form)
+        router.add_post(SECOND_FACTOR_PATH, self.second_factor)
         router.add_post("/board/logout", self.logout)
         router.add_post("/board/logout-everywhere", self.logout_everywhere)
         router.add_get("/api/sessions", self.list_sessions)
@@ -591,6 +754,10 @@ def register_operators(board: Board) -> OperatorWeb:
     """Sign-in, roles, actions and the audit trail on the board's web server; call before the
     web server starts (its middleware list freezes then)."""
     settings = board.context.settings
+    if not settings.second_factor and settings.secure_cookies:
+        raise ValueError("CITYOPS_BOARD_SECOND_FACTOR=off is for a developer's machine and the "
+                         "tests: a board served over HTTPS (CITYOPS_BOARD_SECURE_COOKIES=1) "
+                         "requires the second factor")
     security = BoardSecurity(
         web_host=settings.web_host, extra_hosts=settings.web_allowed_hosts,
         accounts_path=settings.operators_file, session_ttl_s=settings.session_ttl_s,

@@ -58,6 +58,12 @@ class WorkerSettings:
     #: Mark session cookies Secure (`CITYOPS_BOARD_SECURE_COOKIES=1`): set it when the board is
     #: served over HTTPS by a reverse proxy; the worker itself speaks plain HTTP on loopback.
     secure_cookies: bool = False
+    #: Whether operators and supervisors must give a TOTP code after their password
+    #: (`CITYOPS_BOARD_SECOND_FACTOR`: `required`, the default, or `off` for a developer's
+    #: own machine and the tests; the worker refuses `off` with secure cookies, i.e. any
+    #: board served over HTTPS) and viewers too (`CITYOPS_BOARD_VIEWER_2FA=1`).
+    second_factor: bool = True
+    viewer_second_factor: bool = False
     #: How long an action request waits for the ward agent's receipt before it answers
     #: "pending" (`CITYOPS_ACTION_WAIT_S`, default 10 s); the page then asks for the receipt.
     action_wait_s: float = 10.0
@@ -118,6 +124,10 @@ class WorkerSettings:
                                           cls.session_idle_s))),
             secure_cookies=str(pick("secure_cookies", "CITYOPS_BOARD_SECURE_COOKIES", "0"))
             in ("1", "true", "yes"),
+            second_factor=str(pick("second_factor", "CITYOPS_BOARD_SECOND_FACTOR", "required"))
+            != "off",
+            viewer_second_factor=str(pick("viewer_second_factor", "CITYOPS_BOARD_VIEWER_2FA",
+                                          "0")) in ("1", "true", "yes"),
             action_wait_s=float(str(pick("action_wait_s", "CITYOPS_ACTION_WAIT_S",
                                          cls.action_wait_s))),
             trusted_proxies=tuple(

@@ -129,9 +129,10 @@ def test_a_session_a_supervisor_ends_on_a_is_refused_by_b_within_a_second(
     assert (response.status, response.readline()) == (200, b"retry: 2000\n")
     assert sari.json("POST", f"/api/sessions/{digest}/end") == (200, {"ended": digest})
     ended = time.monotonic()
-    wait_until(lambda: oscar.json("GET", "/api/me")[0] == 401, timeout_s=1.0,
-               what="worker B refuses the ended session")
+    while oscar.json("GET", "/api/me")[0] != 401 and time.monotonic() - ended < 5.0:
+        time.sleep(0.05)
     refused_after = time.monotonic() - ended
+    print(f"worker B refused the ended session after {refused_after:.3f} s")
     assert refused_after < 1.0
     assert (on(oscar, a).json("GET", "/api/me")[0], note(oscar, "x")[0]) == (401, 401)
     assert b"".join(iter(lambda: response.read(65536), b"")) != b""  # then closed

@@ -12,6 +12,7 @@ supervisor's audit trail lists every action.
 from __future__ import annotations
 
 import json
+import math
 import stat
 import threading
 import time
@@ -427,9 +428,17 @@ def test_120_wrong_passwords_at_once_are_counted_before_the_hash_and_the_owner_g
     def guess(pair: tuple[BoardSession, str]) -> tuple[int, dict[str, str], bytes]:
         start.wait()
         return sign_in_from(pair[0], "oscar", f"wrong-{pair[1][:6]}", attacker, pair[1])
+    began = time.monotonic()
     with ThreadPoolExecutor(120) as pool:
         answers = list(pool.map(guess, zip(sessions, tokens, strict=True)))
-    assert sorted(status for status, _, _ in answers) == [401] * 5 + [429] * 115
+    burst_s = time.monotonic() - began
+    checked = sum(1 for status, _, _ in answers if status == 401)
+    # 5 free, then a wait of 1 s, 2 s, 4 s, ...: a burst that outlasted the first wait (a
+    # loaded machine) lets one more through per doubling it outlasted, never all of them
+    allowed = 5 + int(math.log2(1 + burst_s))
+    print(f"120 attempts in {burst_s:.2f} s: {checked} checked")
+    assert (sorted({status for status, _, _ in answers}), 5 <= checked <= allowed) == (
+        [401, 429], True)
     throttled = next(answer for answer in answers if answer[0] == 429)
     assert ("Retry-After" in throttled[1],
             b"Too many failed sign-ins for this name from here; wait a little and try again."
@@ -441,7 +450,7 @@ def test_120_wrong_passwords_at_once_are_counted_before_the_hash_and_the_owner_g
     assert (status, owner.json("GET", "/api/me")[1]["name"]) == (200, "oscar")
     assert (worker.metric("cityops_board_sign_ins_total", outcome="throttled"),
             worker.metric("cityops_board_sign_ins_total", outcome="wrong_password")) == (
-        115.0, 5.0)
+        float(120 - checked), float(checked))
     sari = signed_in(worker, access, "sari")
 
     def trail() -> list[tuple[str, str | None, str]]:
@@ -451,8 +460,8 @@ def test_120_wrong_passwords_at_once_are_counted_before_the_hash_and_the_owner_g
     wait_until(lambda: len(trail()) == 121)
     assert sorted(Counter(trail()).items()) == [
         (("SUCCEEDED", "oscar", "198.51.100.20"), 1),
-        (("THROTTLED", "oscar", attacker), 115),
-        (("WRONG_PASSWORD", "oscar", attacker), 5)]
+        (("THROTTLED", "oscar", attacker), 120 - checked),
+        (("WRONG_PASSWORD", "oscar", attacker), checked)]
     assert oscar_may_not_see_the_trail(worker, access) == 403
 
 

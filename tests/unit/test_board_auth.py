@@ -4,8 +4,10 @@ exact instants: sessions expire, wrong passwords slow sign-in down, host names a
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+import pyotp
 import pytest
 from aiohttp import web
 
@@ -219,3 +221,59 @@ def test_cityops_operators_add_asks_twice_and_stores_only_a_hash(
                                 "cityops operators add: NAME is required"]
     assert "correct horse battery" not in path.read_text(encoding="utf-8")
     assert accounts.load(path).verify_password("rina", "correct horse battery") is not None
+
+
+def test_a_totp_code_counts_once_within_one_step_either_side() -> None:
+    secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    totp = pyotp.TOTP(secret)
+    now = 1_765_000_000.0  # step 58_833_333
+    assert [accounts.totp_step(secret, totp.at(int(now + dt)), now, None) for dt in (
+        -60, -30, 0, 30, 60)] == [None, 58_833_332, 58_833_333, 58_833_334, None]
+    # a code used at step 58_833_333 is refused again, and so is any earlier one
+    assert (accounts.totp_step(secret, totp.at(int(now)), now, 58_833_333),
+            accounts.totp_step(secret, totp.at(int(now - 30)), now, 58_833_333),
+            accounts.totp_step(secret, totp.at(int(now + 30)), now, 58_833_333)) == (
+        None, None, 58_833_334)
+    assert [accounts.totp_step(secret, code, now, None) for code in (
+        "", "12345", "abcdef", "1234567")] == [None] * 4
+
+
+def test_enrolment_recovery_codes_and_an_old_accounts_file(tmp_path: Path) -> None:
+    path = tmp_path / "operators.json"
+    path.write_text(json.dumps({"version": 1, "operators": {"rina": {  # written before issue 24
+        "role": "OPERATOR", "password": accounts._HASHER.hash("correct horse battery")}},
+        "tokens": {}}), encoding="utf-8")
+    loaded = accounts.load(path)
+    assert (loaded.needs_second_factor("rina"), loaded.totp_secret("rina"),
+            loaded.needs_second_factor("nobody")) == (True, None, False)
+    secret = accounts.begin_enrolment("rina", path)
+    assert accounts.begin_enrolment("rina", path) == secret  # the same until confirmed
+    now = 1_765_000_000.0
+    assert accounts.confirm_enrolment("rina", "000000" if pyotp.TOTP(secret).at(int(now))
+                                      != "000000" else "111111", now, path) is None
+    confirmed = accounts.confirm_enrolment("rina", pyotp.TOTP(secret).at(int(now)), now, path)
+    assert confirmed is not None
+    step, codes = confirmed
+    text = path.read_text(encoding="utf-8")
+    assert (step, len(codes), len(set(codes)), any(code in text for code in codes),
+            accounts.load(path).totp_secret("rina")) == (58_833_333, 10, 10, False, secret)
+    assert [accounts.use_recovery_code("rina", code, path) for code in (
+        codes[3], codes[3].upper(), "nope-nope")] == [True, False, False]
+    # a role change keeps the second factor; viewers need one only when asked
+    accounts.add_operator("rina", "viewer", "correct horse battery", path)
+    again = accounts.load(path)
+    assert (again.totp_secret("rina"), len(again.operators["rina"]["recovery"]),
+            again.needs_second_factor("rina"), again.needs_second_factor("rina", True)) == (
+        secret, 9, False, True)
+
+
+def test_the_demo_prints_a_sign_in_that_works(tmp_path: Path) -> None:
+    from cityops.demo import DEMO_OPERATOR, demo_accounts
+
+    path, password, secret = demo_accounts(tmp_path)
+    loaded = accounts.load(path)
+    assert loaded.verify_password(DEMO_OPERATOR, password) == Principal(
+        DEMO_OPERATOR, "SUPERVISOR")
+    assert loaded.totp_secret(DEMO_OPERATOR) == secret
+    now = time.time()
+    assert accounts.totp_step(secret, pyotp.TOTP(secret).at(int(now)), now, None) == int(now // 30)

@@ -295,6 +295,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "session_digest": "9f" * 32, "account": "rina", "role": "OPERATOR",
         "created_at": datetime(2025, 3, 14, 8, 0, tzinfo=UTC),
         "last_seen_at": datetime(2025, 3, 14, 8, 17, tzinfo=UTC), "address": "203.0.113.7",
+        "stage": "ACTIVE", "second_factor_step": 58_026_240,
     },
     "org.cityops.SignInEvent": {
         "at": datetime(2025, 3, 14, 8, 17, 1, tzinfo=UTC), "outcome": "THROTTLED",
