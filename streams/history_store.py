@@ -140,8 +140,13 @@ class HistoryStore:
     # -- schema ------------------------------------------------------------------------------
 
     def create_tables(self) -> None:
-        """Idempotent: every table and index, created when missing."""
+        """Idempotent: every table and index, created when missing. On PostgreSQL two sinks
+        starting at once would race in `CREATE TABLE IF NOT EXISTS` (its catalog check is not
+        atomic), so the creation holds a transaction-level advisory lock; SQLite serialises
+        writers by itself."""
         with self.transaction() as cursor:
+            if self.dialect == "postgresql":
+                cursor.execute("SELECT pg_advisory_xact_lock(2172021)")
             for table in TABLES:
                 columns = ", ".join(f"{name} {kind}" for name, kind in table.columns)
                 cursor.execute(f"CREATE TABLE IF NOT EXISTS {table.name} ({columns}, "
@@ -178,13 +183,12 @@ class HistoryStore:
         would collide with an old one's key and be skipped. A store filled from another
         cluster is refused with what to do."""
         with self.transaction() as cursor:
+            cursor.execute(self._sql("INSERT INTO sink_meta (name, value) VALUES (?, ?) "
+                                     "ON CONFLICT (name) DO NOTHING"), ("cluster_id", cluster_id))
             cursor.execute(self._sql("SELECT value FROM sink_meta WHERE name = ?"),
                            ("cluster_id",))
             found = cursor.fetchone()
-            if found is None:
-                cursor.execute(self._sql("INSERT INTO sink_meta (name, value) VALUES (?, ?)"),
-                               ("cluster_id", cluster_id))
-            elif found[0] != cluster_id:
+            if found[0] != cluster_id:
                 raise HistoryError(
                     f"{self.describe()} was filled from Kafka cluster {found[0]}, not "
                     f"{cluster_id} (a reset broker starts its offsets again): point "

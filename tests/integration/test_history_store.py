@@ -228,3 +228,15 @@ def test_fold_cases_takes_first_stage_times_and_counts_an_assignment_as_dispatch
         "on_scene_at_ms": 9_000, "resolved_at_ms": 20_000, "status": "RESOLVED",
         "assigned_agency": "BPBD", "assigned_at_ms": 4_000, "escalated_at_ms": None,
         "closed_by": None, "closed_at_ms": None, "outcome": "RESOLVED"}
+
+
+def test_a_store_is_bound_to_the_kafka_cluster_it_was_filled_from(history_url: str) -> None:
+    """Rows are keyed by offsets, which start again on another cluster: refused, with why."""
+    store = HistoryStore(history_url)
+    store.create_tables()
+    store.create_tables()  # idempotent
+    store.bind_cluster("cluster-a")
+    store.bind_cluster("cluster-a")
+    with pytest.raises(HistoryError, match="was filled from Kafka cluster cluster-a, not "
+                       "cluster-b"):
+        store.bind_cluster("cluster-b")
