@@ -6,6 +6,7 @@
     .venv/bin/python -m bench run --smoke            # seconds, 3,000 events, checks the state
     .venv/bin/python -m bench codec                  # per-record decode cost, in-process, no broker
     .venv/bin/python -m bench chaos [--cluster] ...  # chaos runs (bench/chaos.py --help)
+    .venv/bin/python -m bench gateway [--rate 1000]  # HTTP gateway vs direct Kafka path
     .venv/bin/python -m bench capacity --villages N --events-per-village-per-s R
                                                      # the capacity model (bench/capacity.py)
     .venv/bin/python -m bench history [--hours H]    # the history sink's rows/s and CPU per
@@ -40,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("capacity", help="the capacity model (python -m bench capacity --help)")
     sub.add_parser("history", help="the history sink's rows/s and CPU per situation "
                    "(python -m bench history --help)")
+    sub.add_parser("gateway", help="HTTP gateway vs direct Kafka at one offered rate "
+                   "(python -m bench gateway --help)")
     run = sub.add_parser("run", help="run the benchmarks")
     run.add_argument("--bootstrap", default=os.environ.get("CITYOPS_BOOTSTRAP",
                                                            "127.0.0.1:9092"))
@@ -102,6 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench import chaos
 
         return chaos.main(argv[1:])
+    if argv[:1] == ["gateway"]:  # its own options: bench/gateway_bench.py
+        from bench import gateway_bench
+
+        return gateway_bench.main(argv[1:])
     if argv[:1] == ["capacity"]:  # its own options: bench/capacity.py
         from bench import capacity
 

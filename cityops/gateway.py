@@ -673,7 +673,7 @@ class Gateway:
             # while the broker is away): inside the timeout too
             futures = await loop.run_in_executor(
                 self._executor, self._send_all, records, headers)
-            return await asyncio.gather(*(self._wrap(loop, f) for f in futures))
+            return await asyncio.gather(*(as_asyncio(loop, f) for f in futures))
 
         try:
             metadata = await asyncio.wait_for(send_and_ack(), timeout)
@@ -694,7 +694,7 @@ class Gateway:
             future = await loop.run_in_executor(
                 self._executor, self.producer.send_raw, self.topics.name(GATEWAY_RECEIPTS),
                 cache_key.encode(), value)
-            await self._wrap(loop, future)
+            await as_asyncio(loop, future)
 
         try:
             await asyncio.wait_for(write_receipt(), timeout)
@@ -711,33 +711,33 @@ class Gateway:
                   headers: Sequence[tuple[str, bytes]]) -> list[Any]:
         return [self.producer.send(schema, record, headers) for schema, record in records]
 
-    @staticmethod
-    def _wrap(loop: asyncio.AbstractEventLoop, future: Any) -> asyncio.Future[Any]:
-        """A kafka-python future as an asyncio one (callbacks run on the sender thread)."""
-        result: asyncio.Future[Any] = loop.create_future()
-
-        def settle(value: Any, error: BaseException | None) -> None:
-            if result.done():  # the request timed out and went away meanwhile
-                return
-            if error is None:
-                result.set_result(value)
-            else:
-                result.set_exception(error)
-
-        def ok(value: Any) -> None:
-            loop.call_soon_threadsafe(settle, value, None)
-
-        def failed(error: BaseException) -> None:
-            loop.call_soon_threadsafe(settle, None, error)
-
-        future.add_callback(ok)
-        future.add_errback(failed)
-        return result
-
     def close(self) -> None:
         self._executor.shutdown(wait=True)
         with contextlib.suppress(*broker_errors()):
             self.producer.close()
+
+
+def as_asyncio(loop: asyncio.AbstractEventLoop, future: Any) -> asyncio.Future[Any]:
+    """A kafka-python future as an asyncio one (its callbacks run on the sender thread)."""
+    result: asyncio.Future[Any] = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if result.done():  # the request timed out and went away meanwhile
+            return
+        if error is None:
+            result.set_result(value)
+        else:
+            result.set_exception(error)
+
+    def ok(value: Any) -> None:
+        loop.call_soon_threadsafe(settle, value, None)
+
+    def failed(error: BaseException) -> None:
+        loop.call_soon_threadsafe(settle, None, error)
+
+    future.add_callback(ok)
+    future.add_errback(failed)
+    return result
 
 
 def serve(settings: GatewaySettings) -> int:

@@ -48,6 +48,9 @@ WORKER = "cityops-worker"
 COMMAND_CENTER = "command-center"
 #: Publishes the compacted reference topics (wards, asset registry).
 REFERENCE_PUBLISHER = "cityops-reference"
+#: The partners' HTTP gateway (docs/gateway.md): writes each partner topic for the partner whose
+#: token it checked, and reads and writes its receipts.
+GATEWAY = "cityops-gateway"
 
 #: Incident partner principal -> the `source_system` it is. Its topic is the one the event-type
 #: catalog binds to that source, so the topic a record was read from is who wrote it (issue 12).
@@ -69,7 +72,7 @@ PARTNER_TOPICS: dict[str, catalog.TopicSpec] = {
 }
 
 PRINCIPALS: tuple[str, ...] = (
-    ADMIN, *PARTNER_TOPICS, WORKER, COMMAND_CENTER, REFERENCE_PUBLISHER,
+    ADMIN, *PARTNER_TOPICS, WORKER, COMMAND_CENTER, REFERENCE_PUBLISHER, GATEWAY,
 )
 
 #: Consumer groups of command-center applications start with this (a prefixed ACL).
@@ -236,6 +239,8 @@ def acl_plan(app_id: str, command_center_group_prefix: str = COMMAND_CENTER_GROU
                   catalog.Role.OUTPUT}
     written_roles = {catalog.Role.ENRICHED, catalog.Role.OUTPUT, catalog.Role.DEAD_LETTER}
     for spec in catalog.CATALOG:
+        if spec is catalog.GATEWAY_RECEIPTS:  # the gateway's alone
+            continue
         operations = tuple(op for op, wanted in (("READ", spec.role in read_roles),
                                                  ("WRITE", spec.role in written_roles))
                            if wanted)
@@ -250,6 +255,13 @@ def acl_plan(app_id: str, command_center_group_prefix: str = COMMAND_CENTER_GROU
     grants.append(Grant(WORKER, "GROUP", app_id, "LITERAL", ("READ",)))
     # The batch hop's group (partner topics), and its start from the Faust group's offsets.
     grants.append(Grant(WORKER, "GROUP", hop_group(app_id), "LITERAL", ("READ",)))
+
+    # The gateway writes for the partners whose tokens it checked (the token is bound to the
+    # same PARTNER_TOPICS entry), so it needs their Write, never the shared incident topic's;
+    # its receipts consumer has no group.
+    for spec in PARTNER_TOPICS.values():
+        grants.append(_topic(GATEWAY, spec, "WRITE", "DESCRIBE"))
+    grants.append(_topic(GATEWAY, catalog.GATEWAY_RECEIPTS, "READ", "WRITE"))
 
     grants.append(_topic(COMMAND_CENTER, catalog.SITUATIONS, "READ"))
     grants.append(Grant(COMMAND_CENTER, "GROUP", command_center_group_prefix, "PREFIXED",

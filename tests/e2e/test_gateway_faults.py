@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
+from bench.gateway_process import Answer, GatewayProcess, make_token
 from bench.harness import Namespace, PrivateCluster, free_base_port, read_records
 from cityops.assets import generate_asset_registry
 from core.reference_data import load_ward_records
 from core.vocabulary import ASSET_REGISTRY_SEED
 from streams.test_driver import TopologyTestDriver
-from tests.gateway_process import Answer, GatewayProcess, make_token
 from topics.catalog import INCIDENTS_112, INCIDENTS_ENRICHED
 
 pytestmark = pytest.mark.e2e

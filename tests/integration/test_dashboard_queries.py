@@ -39,12 +39,12 @@ from typing import Any
 import pytest
 import yaml
 
+from bench.gateway_process import GatewayProcess, make_token
 from bench.harness import Namespace, Worker, free_port, wait_until
 from cityops.assets import generate_asset_registry
 from core.reference_data import load_ward_records
 from core.vocabulary import ASSET_REGISTRY_SEED
 from tests.conftest import ROOT
-from tests.gateway_process import GatewayProcess, make_token
 from tests.namespace import NamespacePlan
 from topics.catalog import INCIDENTS_112, LIGHTING, WASTE
 from topics.event_types import INPUT_TOPICS

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from bench.gateway_process import GatewayProcess, make_token
 from bench.harness import Namespace, read_records
 from schemas.codec import encode
-from tests.gateway_process import GatewayProcess, make_token
 from tests.namespace import NamespacePlan
 from topics.catalog import GATEWAY_RECEIPTS, INCIDENTS_112, INCIDENTS_CITIZEN, LIGHTING
 

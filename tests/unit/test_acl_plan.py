@@ -85,6 +85,16 @@ def test_the_worker_reads_and_writes_every_catalog_topic_by_its_role() -> None:
     }
 
 
+def test_the_gateway_writes_the_partner_topics_and_its_receipts_only() -> None:
+    gateway = {(g.resource_type, g.resource_name, g.pattern, g.operations)
+               for g in acl_plan("app", topics=DEPLOYED) if g.principal == "cityops-gateway"}
+    assert gateway == {
+        *(("TOPIC", f"t.{spec.name}", "LITERAL", ("WRITE", "DESCRIBE"))
+          for spec in PARTNER_TOPICS.values()),
+        ("TOPIC", "t.city.gateway.receipts.v1", "LITERAL", ("READ", "WRITE")),
+    }
+
+
 def test_the_worker_reads_its_faust_group_and_its_batch_hop_group_only() -> None:
     groups = {(g.resource_name, g.pattern, g.operations) for g in acl_plan("app", topics=DEPLOYED)
               if g.principal == WORKER and g.resource_type == "GROUP"}

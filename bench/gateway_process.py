@@ -1,4 +1,5 @@
-"""A `cityops gateway serve` process of a test (a real process on loopback) and its tokens."""
+"""A `cityops gateway serve` process (a real process on loopback) and its tokens: for the tests and
+the gateway benchmark."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import CITYOPS, ROOT
+from bench.harness import CITYOPS, ROOT
 
 
 def free_port() -> int:
