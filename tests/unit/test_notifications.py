@@ -185,6 +185,7 @@ def test_an_sla_clock_warns_within_the_lead_time_and_names_the_agency() -> None:
     assert (on_scene.key, on_scene.agency) == (f"{CASE}|sla_expiring:on_scene", "BPBD")
     assert on_scene.deliveries == (Delivery("telegram", "-1001"),
                                    Delivery("email", "pusdalops@bpbd.example"))
+    assert on_scene.messages[0].subject == "SLA on-scene overdue: Flood in Kel. Cibeber"
     assert on_scene.messages[0].text.splitlines()[5:7] == [
         "Expected: BPBD on scene by 2026-12-06 22:00 WIB.", "On-scene clock: overdue by 1 min"]
 
