@@ -511,6 +511,8 @@ class Notifier:
                     for record in records:
                         for notification in self._decide(step, partition.topic, actions,
                                                          record.value):
+                            log.info("decided %s (%d deliveries)", notification.key,
+                                     len(notification.deliveries))
                             producer.send(outbox, key=notification.key.encode(),
                                           value=encode("Notification", notification.to_record()),
                                           partition=case_partition(notification.case, partitions))
