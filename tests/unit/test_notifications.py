@@ -252,3 +252,10 @@ def test_places_carry_every_kelurahan_centroid() -> None:
     places = places_from_wards(load_ward_records())
     assert len(places) == 43
     assert places[WARD] == Place("Cibeber", "36.72.01", "Cibeber", -6.03311, 106.06966)
+
+
+def test_the_board_link_follows_the_expected_line_when_configured() -> None:
+    decider = step({**CONFIG, "languages": ["en"], "board_url": "https://board.example/"})
+    (critical,) = decider.on_situation(situation(6))
+    assert critical.messages[0].text.splitlines()[-2:] == [
+        "Board: https://board.example/", f"Ref: {critical.key}"]
