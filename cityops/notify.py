@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import smtplib
+import sys
 import threading
 import time
 import urllib.error
@@ -511,6 +512,8 @@ class Notifier:
                     for record in records:
                         for notification in self._decide(step, partition.topic, actions,
                                                          record.value):
+                            log.info("decided %s (%d deliveries)", notification.key,
+                                     len(notification.deliveries))
                             producer.send(outbox, key=notification.key.encode(),
                                           value=encode("Notification", notification.to_record()),
                                           partition=case_partition(notification.case, partitions))
@@ -695,7 +698,7 @@ def run_notify(bootstrap: str, config_path: str | None, thresholds_path: str | N
         thresholds = (Thresholds.load(thresholds_path) if thresholds_path
                       else Thresholds.load())
     except (NotifyError, ValueError) as error:
-        print(f"cityops notify: {error}", flush=True)
+        print(f"cityops notify: {error}", file=sys.stderr, flush=True)
         return 2
     if metrics_port:
         start_http_server(metrics_port, addr=metrics_host, registry=REGISTRY)

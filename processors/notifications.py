@@ -617,7 +617,8 @@ class NotificationStep:
                 if lang == "id":
                     state = (f"habis dalam {duration(left, lang)}" if left > 0
                              else f"sudah lewat {duration(-left, lang)}")
-                    subject = f"SLA {name} hampir habis: {facts.short(lang)}"
+                    subject = (f"SLA {name} hampir habis: {facts.short(lang)}" if left > 0
+                               else f"SLA {name} terlewati: {facts.short(lang)}")
                     todo = {"dispatch": "tugaskan instansi",
                             "on_scene": f"{agency} tiba di lokasi",
                             "resolve": f"{agency} menyelesaikan kasus"}[clock]
@@ -626,7 +627,8 @@ class NotificationStep:
                 else:
                     state = (f"expires in {duration(left, lang)}" if left > 0
                              else f"overdue by {duration(-left, lang)}")
-                    subject = f"SLA {name} about to expire: {facts.short(lang)}"
+                    subject = (f"SLA {name} about to expire: {facts.short(lang)}" if left > 0
+                               else f"SLA {name} overdue: {facts.short(lang)}")
                     todo = {"dispatch": "assign an agency",
                             "on_scene": f"{agency} on scene",
                             "resolve": f"{agency} resolves the case"}[clock]

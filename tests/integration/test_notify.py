@@ -265,7 +265,8 @@ def _read(bootstrap: str, spec: Any, schema: str) -> list[tuple[str, dict[str, A
     return found
 
 
-def _wait(condition: Any, seconds: float = 60.0) -> None:
+def _wait(condition: Any, seconds: float = 180.0) -> None:
+    """An upper bound, not a timing assertion: group joins take seconds on a loaded machine."""
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
@@ -353,7 +354,7 @@ def test_a_notifier_killed_mid_send_resends_the_same_request_and_loses_nothing(
     ids = [str(uuid.uuid4()) for _ in range(2)]
     _send_actions(catalog_topics, [_action("ASSIGN", i, agency="BPBD") for i in ids])
     try:
-        assert http.held.wait(90), "the notifier never sent"
+        assert http.held.wait(180), "the notifier never sent"
         os.kill(first.pid, signal.SIGKILL)
         first.wait(30)
     finally:
@@ -364,7 +365,7 @@ def test_a_notifier_killed_mid_send_resends_the_same_request_and_loses_nothing(
                               stderr=subprocess.STDOUT)
     try:
         _wait(lambda: len({r[1]["Idempotency-Key"] for r in http.requests}) == 2
-              and len(http.requests) >= 3, 90)
+              and len(http.requests) >= 3)
         time.sleep(2)
     finally:
         second.send_signal(signal.SIGINT)

@@ -185,6 +185,7 @@ def test_an_sla_clock_warns_within_the_lead_time_and_names_the_agency() -> None:
     assert (on_scene.key, on_scene.agency) == (f"{CASE}|sla_expiring:on_scene", "BPBD")
     assert on_scene.deliveries == (Delivery("telegram", "-1001"),
                                    Delivery("email", "pusdalops@bpbd.example"))
+    assert on_scene.messages[0].subject == "SLA on-scene overdue: Flood in Kel. Cibeber"
     assert on_scene.messages[0].text.splitlines()[5:7] == [
         "Expected: BPBD on scene by 2026-12-06 22:00 WIB.", "On-scene clock: overdue by 1 min"]
 
@@ -251,3 +252,10 @@ def test_places_carry_every_kelurahan_centroid() -> None:
     places = places_from_wards(load_ward_records())
     assert len(places) == 43
     assert places[WARD] == Place("Cibeber", "36.72.01", "Cibeber", -6.03311, 106.06966)
+
+
+def test_the_board_link_follows_the_expected_line_when_configured() -> None:
+    decider = step({**CONFIG, "languages": ["en"], "board_url": "https://board.example/"})
+    (critical,) = decider.on_situation(situation(6))
+    assert critical.messages[0].text.splitlines()[-2:] == [
+        "Board: https://board.example/", f"Ref: {critical.key}"]
