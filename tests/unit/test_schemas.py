@@ -60,6 +60,7 @@ def test_schema_folders_hold_the_expected_files() -> None:
         "org.cityops.EnrichedIncidentEvent.avsc",
         "org.cityops.EnrichedLightingEvent.avsc",
         "org.cityops.EnrichedWasteEvent.avsc",
+        "org.cityops.GatewayReceipt.avsc",
         "org.cityops.IncidentEvent.avsc",
         "org.cityops.LightingEvent.avsc",
         "org.cityops.Neighbourhood.avsc",
