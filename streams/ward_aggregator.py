@@ -138,6 +138,9 @@ class WardAggregator:
         self.holds: WatermarkHolds[tuple[str, int]] = WatermarkHolds(HOLD_EXPIRY_S)
         #: The offset of the last record read per enriched (topic, partition).
         self._read: dict[tuple[str, int], int] = {}
+        #: Each partition's hold as the batch began (computed once per batch: a hold from
+        #: earlier marks is lower, never unsafe; `release` at the batch's end uses fresh ones).
+        self._batch_holds: dict[int, int | None] = {}
 
     # -- wiring ------------------------------------------------------------------------------
 
@@ -188,6 +191,7 @@ class WardAggregator:
         async for events in batches:
             await self._caught_up()
             touched: dict[str, OwnedWard] = {}
+            self._batch_holds.clear()
             for event in events:
                 await self.process(event, touched)
             self.release(touched)
@@ -431,8 +435,11 @@ class WardAggregator:
                 before = self._stopped_clocks(entry, incident_key)
             dispatch_before = (entry.state.dispatch_count, entry.state.dispatch_ms_sum)
             on_scene_before = (entry.state.on_scene_count, entry.state.on_scene_ms_sum)
+            partition = message.partition
+            if partition not in self._batch_holds:
+                self._batch_holds[partition] = self.hold(partition)
             result = ward_step.fold(entry, event_type.kind, enriched, self.thresholds,
-                                    self.hold(message.partition))
+                                    self._batch_holds[partition])
         except Exception as error:
             stage, reason = rejection_of(error)
             if reason == "processing_error":

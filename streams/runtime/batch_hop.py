@@ -56,7 +56,7 @@ COMMIT_INTERVAL_S = 1.0
 #: Longest wait for a partition that has lag but an empty buffer before the others go on
 #: (Kafka Streams' max.task.idle.ms), and longest a partition that delivers nothing holds the
 #: hop's low watermark back (docs/rules.md).
-IDLE_S = 0.5
+IDLE_S = 5.0
 HOLD_MAX_S = 60.0
 #: Records buffered per input partition before its fetches pause.
 BUFFER_RECORDS = 4_000
