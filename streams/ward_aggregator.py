@@ -269,9 +269,10 @@ class WardAggregator:
 
     async def release_tick(self) -> None:
         """Wards held back by a hop that went quiet (a drain's last records) move up once its
-        marks expire, without waiting for the next record or the snapshot tick."""
-        if self._stale:  # before the first batch after an assignment: nothing owned yet
-            return
+        marks expire, without waiting for the next record or the snapshot tick; a ward taken
+        over with a held watermark (recovered from the changelog) too, event or not."""
+        await self._caught_up()
+        self._adopt_stored_wards()
         released: dict[str, OwnedWard] = {}
         self.release(released)
         if released:
