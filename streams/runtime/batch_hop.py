@@ -264,14 +264,15 @@ class BatchHop(Service):
         offset, or at the high watermark where there is none)."""
         consumer = self.consumer
         assert consumer is not None
-        end = consumer.last_stable_offset(tp)
-        if end is None or end < 0:
-            end = consumer.highwater(tp)
-        if end is None:
-            return False
         try:
+            # aiokafka asserts the partition is assigned; a rebalance may have just taken it
+            end = consumer.last_stable_offset(tp)
+            if end is None or end < 0:
+                end = consumer.highwater(tp)
+            if end is None:
+                return False
             position = await asyncio.wait_for(consumer.position(tp), POSITION_WAIT_S)
-        except (TimeoutError, IllegalStateError):
+        except (AssertionError, TimeoutError, IllegalStateError):
             return False
         return bool(position >= end)
 
