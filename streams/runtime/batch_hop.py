@@ -245,12 +245,16 @@ class BatchHop(Service):
                 for tp, offset in first.items():
                     self._rewind(tp, offset)
                 return False
+        assignment = consumer.assignment()  # what the awaits above may have changed
         full = set(merge.full()) & assignment
-        paused = consumer.paused()
-        if full - paused:
-            consumer.pause(*(full - paused))
-        if paused - full:
-            consumer.resume(*(paused - full))
+        paused = consumer.paused() & assignment
+        try:
+            if full - paused:
+                consumer.pause(*(full - paused))
+            if paused - full:
+                consumer.resume(*(paused - full))
+        except (AssertionError, IllegalStateError, KeyError):  # a rebalance in between
+            log.info("pause/resume skipped: the assignment changed")
         return True
 
     def _rewind(self, tp: TopicPartition, offset: int) -> None:
