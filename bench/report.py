@@ -24,9 +24,10 @@ def _outcomes(pipeline: dict[str, Any]) -> str:
     total = sum(outcomes.values())
     if not total:
         return ""
-    late = outcomes.get("late", 0) / total
-    return (f"; {late:.0%} of the events arrived behind their ward's watermark (late): a "
-            "drained backlog interleaves the three enriched topics out of event-time order")
+    late = outcomes.get("late", 0)
+    expired = outcomes.get("expired", 0)
+    return (f"; {late:,.0f} events late ({late / total:.1%}) and {expired:,.0f} expired: "
+            "behind their ward's watermark by more than the grace")
 
 
 def _span(text: str) -> str:

@@ -418,7 +418,8 @@ def summarize_ward(
         "level": max_level(level for level, _ in reasons),
         "reasons": [text for _, text in reasons],
         "emitted_at": from_ms(to_ms(now)),
-        "last_event_at": None if state.watermark is None else from_ms(state.watermark),
+        # the newest event folded, whether or not an input still holds the watermark behind it
+        "last_event_at": None if state.frontier is None else from_ms(state.frontier),
         "caused_by_event_id": caused_by_event_id,
         "sequence": sequence,
         "open_incidents": figures.open_total,

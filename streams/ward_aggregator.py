@@ -152,6 +152,9 @@ class WardAggregator:
         self.holds: WatermarkHolds[tuple[str, int]] = WatermarkHolds(HOLD_EXPIRY_S)
         #: The offset of the last record read per enriched (topic, partition).
         self._read: dict[tuple[str, int], int] = {}
+        #: Each partition's hold as the batch began (computed once per batch: a hold from
+        #: earlier marks is lower, never unsafe; `release` at the batch's end uses fresh ones).
+        self._batch_holds: dict[int, int | None] = {}
 
     # -- wiring ------------------------------------------------------------------------------
 
@@ -202,6 +205,7 @@ class WardAggregator:
         async for events in batches:
             await self._caught_up()
             touched: dict[str, OwnedWard] = {}
+            self._batch_holds.clear()
             for event in events:
                 await self.process(event, touched)
             self.release(touched)
@@ -280,9 +284,10 @@ class WardAggregator:
 
     async def release_tick(self) -> None:
         """Wards held back by a hop that went quiet (a drain's last records) move up once its
-        marks expire, without waiting for the next record or the snapshot tick."""
-        if self._stale:  # before the first batch after an assignment: nothing owned yet
-            return
+        marks expire, without waiting for the next record or the snapshot tick; a ward taken
+        over with a held watermark (recovered from the changelog) too, event or not."""
+        await self._caught_up()
+        self._adopt_stored_wards()
         released: dict[str, OwnedWard] = {}
         self.release(released)
         if released:
@@ -469,8 +474,11 @@ class WardAggregator:
                 before = self._stopped_clocks(entry, incident_key)
             dispatch_before = (entry.state.dispatch_count, entry.state.dispatch_ms_sum)
             on_scene_before = (entry.state.on_scene_count, entry.state.on_scene_ms_sum)
+            partition = message.partition
+            if partition not in self._batch_holds:
+                self._batch_holds[partition] = self.hold(partition)
             result = ward_step.fold(entry, event_type.kind, enriched, self.thresholds,
-                                    self.hold(message.partition))
+                                    self._batch_holds[partition])
         except Exception as error:
             stage, reason = rejection_of(error)
             if reason == "processing_error":

@@ -56,7 +56,7 @@ COMMIT_INTERVAL_S = 1.0
 #: Longest wait for a partition that has lag but an empty buffer before the others go on
 #: (Kafka Streams' max.task.idle.ms), and longest a partition that delivers nothing holds the
 #: hop's low watermark back (docs/rules.md).
-IDLE_S = 0.5
+IDLE_S = 5.0
 HOLD_MAX_S = 60.0
 #: Records buffered per input partition before its fetches pause.
 BUFFER_RECORDS = 4_000
@@ -245,12 +245,16 @@ class BatchHop(Service):
                 for tp, offset in first.items():
                     self._rewind(tp, offset)
                 return False
+        assignment = consumer.assignment()  # what the awaits above may have changed
         full = set(merge.full()) & assignment
-        paused = consumer.paused()
-        if full - paused:
-            consumer.pause(*(full - paused))
-        if paused - full:
-            consumer.resume(*(paused - full))
+        paused = consumer.paused() & assignment
+        try:
+            if full - paused:
+                consumer.pause(*(full - paused))
+            if paused - full:
+                consumer.resume(*(paused - full))
+        except (AssertionError, IllegalStateError, KeyError):  # a rebalance in between
+            log.info("pause/resume skipped: the assignment changed")
         return True
 
     def _rewind(self, tp: TopicPartition, offset: int) -> None:
@@ -264,14 +268,15 @@ class BatchHop(Service):
         offset, or at the high watermark where there is none)."""
         consumer = self.consumer
         assert consumer is not None
-        end = consumer.last_stable_offset(tp)
-        if end is None or end < 0:
-            end = consumer.highwater(tp)
-        if end is None:
-            return False
         try:
+            # aiokafka asserts the partition is assigned; a rebalance may have just taken it
+            end = consumer.last_stable_offset(tp)
+            if end is None or end < 0:
+                end = consumer.highwater(tp)
+            if end is None:
+                return False
             position = await asyncio.wait_for(consumer.position(tp), POSITION_WAIT_S)
-        except (TimeoutError, IllegalStateError):
+        except (AssertionError, TimeoutError, IllegalStateError):
             return False
         return bool(position >= end)
 
