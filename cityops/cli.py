@@ -205,7 +205,8 @@ def _operators(args: argparse.Namespace) -> int:
                     print("cityops operators: the passwords differ", file=sys.stderr)
                     return 2
             agency, kecamatan = _checked_scope(args.agency, args.kecamatan or [])
-            accounts.add_operator(args.name, args.role, password, path, agency, kecamatan)
+            accounts.add_operator(args.name, args.role, password, path, agency=agency,
+                                  kecamatan=kecamatan)
             bound = "".join((f", agency {agency}" if agency else "",
                              f", kecamatan {' '.join(kecamatan)}" if kecamatan else ""))
             print(f"operator {args.name} ({args.role}{bound}) saved in "

@@ -100,7 +100,7 @@ class Principal:
 class Accounts:
     """The parsed file."""
 
-    operators: dict[str, dict[str, str]] = field(default_factory=dict)
+    operators: dict[str, dict[str, Any]] = field(default_factory=dict)
     tokens: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -144,8 +144,8 @@ class Accounts:
 
 def principal_of(name: str, record: Mapping[str, Any]) -> Principal:
     """The operator an accounts-file record describes, scope included."""
-    return Principal(name, str(record["role"]), "operator", record.get("agency") or None,
-                     tuple(sorted(record.get("kecamatan") or ())))
+    return Principal(name, str(record["role"]), "operator", agency=record.get("agency") or None,
+                     kecamatan=tuple(sorted(record.get("kecamatan") or ())))
 
 
 def scope_fields(record: Mapping[str, Any]) -> tuple[str | None, tuple[str, ...]]:
@@ -217,7 +217,7 @@ def save(accounts: Accounts, path: Path | None = None) -> None:
     write_private_json(path or default_path(), accounts.to_json())
 
 
-def add_operator(name: str, role: str, password: str, path: Path | None = None,
+def add_operator(name: str, role: str, password: str, path: Path | None = None, *,
                  agency: str | None = None, kecamatan: Iterable[str] = ()) -> None:
     """Create or replace an operator account (the password is hashed, never stored). A
     replaced account keeps its second factor: a role change is not a new person. `agency` and
@@ -310,7 +310,7 @@ def confirm_enrolment(name: str, code: str, now: float,
         codes = [_recovery_code() for _ in range(RECOVERY_CODES)]
         record["totp"] = str(pending)
         del record["totp_pending"]
-        record["recovery"] = [recovery_digest(c) for c in codes]  # type: ignore[assignment]
+        record["recovery"] = [recovery_digest(c) for c in codes]
         save(accounts, held)
         return step, codes
 
@@ -334,7 +334,7 @@ def use_recovery_code(name: str, code: str, path: Path | None = None) -> bool:
         if record is None or match is None:
             return False
         stored.remove(match)
-        record["recovery"] = stored  # type: ignore[assignment]
+        record["recovery"] = stored
         save(accounts, held)
         return True
 

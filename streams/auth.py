@@ -134,7 +134,7 @@ class Session:
         scope = Scope.parse(record.get("scope"))
         return cls(str(record["session_digest"]),
                    Principal(str(record["account"]), str(record["role"]), "operator",
-                             scope.agency, tuple(sorted(scope.kecamatan))),
+                             agency=scope.agency, kecamatan=tuple(sorted(scope.kecamatan))),
                    record["created_at"].timestamp(), record["last_seen_at"].timestamp(),
                    str(record["address"]), stage=str(record.get("stage") or ACTIVE),
                    step=record.get("second_factor_step"))

@@ -51,8 +51,9 @@ def namespace(broker: str) -> Namespace:
 @pytest.fixture(scope="module")
 def access(tmp_path_factory: pytest.TempPathFactory) -> BoardAccess:
     made = board_access(tmp_path_factory.mktemp("scopes-access"))
-    accounts.add_operator("camat", "operator", PASSWORD, made.accounts_file, None, [CIWANDAN])
-    accounts.add_operator("damkar", "operator", PASSWORD, made.accounts_file, "DAMKAR")
+    accounts.add_operator("camat", "operator", PASSWORD, made.accounts_file,
+                          kecamatan=[CIWANDAN])
+    accounts.add_operator("damkar", "operator", PASSWORD, made.accounts_file, agency="DAMKAR")
     return made
 
 
@@ -181,11 +182,12 @@ def test_an_agency_account_sees_and_acts_on_its_agencys_cases_only(
 
 def test_a_scope_change_ends_the_accounts_sessions(
         worker: Worker, access: BoardAccess) -> None:
-    accounts.add_operator("moved", "operator", PASSWORD, access.accounts_file, None, [CIWANDAN])
+    accounts.add_operator("moved", "operator", PASSWORD, access.accounts_file,
+                          kecamatan=[CIWANDAN])
     moved = sign_in(worker, "moved")
     assert moved.json("GET", "/api/me")[0] == 200
-    accounts.add_operator("moved", "operator", PASSWORD, access.accounts_file, None,
-                          ["36.72.01"])
+    accounts.add_operator("moved", "operator", PASSWORD, access.accounts_file,
+                          kecamatan=["36.72.01"])
     wait_until(lambda: moved.json("GET", "/api/me")[0] == 401)
     again = sign_in(worker, "moved")
     assert again.json("GET", "/api/me")[1]["kecamatan"] == ["36.72.01"]

@@ -96,7 +96,7 @@ def test_the_scope_key_round_trips_and_a_scope_change_ends_the_session() -> None
     both = Scope.of("DAMKAR", [CILEGON, CIBEBER])
     assert (both.key(), Scope.parse(both.key()), Scope.parse(None)) == (
         "agency=DAMKAR;kecamatan=36.72.01,36.72.02", both, Scope())
-    camat = Principal("siti", "OPERATOR", "operator", None, (CIBEBER,))
+    camat = Principal("siti", "OPERATOR", kecamatan=(CIBEBER,))
     book = SessionBook(absolute_s=100.0, idle_s=30.0)
     _, session, _ = book.open(camat, now=0.0, address="x")
     read = Session.from_record({**session.record()})  # another worker reads the record
@@ -110,14 +110,15 @@ def test_the_scope_key_round_trips_and_a_scope_change_ends_the_session() -> None
 
 def test_accounts_keep_their_scope_and_old_files_still_load(tmp_path: Path) -> None:
     path = tmp_path / "operators.json"
-    accounts.add_operator("siti", "operator", "a long password", path, None, [CILEGON, CIBEBER])
-    accounts.add_operator("dani", "viewer", "a long password", path, "damkar")
+    accounts.add_operator("siti", "operator", "a long password", path,
+                          kecamatan=[CILEGON, CIBEBER])
+    accounts.add_operator("dani", "viewer", "a long password", path, agency="damkar")
     loaded = accounts.load(path)
     assert ({k: v for k, v in loaded.operators["siti"].items() if k in ("agency", "kecamatan")},
             loaded.operators["dani"]["agency"], "agency" in loaded.operators["siti"]) == (
         {"kecamatan": [CIBEBER, CILEGON]}, "DAMKAR", False)
     principal = loaded.verify_password("siti", "a long password")
-    assert principal == Principal("siti", "OPERATOR", "operator", None, (CIBEBER, CILEGON))
+    assert principal == Principal("siti", "OPERATOR", kecamatan=(CIBEBER, CILEGON))
     old = tmp_path / "old.json"  # a file written before scopes: no agency, no kecamatan
     old.write_text(f'{{"version": 1, "operators": {{"rina": {{"role": "VIEWER", "password": '
                    f'"{loaded.operators["dani"]["password"]}"}}}}, "tokens": {{}}}}')
