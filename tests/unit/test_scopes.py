@@ -128,3 +128,30 @@ def test_accounts_keep_their_scope_and_old_files_still_load(tmp_path: Path) -> N
                    '"$argon2id$x", "kecamatan": "36.72.01"}}}')
     with pytest.raises(accounts.AccountError, match="scope"):
         accounts.load(old)
+
+
+def test_cityops_operators_add_binds_an_account_and_refuses_unknown_scopes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+    import sys
+
+    from cityops.cli import main
+
+    path = str(tmp_path / "operators.json")
+
+    def add(*extra: str) -> int:
+        sys.stdin = io.StringIO("a long password\n")
+        try:
+            return main(["operators", "add", "siti", "--role", "operator", "--password-stdin",
+                         "--file", path, *extra])
+        finally:
+            sys.stdin = sys.__stdin__
+    assert [add("--agency", "SATPOL"), add("--kecamatan", "36.72.99"),
+            add("--agency", "damkar", "--kecamatan", CILEGON, CIBEBER)] == [2, 2, 0]
+    assert main(["operators", "list", "--file", path]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [
+        f"operator siti (operator, agency DAMKAR, kecamatan {CIBEBER} {CILEGON}) saved in {path}",
+        f"siti                             operator agency=DAMKAR kecamatan={CIBEBER},{CILEGON}"]
+    assert [line.split(":")[1].strip() for line in err.splitlines()] == [
+        "agency 'SATPOL'", "kecamatan 36.72.99"]
