@@ -204,8 +204,12 @@ def _operators(args: argparse.Namespace) -> int:
                 if getpass.getpass("again: ") != password:
                     print("cityops operators: the passwords differ", file=sys.stderr)
                     return 2
-            accounts.add_operator(args.name, args.role, password, path)
-            print(f"operator {args.name} ({args.role}) saved in "
+            agency, kecamatan = _checked_scope(args.agency, args.kecamatan or [])
+            accounts.add_operator(args.name, args.role, password, path, agency=agency,
+                                  kecamatan=kecamatan)
+            bound = "".join((f", agency {agency}" if agency else "",
+                             f", kecamatan {' '.join(kecamatan)}" if kecamatan else ""))
+            print(f"operator {args.name} ({args.role}{bound}) saved in "
                   f"{path or accounts.default_path()}")
         elif args.action == "token":
             token = accounts.add_token(args.name, path)
@@ -217,13 +221,34 @@ def _operators(args: argparse.Namespace) -> int:
         else:
             loaded = accounts.load(path)
             for name, record in sorted(loaded.operators.items()):
-                print(f"{name:32} {record['role'].lower()}")
+                scope = " ".join(filter(None, (
+                    f"agency={record['agency']}" if record.get("agency") else "",
+                    "kecamatan=" + ",".join(record["kecamatan"]) if record.get("kecamatan")
+                    else "")))
+                print(f"{name:32} {record['role'].lower()} {scope}".rstrip())
             for name in sorted(loaded.tokens):
                 print(f"{name:32} api token (read-only)")
     except accounts.AccountError as error:
         print(f"cityops operators: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _checked_scope(agency: str | None, kecamatan: list[str]) -> tuple[str | None, list[str]]:
+    """An account's scope checked against the reference lists (issue 24, part 4): an agency of
+    processors/thresholds.py AGENCIES, kecamatan codes of core/data."""
+    from core import accounts
+    from core.reference_data import load_kecamatan
+    from processors.thresholds import AGENCIES
+
+    if agency is not None and agency.upper() not in AGENCIES:
+        raise accounts.AccountError(f"agency {agency!r}: one of {', '.join(AGENCIES)}")
+    known = {k.code for k in load_kecamatan()}
+    unknown = [code for code in kecamatan if code not in known]
+    if unknown:
+        raise accounts.AccountError(f"kecamatan {', '.join(unknown)}: not Cilegon kecamatan "
+                                    f"codes (one of {', '.join(sorted(known))})")
+    return (agency.upper() if agency else None), sorted(set(kecamatan))
 
 
 # --- history store (issue 21) -------------------------------------------------------------------
@@ -515,6 +540,12 @@ def build_parser() -> argparse.ArgumentParser:
                            choices=["viewer", "operator", "supervisor"],
                            help="viewer sees; operator acknowledges, assigns, escalates and "
                            "notes; supervisor also closes cases and sees the audit trail")
+    operators.add_argument("--agency", help="bind the account to one agency (POLRES, DAMKAR, "
+                           "BPBD, DISHUB, DLH, DINKES): it sees and acts on the cases assigned "
+                           "to that agency only")
+    operators.add_argument("--kecamatan", nargs="+", metavar="CODE",
+                           help="bind the account to these kecamatan (codes like 36.72.01): it "
+                           "sees and acts on their kelurahan only")
     operators.add_argument("--password-stdin", action="store_true",
                            help="read the password from the first line of stdin (scripts)")
     operators.add_argument("--file", help="accounts file (env CITYOPS_OPERATORS_FILE, default "

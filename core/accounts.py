@@ -18,7 +18,10 @@ Issue 24 adds the second factor: `totp` is the account's RFC 6238 secret (it mus
 to check a code, so it is kept like the password file itself: mode 0600, one owner), set once
 the operator confirmed it with a code (`totp_pending` until then); `recovery` the SHA-256
 digests of the account's unused recovery codes (10 random codes of 120 bits each, shown once).
-All three are optional, so a file written before issue 24 loads unchanged. Workers write the
+Issue 24 part 4 adds the account's scope: `agency` (one of processors/thresholds.py AGENCIES)
+and `kecamatan` (a list of kecamatan codes); an account with neither sees the whole city
+(processors/scopes.py decides what a scoped one sees). All of these are optional, so a file
+written before issue 24 loads unchanged. Workers write the
 file too (enrolment, a used recovery code): every read-modify-write holds an exclusive lock
 (`locked`), so two workers never lose each other's change.
 """
@@ -34,7 +37,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -87,13 +90,17 @@ class Principal:
     role: str
     kind: str = "operator"
     """operator or token."""
+    agency: str | None = None
+    """The agency the account answers for (None: every agency)."""
+    kecamatan: tuple[str, ...] = ()
+    """The kecamatan codes the account answers for (empty: the whole city)."""
 
 
 @dataclass
 class Accounts:
     """The parsed file."""
 
-    operators: dict[str, dict[str, str]] = field(default_factory=dict)
+    operators: dict[str, dict[str, Any]] = field(default_factory=dict)
     tokens: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -111,7 +118,7 @@ class Accounts:
             return None
         if record is None:
             return None
-        return Principal(name, record["role"], "operator")
+        return principal_of(name, record)
 
     def needs_second_factor(self, name: str, viewers_too: bool = False) -> bool:
         record = self.operators.get(name)
@@ -133,6 +140,17 @@ class Accounts:
             if hmac.compare_digest(record["sha256"], digest):
                 found = Principal(name, record["role"], "token")
         return found
+
+
+def principal_of(name: str, record: Mapping[str, Any]) -> Principal:
+    """The operator an accounts-file record describes, scope included."""
+    return Principal(name, str(record["role"]), "operator", agency=record.get("agency") or None,
+                     kecamatan=tuple(sorted(record.get("kecamatan") or ())))
+
+
+def scope_fields(record: Mapping[str, Any]) -> tuple[str | None, tuple[str, ...]]:
+    """(agency, kecamatan codes) of an accounts-file record; what a session compares."""
+    return record.get("agency") or None, tuple(sorted(record.get("kecamatan") or ()))
 
 
 def check_name(name: str) -> str:
@@ -174,6 +192,12 @@ def load(path: Path | None = None) -> Accounts:
                 "$argon2"):
             raise AccountError(f"accounts file {path}: operator {name!r} has no valid role "
                                "and Argon2 hash")
+        agency: Any = record.get("agency")
+        kecamatan: Any = record.get("kecamatan", [])
+        if (agency is not None and not isinstance(agency, str)) or not (
+                isinstance(kecamatan, list) and all(isinstance(c, str) for c in kecamatan)):
+            raise AccountError(f"accounts file {path}: operator {name!r} has a scope that is "
+                               "not an agency name and a list of kecamatan codes")
     return accounts
 
 
@@ -193,16 +217,25 @@ def save(accounts: Accounts, path: Path | None = None) -> None:
     write_private_json(path or default_path(), accounts.to_json())
 
 
-def add_operator(name: str, role: str, password: str, path: Path | None = None) -> None:
+def add_operator(name: str, role: str, password: str, path: Path | None = None, *,
+                 agency: str | None = None, kecamatan: Iterable[str] = ()) -> None:
     """Create or replace an operator account (the password is hashed, never stored). A
-    replaced account keeps its second factor: a role change is not a new person."""
+    replaced account keeps its second factor: a role change is not a new person. `agency` and
+    `kecamatan` bind it to what it answers for (checked against the reference lists by the
+    CLI, which may import them)."""
     hashed = _HASHER.hash(check_password(password))
+    scope: dict[str, Any] = {}
+    if agency:
+        scope["agency"] = agency.upper()
+    codes = sorted(set(kecamatan))
+    if codes:
+        scope["kecamatan"] = codes
     with locked(path) as held:
         accounts = load(held)
         kept = {key: value for key, value in accounts.operators.get(name, {}).items()
                 if key in ("totp", "recovery")}
         accounts.operators[check_name(name)] = {
-            "role": check_role(role), "password": hashed, **kept}
+            "role": check_role(role), "password": hashed, **kept, **scope}
         save(accounts, held)
 
 
@@ -277,7 +310,7 @@ def confirm_enrolment(name: str, code: str, now: float,
         codes = [_recovery_code() for _ in range(RECOVERY_CODES)]
         record["totp"] = str(pending)
         del record["totp_pending"]
-        record["recovery"] = [recovery_digest(c) for c in codes]  # type: ignore[assignment]
+        record["recovery"] = [recovery_digest(c) for c in codes]
         save(accounts, held)
         return step, codes
 
@@ -301,7 +334,7 @@ def use_recovery_code(name: str, code: str, path: Path | None = None) -> bool:
         if record is None or match is None:
             return False
         stored.remove(match)
-        record["recovery"] = stored  # type: ignore[assignment]
+        record["recovery"] = stored
         save(accounts, held)
         return True
 

@@ -49,6 +49,7 @@ from aiohttp import web
 
 from core import accounts
 from core.accounts import AccountError, Accounts, Principal
+from processors.scopes import Scope, route_allowed
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +126,15 @@ class Session:
         return {"session_digest": self.digest, "account": self.principal.name,
                 "role": self.principal.role, "created_at": _time(self.created_at),
                 "last_seen_at": _time(self.last_seen_at), "address": self.address,
-                "stage": self.stage, "second_factor_step": self.step}
+                "stage": self.stage, "second_factor_step": self.step,
+                "scope": scope_of(self.principal).key()}
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Session:
+        scope = Scope.parse(record.get("scope"))
         return cls(str(record["session_digest"]),
-                   Principal(str(record["account"]), str(record["role"])),
+                   Principal(str(record["account"]), str(record["role"]), "operator",
+                             agency=scope.agency, kecamatan=tuple(sorted(scope.kecamatan))),
                    record["created_at"].timestamp(), record["last_seen_at"].timestamp(),
                    str(record["address"]), stage=str(record.get("stage") or ACTIVE),
                    step=record.get("second_factor_step"))
@@ -141,11 +145,17 @@ def _time(seconds: float) -> datetime:
     return datetime.fromtimestamp(int(seconds * 1000) / 1000, UTC)
 
 
+def scope_of(principal: Principal) -> Scope:
+    """What a principal answers for (issue 24, part 4)."""
+    return Scope.of(principal.agency, principal.kecamatan)
+
+
 def why_ended(session: Session, now: float, absolute_s: float, idle_s: float,
-              role: str | None) -> str | None:
+              role: str | None, scope: str | None = None) -> str | None:
     """Why a session no longer holds (None: it does): its absolute lifetime or idle timeout
-    passed, or its account (`role`: the account's role now, None when removed) changed; a
-    session waiting for its second factor lasts `PENDING_S`."""
+    passed, or its account (`role`: the account's role now, None when removed; `scope`: its
+    scope now, `Scope.key`) changed; a session waiting for its second factor lasts
+    `PENDING_S`."""
     if not session.active and now >= session.created_at + PENDING_S:
         return "second factor not given in time"
     if now >= session.created_at + absolute_s:
@@ -156,7 +166,16 @@ def why_ended(session: Session, now: float, absolute_s: float, idle_s: float,
         return "account removed"
     if role != session.principal.role:
         return "role changed"
+    if scope != scope_of(session.principal).key():
+        return "scope changed"
     return None
+
+
+def account_now(record: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
+    """(role, scope key) of an accounts-file record now; (None, None) for a removed one."""
+    if record is None:
+        return None, None
+    return str(record["role"]), Scope.of(*accounts.scope_fields(record)).key()
 
 
 class SessionBook:
@@ -489,9 +508,8 @@ class BoardSecurity:
         now, operators = self.clock(), self.accounts.current().operators
         ended = 0
         for session in list(self.sessions.sessions.values()):
-            record = operators.get(session.principal.name)
             why = why_ended(session, now, self.sessions.absolute_s, self.sessions.idle_s,
-                            record["role"] if record else None)
+                            *account_now(operators.get(session.principal.name)))
             if why is not None:
                 ended += await self.end_session(session.digest, why)
         return ended
@@ -514,9 +532,9 @@ class BoardSecurity:
         if session is None or session.active != (stage == ACTIVE):
             return None
         now = self.clock()
-        record = self.accounts.current().operators.get(session.principal.name)
         why = why_ended(session, now, self.sessions.absolute_s, self.sessions.idle_s,
-                        record["role"] if record else None)
+                        *account_now(self.accounts.current().operators.get(
+                            session.principal.name)))
         if why is not None:
             await self.end_session(session.digest, why)
             return None
@@ -571,6 +589,16 @@ class BoardSecurity:
                 if not same_token(request.headers.get(CSRF_HEADER), session.csrf):
                     return web.json_response({"error": "CSRF token missing or wrong"},
                                              status=403)
+            scope = scope_of(principal)
+            if not scope.whole_city:
+                ward = request.match_info.get("code")
+                if not route_allowed(scope, path, None):
+                    return web.json_response(
+                        {"error": "not open to an account bound to an agency or kecamatan"},
+                        status=403)
+                if not route_allowed(scope, path, ward):
+                    return web.json_response({"error": "unknown kelurahan",
+                                              "code": (ward or "")[:40]}, status=404)
         response = await handler(request)
         if response.prepared:  # a stream: its headers are on the wire already
             return response

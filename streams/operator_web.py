@@ -62,6 +62,8 @@ from processors.operations import (
     may_see_audit,
 )
 from processors.personal_data import screen_note
+from processors.scopes import action_problem as scope_problem
+from processors.scopes import scoped_situation, sees_ward
 from processors.state import from_ms, to_ms
 from processors.thresholds import AGENCIES
 from schemas.codec import CodecError, decode, encode
@@ -71,6 +73,7 @@ from streams.auth import (
     BoardSecurity,
     client_address,
     same_token,
+    scope_of,
     throttle_keys,
 )
 from streams.compacted_topics import CompactedTopicView
@@ -562,6 +565,7 @@ class OperatorWeb:
             "csrf_token": session.csrf if session is not None else None,
             "actions": [a for a in ACTIONS if session is not None and may(principal.role, a)],
             "audit": may_see_audit(principal.role), "agencies": list(AGENCIES),
+            "agency": principal.agency, "kecamatan": list(principal.kecamatan),
         })
 
     # -- actions ----------------------------------------------------------------------------
@@ -591,6 +595,19 @@ class OperatorWeb:
         record, problem = self._record(principal, code, kind, body)
         if record is None:
             return web.json_response({"error": problem}, status=400)
+        scope = scope_of(principal)
+        if not scope.whole_city:
+            named = (find_case(self.context.references.situations.values.get(code),
+                               record["incident_source"], record["incident_id"])
+                     if record["incident_id"] is not None else None)
+            if record["incident_id"] is not None and named is None:
+                return web.json_response(
+                    {"error": f"no open case {record['incident_id']!r} of "
+                              f"{record['incident_source']} in this kelurahan",
+                     "incident_id": record["incident_id"]}, status=404)
+            outside = scope_problem(scope, code, kind, named)
+            if outside is not None:
+                return web.json_response({"error": outside}, status=403)
         refused = self._check_current(code, kind, record)
         if refused is not None:
             return refused
@@ -647,6 +664,9 @@ class OperatorWeb:
         """The receipt of an action, once the ward agent wrote it (404 while it has not)."""
         action_id = request.match_info["action_id"]
         found = self.receipts.recent.get(action_id)
+        principal = cast(Principal, request["principal"])
+        if found is not None and not sees_ward(scope_of(principal), str(found["ward_code"])):
+            found = None  # another kecamatan's action: as unknown as one never taken
         if found is None:
             return web.json_response({"action_id": action_id, "status": "pending"},
                                      status=404)
@@ -702,10 +722,14 @@ class OperatorWeb:
             return web.json_response({"error": "the audit trail is for supervisors"},
                                      status=403)
         entries: list[dict[str, Any]] = []
+        scope = scope_of(principal)
         for situation in self.context.references.situations.values.values():
-            if situation.get("scope") != "KELURAHAN":
+            shown = scoped_situation(scope, situation)
+            if shown is None or situation.get("scope") != "KELURAHAN":
                 continue
-            body = situation_json(situation)
+            if scope.agency is not None:
+                shown["ward_timeline"] = []  # ward-level entries are no agency's case
+            body = situation_json(shown)
             where = {"kelurahan_code": body["scope_code"], "kelurahan": body["scope_name"]}
             for entry in body.get("ward_timeline") or []:
                 entries.append({**where, "incident_id": None, **entry})

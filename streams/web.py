@@ -44,6 +44,7 @@ from faust.web.drivers.aiohttp import Web as AiohttpWeb
 from core.reference_data import BOUNDARIES_GEOJSON, load_kecamatan
 from core.vocabulary import level_rank
 from processors.geo import segment_distance
+from processors.scopes import Scope, scoped_situation, scoped_situations, sees_situation, sees_ward
 
 if TYPE_CHECKING:
     from streams.context import WorkerContext
@@ -295,6 +296,8 @@ class Subscriber:
     #: The digest of the board session the stream was opened with (None: an API token): the
     #: stream ends when the session does (issue 24).
     owner: str | None = None
+    #: What the stream's account may see (issue 24, part 4): each change is filtered for it.
+    scope: Scope = field(default_factory=Scope)
 
     def push(self, message: bytes | None) -> None:
         if message is not None and len(self.pending) >= MAX_PENDING:
@@ -322,12 +325,15 @@ class SituationFeed:
     def on_change(self, key: str, record: dict[str, Any] | None) -> None:
         if record is None:
             self.history.pop(key, None)
-            self._broadcast(sse_message("removed", {"scope_code": key}))
+            removed = sse_message("removed", {"scope_code": key})
+            self._broadcast(lambda scope: removed if scope.whole_city or sees_situation(
+                scope, {"scope": "KELURAHAN" if key.count(".") == 3 else "KECAMATAN",
+                        "scope_code": key}) else None)
             return
         if record.get("scope") == "KELURAHAN" and record.get("kind") == "CHANGE":
             self._remember(key, record)
         if self.subscribers:
-            self._broadcast(sse_message("situation", situation_json(record)))
+            self._broadcast(_scoped_messages(record))
 
     def _remember(self, key: str, record: Mapping[str, Any]) -> None:
         changes = self.history.setdefault(key, deque(maxlen=self._history_length))
@@ -341,14 +347,18 @@ class SituationFeed:
     def recent_changes(self, key: str) -> list[dict[str, Any]]:
         return list(reversed(self.history.get(key, ())))
 
-    def _broadcast(self, message: bytes) -> None:
+    def _broadcast(self, message_for: Callable[[Scope], bytes | None]) -> None:
+        """Each stream gets the message its account may see (None: nothing)."""
         for subscriber in list(self.subscribers):
+            message = message_for(subscriber.scope)
+            if message is None:
+                continue
             subscriber.push(message)
             if subscriber.dropped:
                 self.subscribers.discard(subscriber)
 
-    def subscribe(self, first: bytes) -> Subscriber:
-        subscriber = Subscriber()
+    def subscribe(self, first: bytes, scope: Scope | None = None) -> Subscriber:
+        subscriber = Subscriber(scope=scope or Scope())
         subscriber.push(first)
         self.subscribers.add(subscriber)
         return subscriber
@@ -367,6 +377,27 @@ class SituationFeed:
         for subscriber in list(self.subscribers):
             subscriber.push(None)
         self.subscribers.clear()
+
+
+def _scoped_messages(record: Mapping[str, Any]) -> Callable[[Scope], bytes | None]:
+    """The `situation` message of a change for each scope, encoded once per scope."""
+    encoded: dict[Scope, bytes | None] = {}
+
+    def message_for(scope: Scope) -> bytes | None:
+        if scope not in encoded:
+            shown = scoped_situation(scope, record)
+            encoded[scope] = (sse_message("situation", situation_json(shown))
+                              if shown is not None else None)
+        return encoded[scope]
+    return message_for
+
+
+def request_scope(request: Any) -> Scope:
+    """The scope of the request's principal (set by the board's middleware)."""
+    principal = request.get("principal") if hasattr(request, "get") else None
+    if principal is None:
+        return Scope()
+    return Scope.of(principal.agency, principal.kecamatan)
 
 
 # -- Faust views -------------------------------------------------------------------------------
@@ -403,12 +434,12 @@ class KecamatanOutlines(BoardView):
 
 class Situations(BoardView):
     async def get(self, request: Request) -> Response:
-        return self.json(self.board.snapshot())
+        return self.json(self.board.snapshot(request_scope(request)))
 
 
 class WardDetail(BoardView):
     async def get(self, request: Request, code: str) -> Response:
-        payload = self.board.ward(code)
+        payload = self.board.ward(code, request_scope(request))
         if payload is None:
             return self.json({"error": "unknown kelurahan", "code": code}, status=404)
         return self.json(payload)
@@ -435,23 +466,29 @@ class Board:
         settings = self.context.settings
         return f"http://{settings.web_host}:{settings.web_port}{BOARD_PATH}"
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, scope: Scope | None = None) -> dict[str, Any]:
+        """The city's situations as an account of `scope` may see them (issue 24, part 4)."""
         views = self.context.references
-        return situations_payload(views.situations.values, views.situations.ready.is_set(),
-                                  views.assets.values.values())
+        return situations_payload(scoped_situations(scope or Scope(), views.situations.values),
+                                  views.situations.ready.is_set(), views.assets.values.values())
 
-    def ward(self, code: str) -> dict[str, Any] | None:
+    def ward(self, code: str, scope: Scope | None = None) -> dict[str, Any] | None:
+        """One kelurahan, or None when it is unknown or outside `scope` (the same 404)."""
+        scope = scope or Scope()
         views = self.context.references
         ward = views.wards.values.get(code)
-        if ward is None:
+        if ward is None or not sees_ward(scope, code):
             return None
-        return ward_payload(ward, views.situations.values.get(code),
+        situation = views.situations.values.get(code)
+        return ward_payload(ward, scoped_situation(scope, situation) if situation else None,
                             self.feed.recent_changes(code))
 
     async def stream(self, request: aioweb.Request) -> aioweb.StreamResponse:
         """Server-sent events: `snapshot` (the whole picture) first, then each change."""
+        scope = request_scope(request)
         subscriber = self.feed.subscribe(
-            f"retry: {RETRY_MS}\n".encode() + sse_message("snapshot", self.snapshot()))
+            f"retry: {RETRY_MS}\n".encode() + sse_message("snapshot", self.snapshot(scope)),
+            scope)
         session = request.get("session")
         subscriber.owner = getattr(session, "digest", None)
         response = aioweb.StreamResponse(headers={

@@ -296,6 +296,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "created_at": datetime(2025, 3, 14, 8, 0, tzinfo=UTC),
         "last_seen_at": datetime(2025, 3, 14, 8, 17, tzinfo=UTC), "address": "203.0.113.7",
         "stage": "ACTIVE", "second_factor_step": 58_026_240,
+        "scope": "agency=;kecamatan=36.72.01",
     },
     "org.cityops.SignInEvent": {
         "at": datetime(2025, 3, 14, 8, 17, 1, tzinfo=UTC), "outcome": "THROTTLED",
