@@ -33,7 +33,9 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from core.paths import var_dir
 
 FILE_VARIABLE: Final = "CITYOPS_OPERATORS_FILE"
-ROLES: Final[tuple[str, ...]] = ("VIEWER", "OPERATOR", "SUPERVISOR")
+ROLES: Final[tuple[str, ...]] = ("VIEWER", "OPERATOR", "SUPERVISOR", "VILLAGE_STAFF")
+"""VILLAGE_STAFF (issue 23): a kelurahan's staff, who review its RT reports (the kelurahan
+codes in the account's optional "kelurahan" list); they see the board as a viewer."""
 NAME_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9._-]{1,31}")
 MIN_PASSWORD_LENGTH: Final = 10
 #: Largest password accepted: Argon2 takes any length, but hashing megabytes per sign-in
@@ -64,13 +66,15 @@ class Principal:
     role: str
     kind: str = "operator"
     """operator or token."""
+    kelurahan: tuple[str, ...] = ()
+    """Kelurahan codes whose RT reports a VILLAGE_STAFF account reviews."""
 
 
 @dataclass
 class Accounts:
     """The parsed file."""
 
-    operators: dict[str, dict[str, str]] = field(default_factory=dict)
+    operators: dict[str, dict[str, Any]] = field(default_factory=dict)
     tokens: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -88,7 +92,8 @@ class Accounts:
             return None
         if record is None:
             return None
-        return Principal(name, record["role"], "operator")
+        return Principal(name, record["role"], "operator",
+                         tuple(str(code) for code in record.get("kelurahan", ())))
 
     def token_principal(self, token: str) -> Principal | None:
         """The API consumer a bearer token belongs to, compared in constant time."""
@@ -154,11 +159,16 @@ def save(accounts: Accounts, path: Path | None = None) -> None:
     os.replace(temporary, path)
 
 
-def add_operator(name: str, role: str, password: str, path: Path | None = None) -> None:
-    """Create or replace an operator account (the password is hashed, never stored)."""
+def add_operator(name: str, role: str, password: str, path: Path | None = None,
+                 kelurahan: tuple[str, ...] = ()) -> None:
+    """Create or replace an operator account (the password is hashed, never stored);
+    `kelurahan` are the codes a VILLAGE_STAFF account reviews."""
     accounts = load(path)
-    accounts.operators[check_name(name)] = {
+    record: dict[str, Any] = {
         "role": check_role(role), "password": _HASHER.hash(check_password(password))}
+    if kelurahan:
+        record["kelurahan"] = list(kelurahan)
+    accounts.operators[check_name(name)] = record
     save(accounts, path)
 
 

@@ -27,6 +27,7 @@ from cityops.neighbourhoods import generate_registry
 from cityops.rt_simulator import RT_REPORT_SCHEMA, SimulatedMonth, previous_month, simulate_month
 from core.reference_data import load_ward_records
 from core.vocabulary import CITY_CODE
+from processors.neighbourhood import WIB
 from processors.personal_data import WITHHELD, fold_digits
 from schemas.codec import encode
 from tests.e2e.test_board import CHROMIUM, UPDATE_TIMEOUT_MS, browser, signed_in_page
@@ -307,3 +308,103 @@ def test_a_nik_in_any_field_and_any_spelling_reaches_no_topic_downstream(
                     record.key, record.value, *(v for _, v in record.headers)))}
     assert {t for t, _ in carrying} == {topic}
     assert {nik for _, nik in carrying} == set(niks)
+
+
+def test_counts_beyond_an_rt_jumps_moves_copies_and_report_ids_on_the_broker(
+        namespace: Namespace, worker: Worker, month: SimulatedMonth) -> None:
+    """Issue 23, the holes of part 2 and 3 on the real worker: a report of 10^9 or 2^31-1
+    residents is REJECTED; residents x10 need review, and so does the same figure the month
+    after (a report under review is no base); a large moved_in does not make a jump VALID; the
+    third and later identical reports of an RW are flagged; an RT's 11th report id for a month
+    is dead-lettered; and the indicators still equal a recomputation from the VALID verdicts."""
+    this_month = datetime.now(UTC).astimezone(WIB).strftime("%Y-%m")
+    # RTs that sent nothing for the month, past the first of each kelurahan (the board's test
+    # and the NIK test use those)
+    silent = [rt for rt in month.mistakes["not_reported"] if rt.startswith(KELURAHAN[1])][2:]
+    base = {r.record["rt_code"]: r.record for r in month.reports
+            if r.record["period"] == month.base_period}
+    calm = {"births": 0, "deaths": 0, "moved_in": 0, "moved_out": 0, "note": None}
+    jump, moved, capped = silent[:3]
+    first = base[jump]
+    ten = {"households": first["households"] * 10, "residents": first["residents"] * 10,
+           "working_age": first["working_age"] * 10, "labour_force": first["labour_force"] * 10,
+           "unemployed": first["unemployed"] * 10}
+    huge = {"households": 400, "residents": 10**9, "working_age": 10**9,
+            "labour_force": 10**9, "unemployed": 10**8}
+    reports = [
+        first | calm | huge | {"period": month.period, "report_id": "HUGE"},
+        first | calm | {"period": month.period, "report_id": "MAXINT",
+                        "residents": 2**31 - 1, "working_age": 2**31 - 1},
+        first | calm | ten | {"period": month.period, "report_id": "X10"},
+        first | calm | ten | {"period": this_month, "report_id": "X10-NEXT"},
+        base[moved] | calm | {"period": month.period, "report_id": "MOVED",
+                              "households": base[moved]["households"] * 10,
+                              "residents": base[moved]["residents"] * 10,
+                              "moved_in": base[moved]["residents"] * 9}]
+    # eight RTs of one RW with one RW's figures, for this month
+    rws: dict[str, list[str]] = {}
+    for code in sorted(base):
+        if code.startswith(KELURAHAN[0]):
+            rws.setdefault(code.rsplit(".", 1)[0], []).append(code)
+    rw = max(rws, key=lambda r: len(rws[r]))
+    copied = rws[rw]
+    model = base[copied[0]] | calm | {"period": this_month}
+    reports += [model | {"rt_code": code, "report_id": f"COPY-{code}",
+                         "reporter_id": base[code]["reporter_id"]} for code in copied]
+    # eleven report ids for one RT and this month
+    reports += [base[capped] | calm | {"period": this_month, "report_id": f"ID-{n}"}
+                for n in range(11)]
+    namespace.send([("RtReport", r) for r in reports])
+
+    def verdict_of(report_id: str) -> dict[str, Any] | None:
+        return next((v for v in namespace.read(catalog.RT_VALIDATIONS)
+                     if v["report_id"] == report_id), None)
+    wait_until(lambda: verdict_of("ID-9") is not None and verdict_of(f"COPY-{copied[-1]}")
+               is not None, 120, "the reports judged")
+    got = {rid: (v["verdict"], tuple(v["reason_codes"])) for rid in (
+        "HUGE", "MAXINT", "X10", "X10-NEXT", "MOVED") if (v := verdict_of(rid)) is not None}
+    assert got == {"HUGE": ("REJECTED", ("out_of_range",)),
+                   "MAXINT": ("REJECTED", ("out_of_range",)),
+                   "X10": ("NEEDS_REVIEW", ("continuity",)),
+                   "X10-NEXT": ("NEEDS_REVIEW", ("continuity",)),
+                   "MOVED": ("NEEDS_REVIEW", ("large_moves",))}
+    copies = [verdict_of(f"COPY-{code}") for code in copied]
+    # the RTs reach the judge in any order across input partitions: the first two judged
+    # are not copies yet, every later one is
+    flagged = ["copied_report" in (v or {})["reason_codes"] for v in copies]
+    assert (len(copied) >= 3, flagged.count(False), flagged.count(True)) == (
+        True, 2, len(copied) - 2)
+    wait_until(lambda: any(d["reason"] == "too_many_reports"
+                           for d in namespace.read(catalog.DEAD_LETTERS)), 60, "the 11th id")
+    (too_many,) = [d for d in namespace.read(catalog.DEAD_LETTERS)
+                   if d["reason"] == "too_many_reports"]
+    assert too_many["error_message"] == (
+        f"the RT already sent 10 report ids for {this_month}, the most kept; send a new "
+        "revision of one of them instead")
+    assert verdict_of("ID-10") is None
+
+    # the indicators: recomputed here from the verdicts (the current report of each RT is
+    # its last verdict that is not REJECTED; only VALID ones add people)
+    def recomputed() -> dict[str, tuple[int, int, int, int]]:
+        current: dict[tuple[str, str], dict[str, Any]] = {}
+        for v in namespace.read(catalog.RT_VALIDATIONS):
+            if v["verdict"] != "REJECTED" and v["kelurahan_code"] in KELURAHAN:
+                current[(v["rt_code"], v["period"])] = v
+        out: dict[str, list[int]] = {}
+        for (_, period), v in current.items():
+            sums = out.setdefault(f"{v['kelurahan_code']}|{period}", [0, 0, 0, 0])
+            sums[0] += 1
+            if v["verdict"] == "VALID":
+                sums[1] += 1
+                sums[2] += v["residents"]
+                sums[3] += v["unemployed"]
+        return {key: (a, b, c, d) for key, (a, b, c, d) in out.items()}
+
+    def published_now() -> dict[str, tuple[int, int, int, int]]:
+        latest = {f"{r['scope_code']}|{r['period']}": r
+                  for r in namespace.read(catalog.NEIGHBOURHOOD_INDICATORS)
+                  if r["scope_level"] == "KELURAHAN" and r["scope_code"] in KELURAHAN}
+        return {key: (r["rt_reported"], r["rt_valid"], r["residents"], r["unemployed"])
+                for key, r in latest.items()}
+    wait_until(lambda: published_now() == recomputed(), 120,
+               "indicators equal the recomputation from the verdicts")

@@ -74,6 +74,8 @@ def test_the_worker_reads_and_writes_every_catalog_topic_by_its_role() -> None:
         "t.city.neighbourhood.indicators.v1": ("READ", "WRITE"),
         # issue 14: the board writes operator actions, the ward agent reads them
         "t.city.operator.actions.v1": ("READ", "WRITE"),
+        # issue 23: the board writes reviewers' decisions, the judge agent reads them
+        "t.city.neighbourhood.reviews.v1": ("READ", "WRITE"),
     }
 
 
