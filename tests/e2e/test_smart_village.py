@@ -13,6 +13,7 @@ in tests/unit/test_rt_simulator.py (through streams/test_driver.py).
 from __future__ import annotations
 
 import re
+import secrets
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -25,13 +26,14 @@ from kafka import KafkaAdminClient, KafkaProducer
 from bench.harness import Namespace, Worker, read_records, wait_until
 from cityops.neighbourhoods import generate_registry
 from cityops.rt_simulator import RT_REPORT_SCHEMA, SimulatedMonth, previous_month, simulate_month
+from core import accounts
 from core.reference_data import load_ward_records
 from core.vocabulary import CITY_CODE
 from processors.neighbourhood import WIB
 from processors.personal_data import WITHHELD, fold_digits
 from schemas.codec import encode
 from tests.e2e.test_board import CHROMIUM, UPDATE_TIMEOUT_MS, browser, signed_in_page
-from tests.integration.test_web_api import BoardAccess, board_access, get_json
+from tests.integration.test_web_api import BoardAccess, BoardSession, board_access, get_json
 from tests.unit.test_rt_simulator import expected_indicators, published
 from topics import catalog
 
@@ -311,7 +313,8 @@ def test_a_nik_in_any_field_and_any_spelling_reaches_no_topic_downstream(
 
 
 def test_counts_beyond_an_rt_jumps_moves_copies_and_report_ids_on_the_broker(
-        namespace: Namespace, worker: Worker, month: SimulatedMonth) -> None:
+        namespace: Namespace, worker: Worker, month: SimulatedMonth,
+        access: BoardAccess) -> None:
     """Issue 23, the holes of part 2 and 3 on the real worker: a report of 10^9 or 2^31-1
     residents is REJECTED; residents x10 need review, and so does the same figure the month
     after (a report under review is no base); a large moved_in does not make a jump VALID; the
@@ -383,12 +386,75 @@ def test_counts_beyond_an_rt_jumps_moves_copies_and_report_ids_on_the_broker(
         "revision of one of them instead")
     assert verdict_of("ID-10") is None
 
+    # part 3: a kelurahan's staff reviews on the board; only then is a jump a base
+    password = secrets.token_urlsafe(12)
+    accounts.add_operator("sinta", "village_staff", password, access.accounts_file,
+                          kelurahan=(KELURAHAN[1],))
+    sinta = BoardSession(worker.web_port)
+    assert sinta.sign_in("sinta", password)[0] == 200
+    x10 = verdict_of("X10")
+    assert x10 is not None
+    path = f"/api/neighbourhoods/{KELURAHAN[1]}/reviews"
+    seen = {"rt_code": jump, "period": month.period, "report_id": "X10", "revision": 1}
+    other = f"/api/neighbourhoods/{KELURAHAN[0]}/reviews"
+    assert sinta.json("POST", other, seen | {"decision": "accept"}) == (
+        403, {"error": f"sinta may not review the RT reports of {KELURAHAN[0]}"})
+    vera = BoardSession(worker.web_port)
+    assert vera.sign_in("vera", access.passwords["vera"])[0] == 200
+    assert vera.json("POST", path, seen | {"decision": "accept"})[0] == 403
+    assert sinta.json("POST", path, seen | {"decision": "accept",
+                                            "note": "blok baru, dicek 3672 0101 0101 0001"}
+                      ) == (400, {"error": "the text holds a 16-digit number shaped like a "
+                                           "NIK; personal data must not be written (text not "
+                                           "stored)"})
+    assert sinta.json("POST", path, seen | {"decision": "accept",
+                                            "note": "perumahan baru, dicek"})[0] == 202
+    fixed = {name: base[moved][name] for name in (
+        "households", "residents", "working_age", "labour_force", "unemployed",
+        "social_aid_households")} | {"births": 0, "deaths": 0, "moved_in": 0, "moved_out": 0}
+    assert sinta.json("POST", path, {"rt_code": moved, "period": month.period,
+                                     "report_id": "MOVED", "revision": 1,
+                                     "decision": "correct", "counts": fixed})[0] == 202
+    flagged_copy = next(v for v in copies if v and "copied_report" in v["reason_codes"])
+    assert sinta.json("POST", f"/api/neighbourhoods/{KELURAHAN[0]}/reviews", {
+        "rt_code": flagged_copy["rt_code"], "period": this_month,
+        "report_id": flagged_copy["report_id"], "revision": 1, "decision": "reject"})[0] == 403
+
+    def decided(report_id: str) -> list[tuple[Any, ...]]:
+        return [(v["verdict"], v["revision"], tuple(v["reason_codes"]), tuple(v["reasons"]))
+                for v in namespace.read(catalog.RT_VALIDATIONS)
+                if v["report_id"] == report_id and v["reason_codes"][:1] in (
+                    ["review_accepted"], ["review_corrected"], ["review_rejected"])]
+    wait_until(lambda: decided("X10") and decided("MOVED"), 60, "the reviews applied")
+    assert decided("X10") == [("VALID", 1, ("review_accepted",),
+                               ("accepted by sinta after review",))]
+    assert decided("MOVED") == [("VALID", 2, ("review_corrected",),
+                                 ("corrected by sinta after review (revision 2)",))]
+    # the month after the accepted jump, a new revision of the same figures: VALID now
+    namespace.send([("RtReport", reports[3] | {"revision": 2})])
+    wait_until(lambda: any(v["report_id"] == "X10-NEXT" and v["revision"] == 2
+                           for v in namespace.read(catalog.RT_VALIDATIONS)), 60, "re-judged")
+    (next_month,) = [v for v in namespace.read(catalog.RT_VALIDATIONS)
+                     if v["report_id"] == "X10-NEXT" and v["revision"] == 2]
+    assert (next_month["verdict"], next_month["reason_codes"]) == ("VALID", [])
+    # the audit record: who decided what, on which revision
+    assert sorted((r["reviewer_id"], r["reviewer_role"], r["rt_code"], r["report_id"],
+                   r["revision"], r["decision"], r["note"])
+                  for r in namespace.read(catalog.RT_REVIEWS)) == sorted([
+        ("sinta", "VILLAGE_STAFF", jump, "X10", 1, "ACCEPT", "perumahan baru, dicek"),
+        ("sinta", "VILLAGE_STAFF", moved, "MOVED", 1, "CORRECT", None)])
+
     # the indicators: recomputed here from the verdicts (the current report of each RT is
-    # its last verdict that is not REJECTED; only VALID ones add people)
+    # its last verdict that is not REJECTED, or nothing after a reviewer rejected it; only
+    # VALID ones add people)
     def recomputed() -> dict[str, tuple[int, int, int, int]]:
         current: dict[tuple[str, str], dict[str, Any]] = {}
         for v in namespace.read(catalog.RT_VALIDATIONS):
-            if v["verdict"] != "REJECTED" and v["kelurahan_code"] in KELURAHAN:
+            if v["kelurahan_code"] not in KELURAHAN:
+                continue
+            if "review_rejected" in v["reason_codes"]:
+                current.pop((v["rt_code"], v["period"]), None)
+            elif v["verdict"] != "REJECTED":
                 current[(v["rt_code"], v["period"])] = v
         out: dict[str, list[int]] = {}
         for (_, period), v in current.items():
@@ -408,3 +474,38 @@ def test_counts_beyond_an_rt_jumps_moves_copies_and_report_ids_on_the_broker(
                 for key, r in latest.items()}
     wait_until(lambda: published_now() == recomputed(), 120,
                "indicators equal the recomputation from the verdicts")
+
+
+def test_a_reviewer_accepts_a_report_on_the_board_and_the_decision_is_recorded(
+        browser: Any, namespace: Namespace, worker: Worker, month: SimulatedMonth,
+        access: BoardAccess) -> None:
+    """Issue 23, part 4, in headless Chromium: the supervisor opens the kelurahan of the RT
+    whose residents jumped, sees its reasons, accepts it with a note; the report leaves the
+    list, the verdict names the reviewer and the reviews topic records the decision."""
+    base_url = f"http://127.0.0.1:{worker.web_port}"
+    errors: list[str] = []
+    page = signed_in_page(browser, base_url, "sari", access.passwords["sari"],
+                          {"width": 1600, "height": 1000})
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.wait_for_selector("#connection[data-state='live']", timeout=UPDATE_TIMEOUT_MS)
+    page.click("#layers button[data-layer='unemployment']")
+    page.wait_for_selector(f"#village[data-period='{month.period}']", timeout=UPDATE_TIMEOUT_MS)
+    (jumped,) = month.mistakes["residents_jump"]
+    code = jumped.rsplit(".", 2)[0]
+    page.locator(f"path.ward[data-code='{code}']").click()
+    item = f"#village-detail[data-code='{code}'] li[data-rt='{jumped}']"
+    page.wait_for_selector(f"{item} button[data-decision='accept']", timeout=UPDATE_TIMEOUT_MS)
+    page.fill(f"{item} input.note", "dicek di lapangan")
+    page.click(f"{item} button[data-decision='accept']")
+    page.wait_for_selector(f"{item} .decision-status[data-failed='false']",
+                           timeout=UPDATE_TIMEOUT_MS)
+    page.wait_for_selector(item, state="detached", timeout=UPDATE_TIMEOUT_MS)
+    page.close()
+    assert errors == []
+    accepted = [v for v in namespace.read(catalog.RT_VALIDATIONS)
+                if v["rt_code"] == jumped and v["reason_codes"] == ["review_accepted"]]
+    assert [(v["verdict"], v["reasons"]) for v in accepted] == [
+        ("VALID", ["accepted by sari after review"])]
+    assert [(r["reviewer_id"], r["reviewer_role"], r["decision"], r["note"])
+            for r in namespace.read(catalog.RT_REVIEWS) if r["rt_code"] == jumped] == [
+        ("sari", "SUPERVISOR", "ACCEPT", "dicek di lapangan")]
