@@ -203,7 +203,8 @@ def _operators(args: argparse.Namespace) -> int:
                 if getpass.getpass("again: ") != password:
                     print("cityops operators: the passwords differ", file=sys.stderr)
                     return 2
-            accounts.add_operator(args.name, args.role, password, path)
+            accounts.add_operator(args.name, args.role, password, path,
+                                  kelurahan=tuple(args.kelurahan or ()))
             print(f"operator {args.name} ({args.role}) saved in "
                   f"{path or accounts.default_path()}")
         elif args.action == "token":
@@ -412,9 +413,14 @@ def build_parser() -> argparse.ArgumentParser:
                            "list, or token NAME (a new API token, printed once)")
     operators.add_argument("name", nargs="?", help="account name (lower case)")
     operators.add_argument("--role", default="viewer",
-                           choices=["viewer", "operator", "supervisor"],
+                           choices=["viewer", "operator", "supervisor", "village_staff"],
                            help="viewer sees; operator acknowledges, assigns, escalates and "
-                           "notes; supervisor also closes cases and sees the audit trail")
+                           "notes; supervisor also closes cases, sees the audit trail and "
+                           "reviews RT reports everywhere; village_staff reviews the RT "
+                           "reports of its --kelurahan")
+    operators.add_argument("--kelurahan", action="append", metavar="CODE",
+                           help="village_staff: a kelurahan code whose RT reports the account "
+                           "reviews (repeatable)")
     operators.add_argument("--password-stdin", action="store_true",
                            help="read the password from the first line of stdin (scripts)")
     operators.add_argument("--file", help="accounts file (env CITYOPS_OPERATORS_FILE, default "
