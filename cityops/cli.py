@@ -206,7 +206,8 @@ def _operators(args: argparse.Namespace) -> int:
                     return 2
             agency, kecamatan = _checked_scope(args.agency, args.kecamatan or [])
             accounts.add_operator(args.name, args.role, password, path, agency=agency,
-                                  kecamatan=kecamatan)
+                                  kecamatan=kecamatan,
+                                  kelurahan=tuple(args.kelurahan or ()))
             bound = "".join((f", agency {agency}" if agency else "",
                              f", kecamatan {' '.join(kecamatan)}" if kecamatan else ""))
             print(f"operator {args.name} ({args.role}{bound}) saved in "
@@ -537,15 +538,20 @@ def build_parser() -> argparse.ArgumentParser:
                            "list, or token NAME (a new API token, printed once)")
     operators.add_argument("name", nargs="?", help="account name (lower case)")
     operators.add_argument("--role", default="viewer",
-                           choices=["viewer", "operator", "supervisor"],
+                           choices=["viewer", "operator", "supervisor", "village_staff"],
                            help="viewer sees; operator acknowledges, assigns, escalates and "
-                           "notes; supervisor also closes cases and sees the audit trail")
+                           "notes; supervisor also closes cases, sees the audit trail and "
+                           "reviews RT reports everywhere; village_staff reviews the RT "
+                           "reports of its --kelurahan")
     operators.add_argument("--agency", help="bind the account to one agency (POLRES, DAMKAR, "
                            "BPBD, DISHUB, DLH, DINKES): it sees and acts on the cases assigned "
                            "to that agency only")
     operators.add_argument("--kecamatan", nargs="+", metavar="CODE",
                            help="bind the account to these kecamatan (codes like 36.72.01): it "
                            "sees and acts on their kelurahan only")
+    operators.add_argument("--kelurahan", action="append", metavar="CODE",
+                           help="village_staff: a kelurahan code whose RT reports the account "
+                           "reviews (repeatable)")
     operators.add_argument("--password-stdin", action="store_true",
                            help="read the password from the first line of stdin (scripts)")
     operators.add_argument("--file", help="accounts file (env CITYOPS_OPERATORS_FILE, default "

@@ -49,7 +49,9 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from core.paths import var_dir
 
 FILE_VARIABLE: Final = "CITYOPS_OPERATORS_FILE"
-ROLES: Final[tuple[str, ...]] = ("VIEWER", "OPERATOR", "SUPERVISOR")
+ROLES: Final[tuple[str, ...]] = ("VIEWER", "OPERATOR", "SUPERVISOR", "VILLAGE_STAFF")
+"""VILLAGE_STAFF (issue 23): a kelurahan's staff, who review its RT reports (the kelurahan
+codes in the account's optional "kelurahan" list); they see the board as a viewer."""
 NAME_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9._-]{1,31}")
 MIN_PASSWORD_LENGTH: Final = 10
 #: Largest password accepted: Argon2 takes any length, but hashing megabytes per sign-in
@@ -67,9 +69,10 @@ TOTP_STEP_S: Final = 30
 #: Steps either side of now a code is accepted from (a phone's clock a little off).
 TOTP_WINDOW: Final = 1
 RECOVERY_CODES: Final = 10
-#: Roles that must give a second factor; a viewer too when the deployment asks
+#: Roles that must give a second factor, every role that acts (a village_staff reviewer's
+#: decisions are audited actions too); a viewer too when the deployment asks
 #: (`CITYOPS_BOARD_VIEWER_2FA=1`).
-SECOND_FACTOR_ROLES: Final = frozenset({"OPERATOR", "SUPERVISOR"})
+SECOND_FACTOR_ROLES: Final = frozenset({"OPERATOR", "SUPERVISOR", "VILLAGE_STAFF"})
 
 
 class AccountError(ValueError):
@@ -94,6 +97,8 @@ class Principal:
     """The agency the account answers for (None: every agency)."""
     kecamatan: tuple[str, ...] = ()
     """The kecamatan codes the account answers for (empty: the whole city)."""
+    kelurahan: tuple[str, ...] = ()
+    """Kelurahan codes whose RT reports a VILLAGE_STAFF account reviews."""
 
 
 @dataclass
@@ -145,7 +150,8 @@ class Accounts:
 def principal_of(name: str, record: Mapping[str, Any]) -> Principal:
     """The operator an accounts-file record describes, scope included."""
     return Principal(name, str(record["role"]), "operator", agency=record.get("agency") or None,
-                     kecamatan=tuple(sorted(record.get("kecamatan") or ())))
+                     kecamatan=tuple(sorted(record.get("kecamatan") or ())),
+                     kelurahan=tuple(str(code) for code in record.get("kelurahan") or ()))
 
 
 def scope_fields(record: Mapping[str, Any]) -> tuple[str | None, tuple[str, ...]]:
@@ -218,11 +224,12 @@ def save(accounts: Accounts, path: Path | None = None) -> None:
 
 
 def add_operator(name: str, role: str, password: str, path: Path | None = None, *,
-                 agency: str | None = None, kecamatan: Iterable[str] = ()) -> None:
+                 agency: str | None = None, kecamatan: Iterable[str] = (),
+                 kelurahan: Iterable[str] = ()) -> None:
     """Create or replace an operator account (the password is hashed, never stored). A
     replaced account keeps its second factor: a role change is not a new person. `agency` and
     `kecamatan` bind it to what it answers for (checked against the reference lists by the
-    CLI, which may import them)."""
+    CLI, which may import them); `kelurahan` are the codes a VILLAGE_STAFF account reviews."""
     hashed = _HASHER.hash(check_password(password))
     scope: dict[str, Any] = {}
     if agency:
@@ -230,6 +237,9 @@ def add_operator(name: str, role: str, password: str, path: Path | None = None, 
     codes = sorted(set(kecamatan))
     if codes:
         scope["kecamatan"] = codes
+    reviewed = list(dict.fromkeys(kelurahan))
+    if reviewed:
+        scope["kelurahan"] = reviewed
     with locked(path) as held:
         accounts = load(held)
         kept = {key: value for key, value in accounts.operators.get(name, {}).items()

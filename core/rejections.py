@@ -52,6 +52,7 @@ REASONS: Final[tuple[str, ...]] = (
     "future_period",
     "inconsistent_counts",
     "too_many_reports",
+    "stale_review",
     # VALIDATE, operator actions (issue 14): a role that may not take the action, an action
     # without the target it needs (an incident, an agency).
     "action_not_allowed",

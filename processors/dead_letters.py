@@ -8,10 +8,12 @@ One exception: a record rejected because it carries personal data (`WITHHELD_REA
 RT report whose note holds a NIK) keeps its key, partition and offset but not its value or
 headers, and the message says so: copying the bytes would put the NIK on a topic kept 30 days
 and read by partners. The partner still has what it sent; the offset says which record it was.
-And whatever the reason, a key, value or header in which the personal-data screen
+And whatever the reason, a key or header in which the personal-data screen
 (`processors.personal_data.contains_nik`, bytes read as UTF-8) finds a NIK-shaped run is
-withheld the same way (issue 23): a record rejected for a broken count must not carry a NIK
-the screen never had the chance to name, in a field it does not read (a header, the key).
+withheld (a header: with the value) the same way (issue 23): a record rejected for a broken
+count must not carry a NIK in a field the RT screen does not read. The value itself is not
+scanned (Avro binary and coordinates look like digit runs): an incident rejected for another
+reason keeps a description as sent (a known limit, docs/smart-village.md).
 """
 
 from __future__ import annotations
@@ -77,8 +79,9 @@ def dead_letter(source: SourceRecord, *, stage: str, reason: str, message: str,
     value, key = source.value, source.key
     note = ""
     original_headers = source.headers
-    carried = contains_nik(value[:MAX_ORIGINAL_BYTES] if value else None) or any(
-        contains_nik(name) or contains_nik(data) for name, data in original_headers)
+    # the value is not read here: Avro binary (doubles, varints) and coordinates look like
+    # digit runs; every typed field of an RT report is screened before any other rule
+    carried = any(contains_nik(name) or contains_nik(data) for name, data in original_headers)
     if reason in WITHHELD_REASONS or carried:
         note += " [original value and headers withheld: they carry personal data]"
         value, original_headers = None, ()

@@ -264,10 +264,57 @@ class KelurahanReports:
         self.rts.setdefault(rt_code, {})[period] = stored
         return Judgement("judged", verdict, tuple(codes), tuple(reasons))
 
+    def review(self, decision: Mapping[str, Any], rules: NeighbourhoodRules) -> Judgement:
+        """Apply a reviewer's decision on a NEEDS_REVIEW report (issue 23, part 3): ACCEPT
+        makes it VALID (a base for the next month's continuity from now on), REJECT takes it
+        out (not counted, not a base), CORRECT replaces it by a new revision with the
+        reviewer's counts, VALID. The decision names the report it was taken on (id and
+        revision); one on another report, or on one that is not waiting for review, is a
+        `stale_review` rejection, so a decision can never apply to figures the reviewer did not
+        see. Pure: the caller checks the reviewer's role and kelurahan."""
+        rt_code, period = decision["rt_code"], decision["period"]
+        stored = self.current(rt_code, period)
+        reviewer = decision["reviewer_id"]
+        if (stored is None or stored["report_id"] != decision["report_id"]
+                or stored["revision"] != decision["revision"]):
+            raise Rejection("VALIDATE", "stale_review",
+                            f"RT {rt_code} has no report {decision['report_id']!r} revision "
+                            f"{decision['revision']} for {period} as its current one")
+        if stored["verdict"] != "NEEDS_REVIEW":
+            raise Rejection("VALIDATE", "stale_review",
+                            f"the report is {stored['verdict']}, not waiting for review")
+        kind = decision["decision"]
+        if kind == "ACCEPT":
+            stored.update(verdict="VALID", reviewed_by=reviewer)
+            return Judgement("judged", "VALID", ("review_accepted",),
+                             (f"accepted by {reviewer} after review",))
+        if kind == "REJECT":
+            stored.update(verdict="REJECTED", reviewed_by=reviewer)
+            return Judgement("judged", "REJECTED", ("review_rejected",),
+                             (f"rejected by {reviewer} after review",))
+        if kind != "CORRECT":
+            raise Rejection("VALIDATE", "out_of_range", f"unknown review decision {kind!r}")
+        corrected = {**stored, **{name: decision["counts"][name] for name in COUNT_FIELDS}}
+        problems = inconsistencies(corrected) + [
+            f"{name} {corrected[name]} is above {limit}" for name, limit in bounds(rules)
+            if corrected[name] > limit]
+        if any(corrected[name] < 0 for name in COUNT_FIELDS):
+            problems.append("a negative count")
+        if problems:
+            raise Rejection("VALIDATE", "inconsistent_counts", "; ".join(problems))
+        revision = stored["revision"] + 1
+        stored.clear()
+        stored.update({name: corrected[name] for name in STORED_FIELDS},
+                      revision=revision, verdict="VALID", reviewed_by=reviewer)
+        self.seen.setdefault(rt_code, {})[stored["report_id"]] = [revision, month_index(period)]
+        return Judgement("judged", "VALID", ("review_corrected",),
+                         (f"corrected by {reviewer} after review (revision {revision})",))
+
     def base(self, rt_code: str, month: int, rules: NeighbourhoodRules
              ) -> tuple[dict[str, Any], str, dict[str, int]] | None:
         """The report continuity starts from: the RT's latest earlier month whose report is
-        trusted (VALID, or accepted or corrected by a reviewer), within the kept window; with
+        trusted (VALID, or accepted or corrected by a reviewer: `review`), within the kept
+        window (a report a reviewer rejected is skipped); with
         its period and the flows of the months between (from their untrusted reports). A
         NEEDS_REVIEW report is never a base, so a jump cannot become next month's normal
         before someone looked at it."""
@@ -448,7 +495,7 @@ def tally(rt_codes: Iterable[str], reports: KelurahanReports, period: str) -> Ta
         if stored is not None and stored["verdict"] == "VALID":
             one = Tally(1, 1, 1, 0, stored["residents"], stored["labour_force"],
                         stored["unemployed"])
-        elif stored is not None:
+        elif stored is not None and stored["verdict"] == "NEEDS_REVIEW":
             one = Tally(1, 1, 0, 1)
         total = total + one
     return total
@@ -581,6 +628,50 @@ def validation(report: Mapping[str, Any], rt: Mapping[str, Any] | None, verdict:
            for name in ("residents", "labour_force", "unemployed")},
         "validated_at": now, "synthetic": bool(rt is not None and rt["synthetic"]),
     }
+
+
+def review_validation(reports: KelurahanReports, decision: Mapping[str, Any],
+                      rt: Mapping[str, Any], judgement: Judgement, now: datetime
+                      ) -> dict[str, Any]:
+    """The verdict a reviewer's decision publishes: the report as it now stands (a correction's
+    new revision), the decision as its reason code and the reviewer named in its reason."""
+    stored = reports.current(decision["rt_code"], decision["period"])
+    assert stored is not None and judgement.verdict is not None
+    report = {**stored, "rt_code": decision["rt_code"], "period": decision["period"]}
+    return validation(report, rt, judgement.verdict, judgement.codes, judgement.reasons, now)
+
+
+REVIEW_SCHEMA: Final = "org.cityops.RtReview"
+REVIEW_DECISIONS: Final[tuple[str, ...]] = ("ACCEPT", "CORRECT", "REJECT")
+
+
+def may_review(role: str, scopes: Sequence[str], kelurahan_code: str) -> bool:
+    """A supervisor reviews every kelurahan; a VILLAGE_STAFF account the kelurahan it is
+    given (`core.accounts.Principal.kelurahan`); nobody else."""
+    upper = role.upper()
+    return upper == "SUPERVISOR" or (upper == "VILLAGE_STAFF" and kelurahan_code in scopes)
+
+
+def read_review(value: bytes | None, topic: str) -> dict[str, Any]:
+    """A reviewer's decision read from its topic, fully checked (the board writes it, but the
+    topic is not the board's alone): a role that may not review, a decision outside
+    REVIEW_DECISIONS, a correction without counts or a note with personal data is a
+    Rejection. The reviewer's kelurahan scope is checked by the board, which knows it."""
+    if value is None:
+        raise CodecError("undecodable", f"{topic}: record has no value")
+    review = decode(value, expected=REVIEW_SCHEMA).record
+    if review["reviewer_role"].upper() not in ("SUPERVISOR", "VILLAGE_STAFF"):
+        raise Rejection("VALIDATE", "action_not_allowed",
+                        f"a {review['reviewer_role'].lower()} may not review RT reports")
+    if review["decision"] not in REVIEW_DECISIONS:
+        raise Rejection("VALIDATE", "out_of_range", f"unknown decision {review['decision']!r}")
+    if review["decision"] == "CORRECT" and set(review["counts"] or ()) != set(COUNT_FIELDS):
+        raise Rejection("VALIDATE", "missing_target",
+                        f"CORRECT needs every count: {', '.join(COUNT_FIELDS)}")
+    if nik_fields(review, ("note", "rt_code", "report_id", "period", "reviewer_id")):
+        raise Rejection("VALIDATE", "personal_data",
+                        "the review holds a 16-digit number shaped like a NIK (not copied)")
+    return review
 
 
 def rejected_validation(report: Mapping[str, Any], rt: Mapping[str, Any] | None,

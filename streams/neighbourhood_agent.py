@@ -34,7 +34,9 @@ from processors.neighbourhood import (
     current_month,
     kelurahan_indicators,
     read_report,
+    read_review,
     rejected_validation,
+    review_validation,
     rollups,
     screen_report,
     screened_bytes,
@@ -72,6 +74,8 @@ class NeighbourhoodAgents:
                        name="cityops.rt_screen")(self._screen_agent)
         self.app.agent(self.context.raw_topic(catalog.RT_REPORTS_BY_KELURAHAN),
                        name="cityops.rt_judge")(self._judge_agent)
+        self.app.agent(self.context.raw_topic(catalog.RT_REVIEWS),
+                       name="cityops.rt_review")(self._review_agent)
 
         async def rollup_tick() -> None:
             await self.rollups()
@@ -189,6 +193,47 @@ class NeighbourhoodAgents:
         await self._send_validation(validation(report, rt, judgement.verdict, judgement.codes,
                                                judgement.reasons, now))
         return code, report["period"]
+
+    # -- reviewers' decisions (issue 23) -------------------------------------------------------
+
+    async def _review_agent(self, stream: faust.StreamT[bytes]) -> None:
+        """Reviewers' decisions, keyed and partitioned by kelurahan like the screened reports,
+        so the worker that holds a kelurahan's entry applies them (one at a time: rare)."""
+        await self._ready()
+        async for event in cast(faust.Stream[bytes], stream).events():
+            placed = await self.review(event)
+            if placed is not None:
+                await self._publish_indicators(*placed)
+
+    async def review(self, event: faust.EventT[bytes]) -> tuple[str, str] | None:
+        message = event.message
+        now = datetime.now(UTC)
+        try:
+            decision = read_review(message.value, message.topic)
+            rt = self.registry.get(decision["rt_code"])
+            if rt is None or rt["kelurahan_code"] != decision["kelurahan_code"]:
+                raise Rejection("ENRICH", "unknown_rt",
+                                f"RT {decision['rt_code'][:40]!r} is not in kelurahan "
+                                f"{decision['kelurahan_code'][:20]!r}")
+            code: str = rt["kelurahan_code"]
+            reports = KelurahanReports.from_json(self.table.get(code))
+            judgement = reports.review(decision, self.thresholds().neighbourhood)
+            value = reports.to_json()
+            self.table.data[code] = value
+            self.table.send_changelog(message.partition, code, value)
+        except Rejection as error:
+            await self.context.send_dead_letter(event, error.stage, error.reason, error)
+            return None
+        except Exception as error:
+            log.exception("review failed on %s@%d", message.topic, message.offset)
+            await self.context.send_dead_letter(event, "PROCESS", "processing_error", error)
+            return None
+        assert judgement.verdict is not None
+        self._count(rt, judgement.verdict)
+        await self._send_validation(review_validation(reports, decision, rt, judgement, now))
+        log.info("review %s of %s %s by %s", decision["decision"], decision["rt_code"],
+                 decision["period"], decision["reviewer_id"])
+        return code, decision["period"]
 
     def _count(self, rt: Mapping[str, Any] | None, verdict: str) -> None:
         kecamatan = "unknown" if rt is None else rt["kecamatan_code"]

@@ -62,7 +62,8 @@ class ReviewIndex:
 
     def apply(self, record: Mapping[str, Any]) -> None:
         kelurahan = record.get("kelurahan_code")
-        if kelurahan is None or record["verdict"] == "REJECTED":
+        reviewed_out = "review_rejected" in record.get("reason_codes", ())
+        if kelurahan is None or (record["verdict"] == "REJECTED" and not reviewed_out):
             return  # an unknown RT has no place on the map; see the class docstring
         key = (str(record["rt_code"]), str(record["period"]))
         if record["verdict"] == "NEEDS_REVIEW":

@@ -52,6 +52,7 @@ from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from core import accounts
 from core.accounts import MAX_PASSWORD_LENGTH, Principal
+from processors.neighbourhood import COUNT_FIELDS, REVIEW_DECISIONS, may_review
 from processors.operations import (
     ACTIONS,
     MAX_TEXT,
@@ -566,7 +567,18 @@ class OperatorWeb:
             "actions": [a for a in ACTIONS if session is not None and may(principal.role, a)],
             "audit": may_see_audit(principal.role), "agencies": list(AGENCIES),
             "agency": principal.agency, "kecamatan": list(principal.kecamatan),
+            "reviews": (["*"] if principal.role.upper() == "SUPERVISOR"
+                        else list(self.reviewed_kelurahan(principal))),
         })
+
+    def reviewed_kelurahan(self, principal: Principal) -> tuple[str, ...]:
+        """The kelurahan whose RT reports the account reviews, read from the accounts file as
+        it is now: a session shared through the sessions topic (and so one signed in on another
+        worker or before a restart) carries the role and scope, not this list."""
+        if principal.kind != "operator":
+            return ()
+        record = self.security.accounts.current().operators.get(principal.name)
+        return accounts.principal_of(principal.name, record).kelurahan if record else ()
 
     # -- actions ----------------------------------------------------------------------------
 
@@ -712,6 +724,69 @@ class OperatorWeb:
         problem = action_problem(record)
         return (None, problem[1]) if problem is not None else (record, "")
 
+    # -- reviews of RT reports (issue 23) ---------------------------------------------------
+
+    async def review_report(self, request: web.Request) -> web.StreamResponse:
+        """A reviewer's decision on an RT report that needs review, as an RtReview record on
+        the reviews topic (202): the judge agent applies it and publishes the new verdict."""
+        principal = cast(Principal, request["principal"])
+        code = request.match_info["code"]
+        if not may_review(principal.role, self.reviewed_kelurahan(principal), code):
+            return web.json_response(
+                {"error": f"{principal.name} may not review the RT reports of {code[:20]}"},
+                status=403)
+        raw = await request.content.read(MAX_BODY + 1)
+        if len(raw) > MAX_BODY:
+            return web.json_response({"error": "request too large"}, status=413)
+        try:
+            body = json.loads(raw or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("expected a JSON object")
+        except ValueError as error:
+            return web.json_response({"error": f"body: {error}"}, status=400)
+        registry = self.context.references.neighbourhoods.values
+        rt = registry.get(str(body.get("rt_code")))
+        if rt is None or rt["kelurahan_code"] != code:
+            return web.json_response({"error": f"no such RT in kelurahan {code[:20]}"},
+                                     status=404)
+        decision = str(body.get("decision", "")).upper()
+        if decision not in REVIEW_DECISIONS:
+            return web.json_response(
+                {"error": "decision: one of accept, correct, reject"}, status=400)
+        note = body.get("note") if isinstance(body.get("note"), str) else None
+        if note is not None:
+            note, refused = screen_note(note)
+            if refused is not None:
+                return web.json_response({"error": refused}, status=400)
+            note = note.strip()[:MAX_TEXT] or None
+        counts = body.get("counts") if decision == "CORRECT" else None
+        if decision == "CORRECT" and not (
+                isinstance(counts, dict) and all(isinstance(counts.get(name), int)
+                                                 for name in COUNT_FIELDS)):
+            return web.json_response(
+                {"error": f"correct needs every count: {', '.join(COUNT_FIELDS)}"}, status=400)
+        record = {
+            "review_id": str(uuid.uuid4()),
+            "decided_at": from_ms(to_ms(datetime.now(UTC))),
+            "reviewer_id": principal.name, "reviewer_role": principal.role,
+            "kelurahan_code": code, "rt_code": rt["rt_code"],
+            "period": str(body.get("period", ""))[:16],
+            "report_id": str(body.get("report_id", ""))[:64],
+            "revision": body.get("revision") if isinstance(body.get("revision"), int) else 0,
+            "decision": decision,
+            "counts": None if counts is None else {name: counts[name] for name in COUNT_FIELDS},
+            "note": note,
+        }
+        try:
+            value = encode(catalog.RT_REVIEWS.value_schema, record)
+        except CodecError as error:
+            return web.json_response({"error": error.message}, status=400)
+        await self.context.raw_topic(catalog.RT_REVIEWS).send(
+            key=code.encode(), value=value, partition=self.context.ward_partition(code))
+        log.info("review %s of %s by %s", decision, rt["rt_code"], principal.name)
+        return web.json_response({"review_id": record["review_id"], "decision": decision},
+                                 status=202)
+
     # -- audit trail ------------------------------------------------------------------------
 
     async def audit(self, request: web.Request) -> web.StreamResponse:
@@ -772,6 +847,7 @@ class OperatorWeb:
         router.add_get("/api/actions/{action_id}", self.receipt)
         router.add_get("/api/audit", self.audit)
         router.add_get("/api/audit/sign-ins", self.sign_in_audit)
+        router.add_post("/api/neighbourhoods/{code}/reviews", self.review_report)
 
 
 def register_operators(board: Board) -> OperatorWeb:

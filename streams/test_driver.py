@@ -44,7 +44,9 @@ from processors.neighbourhood import (
     current_month,
     kelurahan_indicators,
     read_report,
+    read_review,
     rejected_validation,
+    review_validation,
     rollups,
     screen_report,
     screened_bytes,
@@ -315,6 +317,28 @@ class TopologyTestDriver:
         self._rt_in_batch += 1
         if self._rt_in_batch >= self.batch:
             self.end_rt_batch(now)
+
+    def pipe_rt_review(self, value: bytes | None, *, now: datetime) -> None:
+        """One reviewer's decision on the reviews topic (issue 23), applied to the kelurahan's
+        reports as the judge agent applies it: its verdict, then the indicators."""
+        spec = catalog.RT_REVIEWS
+        offset = self._offsets.get(spec.name, 0)
+        self._offsets[spec.name] = offset + 1
+        try:
+            review = read_review(value, spec.name)
+            code = review["kelurahan_code"]
+            reports = KelurahanReports.from_json(self.neighbourhood_state.get(code))
+            judgement = reports.review(review, self.thresholds.neighbourhood)
+            self.neighbourhood_state[code] = json.loads(json.dumps(reports.to_json()))
+        except Exception as error:
+            stage, reason = rejection_of(error)
+            self._dead(source_record(spec.name, 0, offset, now.timestamp(), None, value, ()),
+                       error, stage, reason, now)
+            return
+        rt = self.neighbourhoods[review["rt_code"]]
+        self.outputs.validations.append(review_validation(reports, review, rt, judgement, now))
+        self._rt_touched.add((code, review["period"]))
+        self.end_rt_batch(now)
 
     def end_rt_batch(self, now: datetime) -> None:
         """What the judge agent does after a batch: the indicators of each (kelurahan, month)

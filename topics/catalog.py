@@ -266,9 +266,19 @@ NOTIFICATION_DELIVERIES = TopicSpec(
     _COMPACT_30D,
 )
 
+RT_REVIEWS = TopicSpec(
+    "city.neighbourhood.reviews.v1", Role.OUTPUT, "kelurahan code", "org.cityops.RtReview",
+    WARD_PARTITIONS,
+    "Reviewers' decisions on RT reports that needed review (accept, correct as a new revision, "
+    "reject), written by the board and folded by the judge agent; the audit record, kept five "
+    "years like the operator actions (issue 23).",
+    {"cleanup.policy": "delete", "retention.ms": str(ACTIONS_RETENTION_DAYS * DAY_MS)},
+)
+
 #: The smart-village topics (issue 13), listed in `CATALOG`.
 NEIGHBOURHOOD_TOPICS: tuple[TopicSpec, ...] = (
     NEIGHBOURHOODS, RT_REPORTS, RT_REPORTS_BY_KELURAHAN, RT_VALIDATIONS, NEIGHBOURHOOD_INDICATORS,
+    RT_REVIEWS,
 )
 
 CATALOG: tuple[TopicSpec, ...] = (

@@ -210,18 +210,80 @@
       table.append(row);
     }
     const reviews = node("ul", { class: "reviews" });
+    const reviewer = mayReview(ward.kelurahan_code);
     for (const review of body.review) {
       const li = node("li", { "data-rt": review.rt_code });
       li.append(node("div", { class: "rt" }, `RT ${review.rt_code} · revision ${review.revision}`));
       const reasons = node("ul", { class: "reasons" });
       for (const reason of review.reasons) reasons.append(node("li", {}, reason));
       li.append(reasons);
+      if (reviewer) li.append(decisionForm(ward.kelurahan_code, review));
       reviews.append(li);
     }
     const title = node("h3", {}, `Reports needing review (${body.review.length})`);
     detail.replaceChildren(head, figures(body.indicator), table, title, reviews);
   }
 
+  // -- reviews (issue 23): a kelurahan's staff, or a supervisor, decides on each report ----
+  const COUNTS = ["households", "residents", "working_age", "labour_force", "unemployed",
+    "births", "deaths", "moved_in", "moved_out", "social_aid_households"];
+  let me = null;
+
+  async function loadMe() {
+    try {
+      me = await getJson("../api/me");
+    } catch (error) {
+      me = null;
+    }
+  }
+
+  const mayReview = (code) => Boolean(me && me.reviews
+    && (me.reviews.includes("*") || me.reviews.includes(code)));
+
+  function decisionForm(code, review) {
+    const form = node("div", { class: "decide" });
+    const note = node("input", { type: "text", class: "note", maxlength: "500",
+      placeholder: "why (no personal data)" });
+    const counts = node("div", { class: "counts", hidden: "" });
+    for (const name of COUNTS) {
+      const label = node("label", {}, `${name.replace(/_/g, " ")} `);
+      label.append(node("input", { type: "number", min: "0", name }));
+      counts.append(label);
+    }
+    const line = node("div", { class: "decision-status" });
+    async function decide(decision) {
+      const body = { rt_code: review.rt_code, period: review.period, report_id: review.report_id,
+        revision: review.revision, decision, note: note.value || null };
+      if (decision === "correct") {
+        body.counts = {};
+        for (const input of counts.querySelectorAll("input")) body.counts[input.name] = Number(input.value);
+      }
+      const response = await fetch(url(`../api/neighbourhoods/${encodeURIComponent(code)}/reviews`), {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": me.csrf_token },
+        body: JSON.stringify(body),
+      });
+      const result = await response.json().catch(() => ({}));
+      line.textContent = response.ok ? `${decision} sent`
+        : `${decision} refused (${response.status}): ${result.error || "error"}`;
+      line.setAttribute("data-failed", response.ok ? "false" : "true");
+    }
+    for (const decision of ["accept", "correct", "reject"]) {
+      const button = node("button", { type: "button", "data-decision": decision }, decision);
+      button.addEventListener("click", () => {
+        if (decision === "correct" && counts.hasAttribute("hidden")) {
+          counts.removeAttribute("hidden");
+          return;
+        }
+        decide(decision);
+      });
+      form.append(button);
+    }
+    form.append(note, counts, line);
+    return form;
+  }
+
   build();
+  loadMe();
   document.body.setAttribute("data-layer", state.layer);
 })();

@@ -13,6 +13,7 @@ in tests/unit/test_rt_simulator.py (through streams/test_driver.py).
 from __future__ import annotations
 
 import re
+import secrets
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -25,12 +26,14 @@ from kafka import KafkaAdminClient, KafkaProducer
 from bench.harness import Namespace, Worker, read_records, wait_until
 from cityops.neighbourhoods import generate_registry
 from cityops.rt_simulator import RT_REPORT_SCHEMA, SimulatedMonth, previous_month, simulate_month
+from core import accounts
 from core.reference_data import load_ward_records
 from core.vocabulary import CITY_CODE
+from processors.neighbourhood import WIB
 from processors.personal_data import WITHHELD, fold_digits
 from schemas.codec import encode
 from tests.e2e.test_board import CHROMIUM, UPDATE_TIMEOUT_MS, browser, signed_in_page
-from tests.integration.test_web_api import BoardAccess, board_access, get_json
+from tests.integration.test_web_api import BoardAccess, BoardSession, board_access, get_json
 from tests.unit.test_rt_simulator import expected_indicators, published
 from topics import catalog
 
@@ -307,3 +310,205 @@ def test_a_nik_in_any_field_and_any_spelling_reaches_no_topic_downstream(
                     record.key, record.value, *(v for _, v in record.headers)))}
     assert {t for t, _ in carrying} == {topic}
     assert {nik for _, nik in carrying} == set(niks)
+
+
+def test_counts_beyond_an_rt_jumps_moves_copies_and_report_ids_on_the_broker(
+        namespace: Namespace, worker: Worker, month: SimulatedMonth,
+        access: BoardAccess) -> None:
+    """Issue 23, the holes of part 2 and 3 on the real worker: a report of 10^9 or 2^31-1
+    residents is REJECTED; residents x10 need review, and so does the same figure the month
+    after (a report under review is no base); a large moved_in does not make a jump VALID; the
+    third and later identical reports of an RW are flagged; an RT's 11th report id for a month
+    is dead-lettered; and the indicators still equal a recomputation from the VALID verdicts."""
+    this_month = datetime.now(UTC).astimezone(WIB).strftime("%Y-%m")
+    # RTs that sent nothing for the month, past the first of each kelurahan (the board's test
+    # and the NIK test use those)
+    silent = [rt for rt in month.mistakes["not_reported"] if rt.startswith(KELURAHAN[1])][2:]
+    base = {r.record["rt_code"]: r.record for r in month.reports
+            if r.record["period"] == month.base_period}
+    calm = {"births": 0, "deaths": 0, "moved_in": 0, "moved_out": 0, "note": None}
+    jump, moved, capped = silent[:3]
+    first = base[jump]
+    ten = {"households": first["households"] * 10, "residents": first["residents"] * 10,
+           "working_age": first["working_age"] * 10, "labour_force": first["labour_force"] * 10,
+           "unemployed": first["unemployed"] * 10}
+    huge = {"households": 400, "residents": 10**9, "working_age": 10**9,
+            "labour_force": 10**9, "unemployed": 10**8}
+    reports = [
+        first | calm | huge | {"period": month.period, "report_id": "HUGE"},
+        first | calm | {"period": month.period, "report_id": "MAXINT",
+                        "residents": 2**31 - 1, "working_age": 2**31 - 1},
+        first | calm | ten | {"period": month.period, "report_id": "X10"},
+        first | calm | ten | {"period": this_month, "report_id": "X10-NEXT"},
+        base[moved] | calm | {"period": month.period, "report_id": "MOVED",
+                              "households": base[moved]["households"] * 10,
+                              "residents": base[moved]["residents"] * 10,
+                              "moved_in": base[moved]["residents"] * 9}]
+    # eight RTs of one RW with one RW's figures, for this month
+    rws: dict[str, list[str]] = {}
+    for code in sorted(base):
+        if code.startswith(KELURAHAN[0]):
+            rws.setdefault(code.rsplit(".", 1)[0], []).append(code)
+    rw = max(rws, key=lambda r: len(rws[r]))
+    copied = rws[rw]
+    model = base[copied[0]] | calm | {"period": this_month}
+    reports += [model | {"rt_code": code, "report_id": f"COPY-{code}",
+                         "reporter_id": base[code]["reporter_id"]} for code in copied]
+    # eleven report ids for one RT and this month
+    reports += [base[capped] | calm | {"period": this_month, "report_id": f"ID-{n}"}
+                for n in range(11)]
+    namespace.send([("RtReport", r) for r in reports])
+
+    def verdict_of(report_id: str) -> dict[str, Any] | None:
+        return next((v for v in namespace.read(catalog.RT_VALIDATIONS)
+                     if v["report_id"] == report_id), None)
+    wait_until(lambda: verdict_of("ID-9") is not None and verdict_of(f"COPY-{copied[-1]}")
+               is not None, 120, "the reports judged")
+    got = {rid: (v["verdict"], tuple(v["reason_codes"])) for rid in (
+        "HUGE", "MAXINT", "X10", "X10-NEXT", "MOVED") if (v := verdict_of(rid)) is not None}
+    assert got == {"HUGE": ("REJECTED", ("out_of_range",)),
+                   "MAXINT": ("REJECTED", ("out_of_range",)),
+                   "X10": ("NEEDS_REVIEW", ("continuity",)),
+                   "X10-NEXT": ("NEEDS_REVIEW", ("continuity",)),
+                   "MOVED": ("NEEDS_REVIEW", ("large_moves",))}
+    copies = [verdict_of(f"COPY-{code}") for code in copied]
+    # the RTs reach the judge in any order across input partitions: the first two judged
+    # are not copies yet, every later one is
+    flagged = ["copied_report" in (v or {})["reason_codes"] for v in copies]
+    assert (len(copied) >= 3, flagged.count(False), flagged.count(True)) == (
+        True, 2, len(copied) - 2)
+    wait_until(lambda: any(d["reason"] == "too_many_reports"
+                           for d in namespace.read(catalog.DEAD_LETTERS)), 60, "the 11th id")
+    (too_many,) = [d for d in namespace.read(catalog.DEAD_LETTERS)
+                   if d["reason"] == "too_many_reports"]
+    assert too_many["error_message"] == (
+        f"the RT already sent 10 report ids for {this_month}, the most kept; send a new "
+        "revision of one of them instead")
+    assert verdict_of("ID-10") is None
+
+    # part 3: a kelurahan's staff reviews on the board; only then is a jump a base
+    password = secrets.token_urlsafe(12)
+    accounts.add_operator("sinta", "village_staff", password, access.accounts_file,
+                          kelurahan=(KELURAHAN[1],))
+    sinta = BoardSession(worker.web_port)
+    assert sinta.sign_in("sinta", password)[0] == 200
+    x10 = verdict_of("X10")
+    assert x10 is not None
+    path = f"/api/neighbourhoods/{KELURAHAN[1]}/reviews"
+    seen = {"rt_code": jump, "period": month.period, "report_id": "X10", "revision": 1}
+    other = f"/api/neighbourhoods/{KELURAHAN[0]}/reviews"
+    assert sinta.json("POST", other, seen | {"decision": "accept"}) == (
+        403, {"error": f"sinta may not review the RT reports of {KELURAHAN[0]}"})
+    vera = BoardSession(worker.web_port)
+    assert vera.sign_in("vera", access.passwords["vera"])[0] == 200
+    assert vera.json("POST", path, seen | {"decision": "accept"})[0] == 403
+    assert sinta.json("POST", path, seen | {"decision": "accept",
+                                            "note": "blok baru, dicek 3672 0101 0101 0001"}
+                      ) == (400, {"error": "the text holds a 16-digit number shaped like a "
+                                           "NIK; personal data must not be written (text not "
+                                           "stored)"})
+    assert sinta.json("POST", path, seen | {"decision": "accept",
+                                            "note": "perumahan baru, dicek"})[0] == 202
+    fixed = {name: base[moved][name] for name in (
+        "households", "residents", "working_age", "labour_force", "unemployed",
+        "social_aid_households")} | {"births": 0, "deaths": 0, "moved_in": 0, "moved_out": 0}
+    assert sinta.json("POST", path, {"rt_code": moved, "period": month.period,
+                                     "report_id": "MOVED", "revision": 1,
+                                     "decision": "correct", "counts": fixed})[0] == 202
+    flagged_copy = next(v for v in copies if v and "copied_report" in v["reason_codes"])
+    assert sinta.json("POST", f"/api/neighbourhoods/{KELURAHAN[0]}/reviews", {
+        "rt_code": flagged_copy["rt_code"], "period": this_month,
+        "report_id": flagged_copy["report_id"], "revision": 1, "decision": "reject"})[0] == 403
+
+    def decided(report_id: str) -> list[tuple[Any, ...]]:
+        return [(v["verdict"], v["revision"], tuple(v["reason_codes"]), tuple(v["reasons"]))
+                for v in namespace.read(catalog.RT_VALIDATIONS)
+                if v["report_id"] == report_id and v["reason_codes"][:1] in (
+                    ["review_accepted"], ["review_corrected"], ["review_rejected"])]
+    wait_until(lambda: decided("X10") and decided("MOVED"), 60, "the reviews applied")
+    assert decided("X10") == [("VALID", 1, ("review_accepted",),
+                               ("accepted by sinta after review",))]
+    assert decided("MOVED") == [("VALID", 2, ("review_corrected",),
+                                 ("corrected by sinta after review (revision 2)",))]
+    # the month after the accepted jump, a new revision of the same figures: VALID now
+    namespace.send([("RtReport", reports[3] | {"revision": 2})])
+    wait_until(lambda: any(v["report_id"] == "X10-NEXT" and v["revision"] == 2
+                           for v in namespace.read(catalog.RT_VALIDATIONS)), 60, "re-judged")
+    (next_month,) = [v for v in namespace.read(catalog.RT_VALIDATIONS)
+                     if v["report_id"] == "X10-NEXT" and v["revision"] == 2]
+    assert (next_month["verdict"], next_month["reason_codes"]) == ("VALID", [])
+    # the audit record: who decided what, on which revision
+    assert sorted((r["reviewer_id"], r["reviewer_role"], r["rt_code"], r["report_id"],
+                   r["revision"], r["decision"], r["note"])
+                  for r in namespace.read(catalog.RT_REVIEWS)) == sorted([
+        ("sinta", "VILLAGE_STAFF", jump, "X10", 1, "ACCEPT", "perumahan baru, dicek"),
+        ("sinta", "VILLAGE_STAFF", moved, "MOVED", 1, "CORRECT", None)])
+
+    # the indicators: recomputed here from the verdicts (the current report of each RT is
+    # its last verdict that is not REJECTED, or nothing after a reviewer rejected it; only
+    # VALID ones add people)
+    def recomputed() -> dict[str, tuple[int, int, int, int]]:
+        current: dict[tuple[str, str], dict[str, Any]] = {}
+        for v in namespace.read(catalog.RT_VALIDATIONS):
+            if v["kelurahan_code"] not in KELURAHAN:
+                continue
+            if "review_rejected" in v["reason_codes"]:
+                current.pop((v["rt_code"], v["period"]), None)
+            elif v["verdict"] != "REJECTED":
+                current[(v["rt_code"], v["period"])] = v
+        out: dict[str, list[int]] = {}
+        for (_, period), v in current.items():
+            sums = out.setdefault(f"{v['kelurahan_code']}|{period}", [0, 0, 0, 0])
+            sums[0] += 1
+            if v["verdict"] == "VALID":
+                sums[1] += 1
+                sums[2] += v["residents"]
+                sums[3] += v["unemployed"]
+        return {key: (a, b, c, d) for key, (a, b, c, d) in out.items()}
+
+    def published_now() -> dict[str, tuple[int, int, int, int]]:
+        latest = {f"{r['scope_code']}|{r['period']}": r
+                  for r in namespace.read(catalog.NEIGHBOURHOOD_INDICATORS)
+                  if r["scope_level"] == "KELURAHAN" and r["scope_code"] in KELURAHAN}
+        return {key: (r["rt_reported"], r["rt_valid"], r["residents"], r["unemployed"])
+                for key, r in latest.items()}
+    wait_until(lambda: published_now() == recomputed(), 120,
+               "indicators equal the recomputation from the verdicts")
+
+
+def test_a_reviewer_accepts_a_report_on_the_board_and_the_decision_is_recorded(
+        browser: Any, namespace: Namespace, worker: Worker, month: SimulatedMonth,
+        access: BoardAccess) -> None:
+    """Issue 23, part 4, in headless Chromium: the supervisor opens the kelurahan of the RT
+    whose residents jumped, sees its reasons, accepts it with a note; the report leaves the
+    list, the verdict names the reviewer and the reviews topic records the decision."""
+    base_url = f"http://127.0.0.1:{worker.web_port}"
+    errors: list[str] = []
+    page = signed_in_page(browser, base_url, "sari", access.passwords["sari"],
+                          {"width": 1600, "height": 1000})
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.wait_for_selector("#connection[data-state='live']", timeout=UPDATE_TIMEOUT_MS)
+    page.click("#layers button[data-layer='unemployment']")
+    # the latest month is this one (the test before reported for it): pick the month
+    page.wait_for_selector("#village[data-period]", timeout=UPDATE_TIMEOUT_MS)
+    page.select_option("#village-period", month.period)
+    page.wait_for_selector(f"#village[data-period='{month.period}']", timeout=UPDATE_TIMEOUT_MS)
+    (jumped,) = month.mistakes["residents_jump"]
+    code = jumped.rsplit(".", 2)[0]
+    page.locator(f"path.ward[data-code='{code}']").click()
+    item = f"#village-detail[data-code='{code}'] li[data-rt='{jumped}']"
+    page.wait_for_selector(f"{item} button[data-decision='accept']", timeout=UPDATE_TIMEOUT_MS)
+    page.fill(f"{item} input.note", "dicek di lapangan")
+    page.click(f"{item} button[data-decision='accept']")
+    page.wait_for_selector(f"{item} .decision-status[data-failed='false']",
+                           timeout=UPDATE_TIMEOUT_MS)
+    page.wait_for_selector(item, state="detached", timeout=UPDATE_TIMEOUT_MS)
+    page.close()
+    assert errors == []
+    accepted = [v for v in namespace.read(catalog.RT_VALIDATIONS)
+                if v["rt_code"] == jumped and v["reason_codes"] == ["review_accepted"]]
+    assert [(v["verdict"], v["reasons"]) for v in accepted] == [
+        ("VALID", ["accepted by sari after review"])]
+    assert [(r["reviewer_id"], r["reviewer_role"], r["decision"], r["note"])
+            for r in namespace.read(catalog.RT_REVIEWS) if r["rt_code"] == jumped] == [
+        ("sari", "SUPERVISOR", "ACCEPT", "dicek di lapangan")]

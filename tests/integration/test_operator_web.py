@@ -171,7 +171,7 @@ def test_each_role_may_do_exactly_its_actions(worker: Worker, access: BoardAcces
         "name": "vera", "role": "VIEWER", "kind": "operator", "csrf_token": None,
         "actions": [], "audit": False,
         "agencies": ["POLRES", "DAMKAR", "BPBD", "DISHUB", "DLH", "DINKES"], "agency": None,
-        "kecamatan": []}
+        "kecamatan": [], "reviews": []}
     assert oscar.json("GET", "/api/me")[1]["actions"] == [
         "ACKNOWLEDGE", "ASSIGN", "ESCALATE", "NOTE"]
     assert sari.json("GET", "/api/me")[1]["actions"] == [

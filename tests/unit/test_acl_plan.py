@@ -82,6 +82,8 @@ def test_the_worker_reads_and_writes_every_catalog_topic_by_its_role() -> None:
         "t.city.notifications.outbox.v1": ("READ", "WRITE"),
         "t.city.notifications.deliveries.v1": ("READ", "WRITE"),
         "t.city.gateway.receipts.v1": ("READ", "WRITE"),
+        # issue 23: the board writes reviewers' decisions, the judge agent reads them
+        "t.city.neighbourhood.reviews.v1": ("READ", "WRITE"),
     }
 
 

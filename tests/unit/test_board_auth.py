@@ -188,7 +188,7 @@ def test_accounts_hash_passwords_and_tokens_and_verify_them(tmp_path: Path) -> N
      "name 'Rina!': 2-32 characters, lower-case letters, digits, '.', '_' or '-', starting "
      "with a letter or digit"),
     (lambda p: accounts.add_operator("rina", "admin", "x" * 10, p),
-     "role 'admin': one of viewer, operator, supervisor"),
+     "role 'admin': one of viewer, operator, supervisor, village_staff"),
     (lambda p: accounts.add_operator("rina", "viewer", "short", p),
      "password: at least 10 characters"),
 ])

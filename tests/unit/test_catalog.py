@@ -16,7 +16,7 @@ pytestmark = pytest.mark.unit
 
 def test_every_topic_name_is_versioned_and_unique() -> None:
     names = [spec.name for spec in CATALOG]
-    assert len(set(names)) == len(names) == 25
+    assert len(set(names)) == len(names) == 26
     assert all(re.fullmatch(r"city(\.[a-z0-9]+)+\.v[0-9]+", name) for name in names)
 
 

@@ -391,6 +391,14 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "unemployed": 5, "births": 1, "deaths": 0, "moved_in": 2, "moved_out": 1,
         "social_aid_households": 6, "note": "Jalan rusak di gang 3",
     },
+    "org.cityops.RtReview": {
+        "review_id": "0f3c1b2a-1234-4567-8901-234567890123",
+        "decided_at": datetime(2025, 9, 10, 3, 0, tzinfo=UTC), "reviewer_id": "sinta",
+        "reviewer_role": "VILLAGE_STAFF", "kelurahan_code": "36.72.01.1001",
+        "rt_code": "36.72.01.1001.001.001", "period": "2025-08", "report_id": "R1",
+        "revision": 1, "decision": "CORRECT",
+        "counts": {"households": 40, "residents": 150}, "note": "dicek",
+    },
     "org.cityops.RtValidation": {
         "rt_code": "36.72.01.1001.003.007", "kelurahan_code": "36.72.01.1001", "rw": "003",
         "period": "2025-02", "report_id": "RPT-1", "revision": 1, "verdict": "NEEDS_REVIEW",

@@ -750,7 +750,7 @@ def test_every_validate_and_enrich_reason_is_exercised() -> None:
         "unparseable_record", "processing_error", "ward_state_full", "situation_failed"}
     # the RT-report reasons: tests/unit/test_neighbourhood.py
     rt_reports = {"personal_data", "future_period", "inconsistent_counts", "unknown_rt",
-                  "too_many_reports"}
+                  "too_many_reports", "stale_review"}
     # the operator-action reasons: tests/unit/test_operations.py
     operator_actions = {"action_not_allowed", "missing_target", "conflict"}
     assert {case[4] for case in CASES} == (

@@ -463,3 +463,65 @@ def test_report_ids_per_rt_and_month_are_capped() -> None:
         "send a new revision of one of them instead")
     assert reports.judge(report(report_id="R3", revision=2), RULES).outcome == "judged"
     assert len(reports.seen[RW1[0]]) == 10
+
+
+# -- reviews (issue 23, part 3) ---------------------------------------------------------------
+
+
+def _jumped() -> KelurahanReports:
+    reports = KelurahanReports()
+    reports.judge(report(period="2025-07", report_id="A"), RULES)
+    assert reports.judge(report(report_id="B", households=60, residents=230,
+                                working_age=170), RULES).codes == ("continuity",)
+    return reports
+
+
+def decision(kind: str, **more: Any) -> dict[str, Any]:
+    return {"rt_code": RW1[0], "period": "2025-08", "report_id": "B", "revision": 1,
+            "decision": kind, "reviewer_id": "sinta", **more}
+
+
+def test_an_accepted_report_counts_and_becomes_the_next_month_s_base() -> None:
+    reports = _jumped()
+    assert reports.review(decision("ACCEPT"), RULES) == Judgement(
+        "judged", "VALID", ("review_accepted",), ("accepted by sinta after review",))
+    assert tally([RW1[0]], reports, "2025-08").residents == 230
+    assert reports.judge(report(period="2025-09", report_id="C", households=60,
+                                residents=230, working_age=170), RULES).verdict == "VALID"
+    with pytest.raises(Rejection, match="not waiting for review"):
+        reports.review(decision("REJECT"), RULES)
+
+
+def test_a_rejected_report_is_not_counted_and_not_a_base() -> None:
+    reports = _jumped()
+    assert reports.review(decision("REJECT"), RULES).verdict == "REJECTED"
+    assert tally([RW1[0]], reports, "2025-08") == tally([RW1[1]], reports, "2025-08")
+    assert reports.judge(report(period="2025-09", report_id="C"), RULES).verdict == "VALID"
+
+
+def test_a_correction_is_a_new_revision_by_the_reviewer() -> None:
+    reports = _jumped()
+    counts = report(residents=152)
+    assert reports.review(decision("CORRECT", counts=counts), RULES) == Judgement(
+        "judged", "VALID", ("review_corrected",),
+        ("corrected by sinta after review (revision 2)",))
+    stored = reports.current(RW1[0], "2025-08")
+    assert stored is not None
+    assert (stored["revision"], stored["residents"], stored["reviewed_by"]) == (2, 152, "sinta")
+    # the RT head's late revision 2 of the same report is an older word now
+    assert reports.judge(report(report_id="B", revision=2), RULES).outcome == "duplicate"
+    with pytest.raises(Rejection) as caught:
+        reports.review(decision("CORRECT", revision=2, counts=report(unemployed=500)), RULES)
+    assert caught.value.reason == "stale_review"
+
+
+def test_a_decision_on_figures_the_reviewer_did_not_see_is_stale() -> None:
+    reports = _jumped()
+    reports.judge(report(report_id="B", revision=2, households=60, residents=231,
+                         working_age=170), RULES)
+    with pytest.raises(Rejection) as caught:
+        reports.review(decision("ACCEPT"), RULES)
+    assert (caught.value.reason, caught.value.message) == (
+        "stale_review", f"RT {RW1[0]} has no report 'B' revision 1 for 2025-08 as its current one")
+    with pytest.raises(Rejection, match="more than labour_force"):
+        reports.review(decision("CORRECT", revision=2, counts=report(unemployed=500)), RULES)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from core.reference_data import load_ward_records
 from processors.enrich import data_quality, enrich_incident
+from processors.neighbourhood import REVIEW_SCHEMA
 from processors.personal_data import (
     REDACTED,
     WITHHELD,
@@ -28,7 +29,7 @@ from schemas.codec import encode
 from streams.test_driver import TopologyTestDriver
 from tests.unit.test_enrich import NOW as ENRICH_NOW
 from tests.unit.test_enrich import REF, RULES, incident
-from tests.unit.test_neighbourhood import REGISTRY, report
+from tests.unit.test_neighbourhood import KEL, REGISTRY, RW1, report
 
 pytestmark = pytest.mark.unit
 
@@ -184,3 +185,37 @@ def test_an_incident_description_keeps_the_incident_and_loses_the_nik() -> None:
     enriched = enrich_incident(event, REF, RULES, ENRICH_NOW)
     assert enriched["event"]["description"] == f"korban NIK {REDACTED} dibawa ke RS"
     assert data_quality(enriched) == ("personal_data_redacted",)
+
+
+# -- reviews through the driver (issue 23, part 3) -------------------------------------------
+
+
+def _review(**fields: Any) -> bytes:
+    record = {"review_id": "0f3c1b2a-1234-4567-8901-234567890123", "decided_at": NOW,
+              "reviewer_id": "sinta", "reviewer_role": "VILLAGE_STAFF",
+              "kelurahan_code": KEL, "rt_code": RW1[0], "period": "2025-08",
+              "report_id": "B", "revision": 1, "decision": "ACCEPT", "counts": None,
+              "note": None} | fields
+    return encode(REVIEW_SCHEMA, record)
+
+
+def test_a_review_through_the_driver_publishes_the_verdict_and_the_indicators() -> None:
+    driver = TopologyTestDriver(WARDS, [], neighbourhoods=REGISTRY.values())
+    driver.pipe_rt_report(encode(SCHEMA, report(period="2025-07", report_id="A")), now=NOW)
+    driver.pipe_rt_report(encode(SCHEMA, report(report_id="B", households=60, residents=230,
+                                                working_age=170)), now=NOW)
+    assert driver.outputs.validations[-1]["reason_codes"] == ["continuity"]
+    driver.pipe_rt_review(_review(), now=NOW)
+    verdict = driver.outputs.validations[-1]
+    assert (verdict["verdict"], verdict["reason_codes"], verdict["reasons"],
+            verdict["residents"]) == ("VALID", ["review_accepted"],
+                                      ["accepted by sinta after review"], 230)
+    kelurahan = driver.latest_indicators()[f"{KEL}|2025-08"]
+    assert (kelurahan["rt_valid"], kelurahan["rt_needs_review"], kelurahan["residents"]) == (
+        1, 0, 230)
+    # a second decision on the same revision is stale; a viewer's and a NIK note are refused
+    driver.pipe_rt_review(_review(decision="REJECT"), now=NOW)
+    driver.pipe_rt_review(_review(reviewer_role="VIEWER"), now=NOW)
+    driver.pipe_rt_review(_review(note=f"nik {NIK}"), now=NOW)
+    assert [(d["reason"], d["original_value"] is None) for d in driver.outputs.dead_letters] == [
+        ("stale_review", False), ("action_not_allowed", False), ("personal_data", True)]

@@ -69,6 +69,7 @@ def test_schema_folders_hold_the_expected_files() -> None:
         "org.cityops.NotificationDelivery.avsc",
         "org.cityops.OperatorAction.avsc",
         "org.cityops.RtReport.avsc",
+        "org.cityops.RtReview.avsc",
         "org.cityops.RtValidation.avsc",
         "org.cityops.SignInEvent.avsc",
         "org.cityops.SituationEvent.avsc",
