@@ -143,6 +143,12 @@ class WardAggregator:
         self._rollups: dict[str, dict[str, Any]] = {}
         # Wards changed since their state was last written to the table.
         self._dirty: set[str] = set()
+        #: Held from a situation's evaluation (which takes its sequence number) until it is in
+        #: the producer: the ward agent and the timers (release every second, clock, rollups)
+        #: publish from concurrent tasks, and a send that waits (for metadata or room in the
+        #: producer's batch) could otherwise be overtaken by a later sequence of the same scope
+        #: (seen in the 2-worker chaos run: sequence 27 written after 28).
+        self._publishing = asyncio.Lock()
         self._aggregated: dict[tuple[str, str], Any] = {}
         # Set at start and at every assignment: the situations view must be read to its end
         # before a ward taken over (or a rollup) publishes again (`_caught_up`).
@@ -512,12 +518,16 @@ class WardAggregator:
     async def _step(self, step: Callable[..., ward_step.Publication | None], code: str,
                     entry: OwnedWard, ward: dict[str, Any], now: datetime) -> None:
         """One ward's `flush` or `tick`, sent; a failure stays this ward's (below)."""
-        try:
-            publication = step(entry, ward, self.asset_counts(code), self.thresholds, now)
-        except Exception as error:
-            await self._situation_failed("KELURAHAN", code, error)
-            return
-        await self.send_situation(publication, now)
+        async with self._publishing:
+            try:
+                publication = step(entry, ward, self.asset_counts(code), self.thresholds, now)
+            except Exception as error:
+                failed: Exception | None = error
+            else:
+                failed = None
+                await self.send_situation(publication, now)
+        if failed is not None:
+            await self._situation_failed("KELURAHAN", code, failed)
 
     async def _situation_failed(self, scope: str, code: str, error: Exception) -> None:
         """One scope's situation could not be evaluated or encoded (e.g. over its byte
@@ -614,6 +624,12 @@ class WardAggregator:
 
     async def _emit_rollup(self, scope: str, code: str, name: str,
                            members: list[dict[str, Any]], now: datetime, snapshot: bool) -> None:
+        async with self._publishing:  # sequence taken and record sent together (see __init__)
+            await self._emit_rollup_locked(scope, code, name, members, now, snapshot)
+
+    async def _emit_rollup_locked(self, scope: str, code: str, name: str,
+                                  members: list[dict[str, Any]], now: datetime,
+                                  snapshot: bool) -> None:
         # A leader that just took over (or took back) a rollup continues from the highest
         # sequence published for it by any leader, never from its own older one.
         published = self.references.published_sequences.get(code, 0)
