@@ -411,7 +411,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "rt_registered": 80, "rt_reported": 70, "rt_valid": 65, "rt_needs_review": 5,
         "residents": 10_000, "labour_force": 6_000, "unemployed": 450,
         "unemployment_rate": 0.075, "completeness": 0.875, "review_share": 5 / 70,
-        "computed_at": T0, "synthetic": True,
+        "computed_at": T0, "synthetic": True, "withheld": None,
     },
 }
 
