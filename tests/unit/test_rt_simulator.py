@@ -113,15 +113,44 @@ def expected_indicators(month: SimulatedMonth, registry: Sequence[Mapping[str, A
                 "completeness": counts["rt_reported"] / counts["rt_registered"],
                 "review_share": (counts["rt_needs_review"] / counts["rt_reported"]
                                  if counts["rt_reported"] else None),
+                "withheld": None,
             }
+    _withhold_small_cells(out)
     return out
+
+
+def _withhold_small_cells(out: dict[str, dict[str, Any]]) -> None:
+    """docs/smart-village.md, 'Small cells', with the default thresholds (labour force 1-9,
+    or 1-2 unemployed; one withheld RW in a kelurahan takes its smallest published neighbour
+    with data along)."""
+    by_kelurahan: dict[tuple[str, str], list[str]] = {}
+    for key, value in out.items():
+        if value["scope_level"] == "RW":
+            code, period = key.split("|")
+            by_kelurahan.setdefault((code.rsplit(".", 1)[0], period), []).append(key)
+    for keys in by_kelurahan.values():
+        rule = {}
+        for key in keys:
+            value = out[key]
+            if 0 < value["labour_force"] < 10:
+                rule[key] = "SMALL_LABOUR_FORCE"
+            elif 1 <= value["unemployed"] <= 2:
+                rule[key] = "SMALL_COUNT"
+        if len(rule) == 1:
+            rest = sorted((out[key]["labour_force"], key) for key in keys
+                          if key not in rule and out[key]["labour_force"] > 0)
+            if rest:
+                rule[rest[0][1]] = "COMPLEMENTARY"
+        for key, name in rule.items():
+            out[key].update(unemployed=None, unemployment_rate=None, withheld=name)
 
 
 def published(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """The last indicator per key, in the shape of `expected_indicators`."""
     latest = {f"{r['scope_code']}|{r['period']}": r for r in records}
     return {key: {"scope_level": r["scope_level"], **{n: r[n] for n in COUNT_FIELDS},
-                  **{n: r[n] for n in ("unemployment_rate", "completeness", "review_share")}}
+                  **{n: r[n] for n in ("unemployment_rate", "completeness", "review_share",
+                                       "withheld")}}
             for key, r in latest.items()}
 
 
