@@ -68,7 +68,8 @@ def build(start: datetime, hours: float, seed: int = 21, rate_per_s: float = 1.0
     (YYYY-MM) also that month of RT reports for RT_KELURAHAN."""
     wards = load_ward_records()
     assets = generate_asset_registry(wards, ASSET_REGISTRY_SEED)
-    registry = [rt for rt in generate_registry(wards) if rt["kelurahan_code"] in RT_KELURAHAN]
+    city = generate_registry(wards)
+    registry = [rt for rt in city if rt["kelurahan_code"] in RT_KELURAHAN]
     driver = TopologyTestDriver(wards, assets, batch=50, neighbourhoods=registry)
     simulator = CitySimulator(wards, assets, seed, start, rate_per_s,
                               incidents_per_hour=incidents_per_hour)
@@ -171,7 +172,9 @@ def build(start: datetime, hours: float, seed: int = 21, rate_per_s: float = 1.0
     driver.tick(end)
     drain()
     if rt_month is not None:
-        month = simulate_month(registry, rt_month, seed=seed, kelurahan=RT_KELURAHAN)
+        # the whole registry sizes each RT (residents per RT = city / all RTs); two kelurahan
+        # alone made every RT hold a city's share and REJECTED it as out_of_range
+        month = simulate_month(city, rt_month, seed=seed, kelurahan=RT_KELURAHAN)
         for report in month.reports:
             driver.pipe_rt_report(encode("org.cityops.RtReport", report.record), now=end,
                                   key=report.record["rt_code"].encode())

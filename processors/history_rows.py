@@ -106,10 +106,10 @@ INDICATORS: Final = Table(
      ("period", "TEXT NOT NULL"), ("rt_registered", "INTEGER NOT NULL"),
      ("rt_reported", "INTEGER NOT NULL"), ("rt_valid", "INTEGER NOT NULL"),
      ("rt_needs_review", "INTEGER NOT NULL"), ("residents", "BIGINT NOT NULL"),
-     ("labour_force", "BIGINT NOT NULL"), ("unemployed", "BIGINT NOT NULL"),
+     ("labour_force", "BIGINT NOT NULL"), ("unemployed", "BIGINT"),
      ("unemployment_rate", "DOUBLE PRECISION"), ("completeness", "DOUBLE PRECISION NOT NULL"),
      ("review_share", "DOUBLE PRECISION"), ("computed_at_ms", "BIGINT NOT NULL"),
-     ("synthetic", "INTEGER NOT NULL")),
+     ("synthetic", "INTEGER NOT NULL"), ("withheld", "TEXT")),
     _POSITION_KEY, 10 * 365, "computed_at_ms",
     "every indicator record of an RW, kelurahan, kecamatan or the city for a month")
 
@@ -244,7 +244,7 @@ def indicator_row(record: Mapping[str, Any], at: Position) -> dict[str, Any]:
         **{name: record[name] for name in (
             "scope_code", "scope_level", "period", "rt_registered", "rt_reported", "rt_valid",
             "rt_needs_review", "residents", "labour_force", "unemployed", "unemployment_rate",
-            "completeness", "review_share")},
+            "completeness", "review_share", "withheld")},
         "computed_at_ms": to_ms(record["computed_at"]),
         "synthetic": int(record["synthetic"]),
     }

@@ -501,37 +501,74 @@ def tally(rt_codes: Iterable[str], reports: KelurahanReports, period: str) -> Ta
     return total
 
 
+SmallCellRule = Literal["SMALL_LABOUR_FORCE", "SMALL_COUNT", "COMPLEMENTARY"]
+
+
+def small_cell(counts: Tally, rules: NeighbourhoodRules) -> SmallCellRule | None:
+    """The primary small-cell rule an RW's counts break, if any (docs/smart-village.md, 'Small
+    cells'): a labour force of 1 to `min_labour_force` - 1, or 1 to `max_small_count`
+    unemployed, would point at a household (UU 27/2022). No labour force (no VALID report)
+    has nothing to withhold, and 0 unemployed in a large enough RW singles no one out."""
+    if 0 < counts.labour_force < rules.min_labour_force:
+        return "SMALL_LABOUR_FORCE"
+    if 1 <= counts.unemployed <= rules.max_small_count:
+        return "SMALL_COUNT"
+    return None
+
+
 def indicator(scope_code: str, level: str, period: str, counts: Tally, now: datetime,
-              synthetic: bool) -> dict[str, Any]:
-    """An `org.cityops.NeighbourhoodIndicator` from a scope's tally."""
+              synthetic: bool, withheld: SmallCellRule | None = None) -> dict[str, Any]:
+    """An `org.cityops.NeighbourhoodIndicator` from a scope's tally; a `withheld` cell carries
+    null for unemployed and the rate (never a false number) and names the rule."""
     return {
         "scope_code": scope_code, "scope_level": level, "period": period,
         **vars(counts),
+        "unemployed": None if withheld else counts.unemployed,
         "unemployment_rate": (counts.unemployed / counts.labour_force
-                              if counts.labour_force else None),
+                              if counts.labour_force and not withheld else None),
         "completeness": (counts.rt_reported / counts.rt_registered
                          if counts.rt_registered else 0.0),
         "review_share": (counts.rt_needs_review / counts.rt_reported
                          if counts.rt_reported else None),
-        "computed_at": now, "synthetic": synthetic,
+        "computed_at": now, "synthetic": synthetic, "withheld": withheld,
     }
 
 
+def withheld_rws(by_rw: Mapping[str, Tally], rules: NeighbourhoodRules
+                 ) -> dict[str, SmallCellRule]:
+    """The RWs of one kelurahan whose unemployed count is withheld, with the rule. When exactly
+    one RW breaks a primary rule, the kelurahan total minus the other RWs would give it away,
+    so the published RW with data and the smallest labour force (then the lowest code) is
+    withheld too (COMPLEMENTARY); with two or more withheld only their sum can be derived."""
+    out: dict[str, SmallCellRule] = {}
+    for code, counts in by_rw.items():
+        rule = small_cell(counts, rules)
+        if rule is not None:
+            out[code] = rule
+    if len(out) == 1:
+        others = [(counts.labour_force, code) for code, counts in by_rw.items()
+                  if code not in out and counts.labour_force > 0]
+        if others:
+            out[min(others)[1]] = "COMPLEMENTARY"
+    return out
+
+
 def kelurahan_indicators(kelurahan_code: str, registered: Sequence[Mapping[str, Any]],
-                         reports: KelurahanReports, period: str, now: datetime
-                         ) -> list[dict[str, Any]]:
+                         reports: KelurahanReports, period: str, now: datetime,
+                         rules: NeighbourhoodRules | None = None) -> list[dict[str, Any]]:
     """The indicators of every RW of the kelurahan, then of the kelurahan, for `period`;
-    `registered` is the kelurahan's RT records from the registry."""
+    `registered` is the kelurahan's RT records from the registry. Small RW cells are withheld
+    (`withheld_rws`); the kelurahan sums every VALID report, withheld RWs included."""
+    rules = rules or NeighbourhoodRules()
     by_rw: dict[str, list[str]] = {}
     for rt in registered:
         by_rw.setdefault(rw_code(rt["rt_code"]), []).append(rt["rt_code"])
     synthetic = any(rt["synthetic"] for rt in registered)
-    out = []
-    whole = Tally()
-    for rw in sorted(by_rw):
-        counts = tally(by_rw[rw], reports, period)
-        whole = whole + counts
-        out.append(indicator(rw, "RW", period, counts, now, synthetic))
+    counts = {rw: tally(by_rw[rw], reports, period) for rw in sorted(by_rw)}
+    withheld = withheld_rws(counts, rules)
+    out = [indicator(rw, "RW", period, one, now, synthetic, withheld.get(rw))
+           for rw, one in counts.items()]
+    whole = sum(counts.values(), Tally())
     out.append(indicator(kelurahan_code, "KELURAHAN", period, whole, now, synthetic))
     return out
 

@@ -200,7 +200,9 @@ def latest_indicators(indicators: Iterable[Mapping[str, Any]]
 def unemployment_report(indicators: Iterable[Mapping[str, Any]], month: str,
                         kecamatan: str | None) -> list[dict[str, Any]]:
     """Per RW and kelurahan: the month's rate, the month before's, and the change in
-    percentage points (None where either month has no rate)."""
+    percentage points (None where either month has no rate). A small cell keeps its rate and
+    count None and names its rule in `withheld` (`previous_withheld` for the month before),
+    so a page or a CSV shows it withheld, never as 0 (docs/smart-village.md, 'Small cells')."""
     before = previous_month(month)
     latest = latest_indicators(indicators)
     rows = []
@@ -216,6 +218,8 @@ def unemployment_report(indicators: Iterable[Mapping[str, Any]], month: str,
             "unemployment_rate": rate, "unemployed": row["unemployed"],
             "labour_force": row["labour_force"], "completeness": row["completeness"],
             "previous_rate": previous_rate,
+            "withheld": row["withheld"],
+            "previous_withheld": earlier["withheld"] if earlier is not None else None,
             "change_points": None if rate is None or previous_rate is None
             else round((rate - previous_rate) * 100, 4),
             "synthetic": bool(row["synthetic"]),
@@ -247,6 +251,7 @@ def csv_rows(report: Mapping[str, Any], section: str) -> tuple[list[str], list[l
                  for r in report["assets"]["per_kelurahan"]])
     if section == "unemployment":
         names = ["scope_code", "scope_level", "month", "unemployment_rate", "previous_rate",
-                 "change_points", "unemployed", "labour_force", "completeness", "synthetic"]
+                 "change_points", "unemployed", "labour_force", "completeness", "synthetic",
+                 "withheld", "previous_withheld"]
         return names, [[r[name] for name in names] for r in report["unemployment"]]
     raise ReportError("section must be sla, incidents, assets or unemployment")

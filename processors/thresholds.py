@@ -144,11 +144,20 @@ class NeighbourhoodRules:
     max_report_ids_per_rt_month: int = 10
     """Distinct report ids kept per RT and month; one more is dead-lettered
     (too_many_reports), so no RT head can grow the state."""
+    # Small cells (issue 24, part 5; UU 27/2022): an RW whose counts would point at a household.
+    min_labour_force: int = 10
+    """An RW indicator whose labour force is 1 to this minus 1 is published with unemployed and
+    the rate withheld (SMALL_LABOUR_FORCE): in a handful of workers one unemployed person is
+    a known neighbour."""
+    max_small_count: int = 2
+    """An RW indicator with 1 to this many unemployed is withheld (SMALL_COUNT): one or two
+    unemployed in an RW is, in practice, one household."""
 
 
 _NEIGHBOURHOOD_INT_KEYS: Final = ("max_period_age_months", "continuity_abs_tolerance",
                                   "outlier_min_peers", "max_rt_residents", "max_rt_households",
-                                  "moves_abs_tolerance", "max_report_ids_per_rt_month")
+                                  "moves_abs_tolerance", "max_report_ids_per_rt_month",
+                                  "min_labour_force", "max_small_count")
 _NEIGHBOURHOOD_FLOAT_KEYS: Final = ("continuity_rel_tolerance", "outlier_z", "outlier_rate_floor",
                                     "outlier_household_size_floor", "max_household_size",
                                     "moves_rel_tolerance")

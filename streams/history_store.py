@@ -151,10 +151,47 @@ class HistoryStore:
                 columns = ", ".join(f"{name} {kind}" for name, kind in table.columns)
                 cursor.execute(f"CREATE TABLE IF NOT EXISTS {table.name} ({columns}, "
                                f"PRIMARY KEY ({', '.join(table.key)}))")
+                self._migrate(cursor, table)
             cursor.execute("CREATE TABLE IF NOT EXISTS sink_meta (name TEXT PRIMARY KEY, "
                            "value TEXT NOT NULL)")
             for index, indexed, columns in _INDEXES:
                 cursor.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {indexed} ({columns})")
+
+    def _migrate(self, cursor: Any, table: Table) -> None:
+        """Bring a table an older version created up to its declared columns: a column added
+        later (nullable, so existing rows stay valid) is added, and a column that became
+        nullable loses its NOT NULL (the indicators' `unemployed` and `withheld` of the
+        small-cell suppression, issue 24 part 5). PostgreSQL alters in place; SQLite cannot
+        drop a NOT NULL, so the table is rebuilt with its rows in the same transaction."""
+        declared = {name: "NOT NULL" not in kind for name, kind in table.columns}
+        if self.dialect == "postgresql":
+            cursor.execute("SELECT column_name, is_nullable FROM information_schema.columns "
+                           "WHERE table_name = %s AND table_schema = current_schema()",
+                           (table.name,))
+            existing = {name: nullable == "YES" for name, nullable in cursor.fetchall()}
+            for name, kind in table.columns:
+                if name not in existing:
+                    cursor.execute(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}")
+                elif declared[name] and not existing[name] and name not in table.key:
+                    cursor.execute(f"ALTER TABLE {table.name} ALTER COLUMN {name} "
+                                   "DROP NOT NULL")
+            return
+        cursor.execute(f"PRAGMA table_info({table.name})")
+        existing = {row[1]: not row[3] for row in cursor.fetchall()}
+        if all(name in existing and (existing[name] or not declared[name]
+                                     or name in table.key) for name in declared):
+            return
+        kept = ", ".join(name for name in declared if name in existing)
+        columns = ", ".join(f"{name} {kind}" for name, kind in table.columns)
+        rebuilt = f"{table.name}_migrating"
+        cursor.execute("SAVEPOINT migrate")
+        cursor.execute(f"DROP TABLE IF EXISTS {rebuilt}")
+        cursor.execute(f"CREATE TABLE {rebuilt} ({columns}, "
+                       f"PRIMARY KEY ({', '.join(table.key)}))")
+        cursor.execute(f"INSERT INTO {rebuilt} ({kept}) SELECT {kept} FROM {table.name}")
+        cursor.execute(f"DROP TABLE {table.name}")
+        cursor.execute(f"ALTER TABLE {rebuilt} RENAME TO {table.name}")
+        cursor.execute("RELEASE migrate")
 
     # -- writes ------------------------------------------------------------------------------
 

@@ -255,7 +255,7 @@ class NeighbourhoodAgents:
         registered = self.registered(kelurahan_code)
         reports = KelurahanReports.from_json(self.table.get(kelurahan_code))
         for record in kelurahan_indicators(kelurahan_code, registered, reports, period,
-                                           datetime.now(UTC)):
+                                           datetime.now(UTC), self.thresholds().neighbourhood):
             await self._send_indicator(record)
             if record["scope_level"] == "KELURAHAN":
                 self._gauge(record, registered[0]["kecamatan_code"] if registered else "")
@@ -294,4 +294,4 @@ class NeighbourhoodAgents:
 def _counts(record: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(record[name] for name in ("rt_registered", "rt_reported", "rt_valid",
                                            "rt_needs_review", "residents", "labour_force",
-                                           "unemployed"))
+                                           "unemployed", "withheld"))

@@ -347,7 +347,7 @@ class TopologyTestDriver:
         for code, period in sorted(self._rt_touched):
             reports = KelurahanReports.from_json(self.neighbourhood_state[code])
             self.outputs.indicators.extend(kelurahan_indicators(
-                code, self._registered[code], reports, period, now))
+                code, self._registered[code], reports, period, now, self.thresholds.neighbourhood))
         self._rt_touched.clear()
 
     def neighbourhood_rollups(self, now: datetime) -> None:

@@ -76,7 +76,8 @@ PROCESSING: Final[dict[str, Processing]] = {
         "counts of one RT (residents, labour force, unemployed) with the verdict",
         "tell the kelurahan officer which reports to review"),
     catalog.NEIGHBOURHOOD_INDICATORS.name: Processing(
-        "counts aggregated per RW and above; a small RW could point at a household",
+        "counts aggregated per RW and above; a small RW's unemployed count and rate are "
+        "withheld (small cells, docs/smart-village.md)",
         "unemployment and completeness indicators per RW, kelurahan, kecamatan, city"),
     catalog.OPERATOR_ACTIONS.name: Processing(
         "operator account name and role, free-text notes",

@@ -61,9 +61,11 @@
       body.assets.per_day.map((r) => [r.day, r.lamps_out, r.containers_full])));
 
     root.append(node("h2", {}, "Unemployment month over month (RT reports)"));
+    // A small cell (docs/smart-village.md, "Small cells") has no rate to show: never 0.
+    const WITHHELD = "withheld (small cell)";
     root.append(table("report-unemployment", ["area", "level", "rate", "month before", "change (points)", "completeness"],
       body.unemployment.map((r) => [r.scope_level === "RW" ? `${name(r.scope_code.split(".").slice(0, 4).join("."))} RW ${r.scope_code.split(".")[4]}` : name(r.scope_code),
-        r.scope_level, pct(r.unemployment_rate), pct(r.previous_rate),
+        r.scope_level, r.withheld ? WITHHELD : pct(r.unemployment_rate), r.previous_withheld ? WITHHELD : pct(r.previous_rate),
         r.change_points === null ? "–" : `${r.change_points > 0 ? "+" : ""}${r.change_points.toFixed(2)}`, pct(r.completeness)]), [0, 1]));
   }
 

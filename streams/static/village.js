@@ -204,8 +204,10 @@
     for (const text of ["RW", "Unemployed", "Reported", "RT", "Review"]) header.append(node("th", {}, text));
     table.append(header);
     for (const rw of body.rws) {
-      const row = node("tr", { "data-rw": rw.rw, "data-unemployment": rateClass(rw.unemployment_rate) });
-      for (const text of [rw.rw, pct(rw.unemployment_rate), pct(rw.completeness),
+      // A small cell (docs/smart-village.md, "Small cells") is withheld, never shown as 0 %.
+      const row = node("tr", { "data-rw": rw.rw, "data-unemployment": rw.withheld ? "withheld" : rateClass(rw.unemployment_rate) });
+      if (rw.withheld) row.setAttribute("data-withheld", rw.withheld);
+      for (const text of [rw.rw, rw.withheld ? "withheld (small cell)" : pct(rw.unemployment_rate), pct(rw.completeness),
         `${rw.rt_reported}/${rw.rt_registered}`, String(rw.rt_needs_review)]) row.append(node("td", {}, text));
       table.append(row);
     }

@@ -22,7 +22,10 @@ import pytest
 from bench.harness import Namespace, Worker, wait_until
 from bench.history_feed import HistoryFeed, board_at, build, publish, read_topics, sink_into
 from processors.history_rows import SITUATIONS
+from processors.neighbourhood import SmallCellRule, Tally, indicator
+from processors.reports import previous_month
 from processors.state import to_ms
+from schemas.codec import encode
 from streams.history_web import WIB
 from streams.web import situation_json
 from tests.e2e.test_board import UPDATE_TIMEOUT_MS, browser, signed_in_page
@@ -32,6 +35,8 @@ from topics.catalog import TopicCatalog
 
 pytestmark = pytest.mark.e2e
 __all__ = ["browser"]  # the fixture, imported to be used here
+
+SMALL_RW = "36.72.01.1001.004"
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +53,16 @@ def names(namespace: Namespace) -> TopicCatalog:
 def feed(namespace: Namespace, names: TopicCatalog) -> HistoryFeed:
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     feed = build(now - timedelta(hours=3), 2.0, seed=21)
+    # an RW the worker withheld this month (1 unemployed: SMALL_COUNT) after 5 of 70 the
+    # month before, as the worker's processor writes them (docs/smart-village.md)
+    month = now.astimezone(WIB).strftime("%Y-%m")
+    cells: tuple[tuple[str, int, SmallCellRule | None], ...] = (
+        (previous_month(month), 5, None), (month, 1, "SMALL_COUNT"))
+    for period, unemployed, rule in cells:
+        record = indicator(SMALL_RW, "RW", period, Tally(3, 3, 3, 0, 150, 70, unemployed),
+                           now, True, rule)
+        feed.records.append((catalog.NEIGHBOURHOOD_INDICATORS, f"{SMALL_RW}|{period}".encode(),
+                             encode("org.cityops.NeighbourhoodIndicator", record)))
     publish(namespace.bootstrap, feed, names=names)
     return feed
 
@@ -151,6 +166,13 @@ def test_the_time_control_shows_the_board_as_the_topic_said_at_that_moment(
     assert page.locator("#report-assets tr").count() == 1 + len(report["assets"]["per_day"])
     assert [a.inner_text() for a in page.locator("#report-csv a").all()] == [
         "sla", "incidents", "assets", "unemployment"]
+    # a withheld small cell reads withheld, not 0 %; the month before keeps its rate
+    assert [(r["scope_code"], r["unemployment_rate"], r["unemployed"], r["withheld"],
+             r["previous_rate"], r["previous_withheld"], r["change_points"])
+            for r in report["unemployment"]] == [
+        (SMALL_RW, None, None, "SMALL_COUNT", 5 / 70, None, None)]
+    assert page.locator("#report-unemployment tr").nth(1).locator("td").all_inner_texts()[
+        2:5] == ["withheld (small cell)", "7.1%", "\u2013"]
     page.screenshot(path=str(artifacts_dir / "history-monthly-report.png"), full_page=True)
     page.close()
     assert errors == []

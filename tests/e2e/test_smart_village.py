@@ -195,7 +195,9 @@ def test_the_board_shows_the_unemployment_layer_and_a_kelurahan_s_rws_and_review
     for rw, row in zip(rws, rows.all(), strict=True):
         value = expected[f"{rw}|{month.period}"]
         assert row.locator("td").all_inner_texts() == [
-            rw.rsplit(".", 1)[1], pct(value["unemployment_rate"]), pct(value["completeness"]),
+            rw.rsplit(".", 1)[1],
+            "withheld (small cell)" if value["withheld"] else pct(value["unemployment_rate"]),
+            pct(value["completeness"]),
             f"{value['rt_reported']}/{value['rt_registered']}", str(value["rt_needs_review"])]
     (reason,) = page.locator(f"#village-detail li[data-rt='{jumped}'] .reasons li"
                              ).all_inner_texts()
@@ -512,3 +514,61 @@ def test_a_reviewer_accepts_a_report_on_the_board_and_the_decision_is_recorded(
     assert [(r["reviewer_id"], r["reviewer_role"], r["decision"], r["note"])
             for r in namespace.read(catalog.RT_REVIEWS) if r["rt_code"] == jumped] == [
         ("sari", "SUPERVISOR", "ACCEPT", "dicek di lapangan")]
+
+
+def test_small_rw_cells_are_withheld_on_the_topic_and_the_board(
+        browser: Any, namespace: Namespace, worker: Worker, month: SimulatedMonth,
+        access: BoardAccess) -> None:
+    """Issue 24, part 5, on the real worker and in Chromium: in a kelurahan no other test
+    feeds, RW 001 reports 1 unemployed (SMALL_COUNT) and RW 002 5 of 70 (published alone,
+    it would give RW 001 away as the kelurahan total minus RW 002: COMPLEMENTARY). Both are
+    published with unemployed and rate null and the rule named, the kelurahan sums both (6 of
+    140), and the board's RW table says "withheld (small cell)", never 0 %."""
+    other = min(rt["kelurahan_code"] for rt in REGISTRY if rt["kelurahan_code"] not in KELURAHAN)
+    rts = {rt["rw"]: rt["rt_code"] for rt in sorted(REGISTRY, key=lambda r: r["rt_code"],
+                                                    reverse=True)
+           if rt["kelurahan_code"] == other}
+    template = next(r.record for r in month.reports if r.expected.verdict == "VALID")
+    counts = {"households": 40, "residents": 150, "working_age": 110, "labour_force": 70,
+              "births": 0, "deaths": 0, "moved_in": 0, "moved_out": 0, "note": None}
+    namespace.send([("RtReport", template | counts | {
+        "rt_code": rts[rw], "period": month.period, "report_id": f"SMALL-{uuid.uuid4()}",
+        "revision": 1, "unemployed": unemployed}) for rw, unemployed in (("001", 1), ("002", 5))])
+
+    def cells() -> dict[str, tuple[Any, ...]]:
+        latest = {r["scope_code"]: r for r in namespace.read(catalog.NEIGHBOURHOOD_INDICATORS)
+                  if r["period"] == month.period and r["scope_code"].startswith(other)}
+        return {code[len(other):]: (r["labour_force"], r["unemployed"], r["unemployment_rate"],
+                                    r["withheld"])
+                for code, r in latest.items() if r["rt_valid"] or r["scope_level"] != "RW"}
+    wait_until(lambda: cells() == {
+        ".001": (70, None, None, "SMALL_COUNT"), ".002": (70, None, None, "COMPLEMENTARY"),
+        "": (140, 6, 6 / 140, None)}, 120, "small cells withheld, the kelurahan summed")
+
+    status, body = get_json(worker.web_port, f"/api/neighbourhoods/{other}?period={month.period}",
+                            access.token)
+    assert status == 200
+    assert [(rw["rw"], rw["unemployed"], rw["withheld"]) for rw in body["rws"][:3]] == [
+        ("001", None, "SMALL_COUNT"), ("002", None, "COMPLEMENTARY"), ("003", 0, None)]
+
+    base_url = f"http://127.0.0.1:{worker.web_port}"
+    errors: list[str] = []
+    page = signed_in_page(browser, base_url, "vera", access.passwords["vera"],
+                          {"width": 1600, "height": 1000})
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.wait_for_selector("#connection[data-state='live']", timeout=UPDATE_TIMEOUT_MS)
+    page.click("#layers button[data-layer='unemployment']")
+    page.wait_for_selector("#village[data-period]", timeout=UPDATE_TIMEOUT_MS)
+    page.select_option("#village-period", month.period)
+    page.wait_for_selector(f"#village[data-period='{month.period}']", timeout=UPDATE_TIMEOUT_MS)
+    page.locator(f"path.ward[data-code='{other}']").click()
+    page.wait_for_selector(f"#village-detail[data-code='{other}'] tr[data-rw='002']",
+                           timeout=UPDATE_TIMEOUT_MS)
+    rows = page.locator(f"#village-detail[data-code='{other}'] table.rws tr[data-rw]")
+    assert [(row.get_attribute("data-withheld"), row.locator("td").all_inner_texts()[:2])
+            for row in rows.all()[:3]] == [
+        ("SMALL_COUNT", ["001", "withheld (small cell)"]),
+        ("COMPLEMENTARY", ["002", "withheld (small cell)"]),
+        (None, ["003", pct(None)])]
+    page.close()
+    assert errors == []

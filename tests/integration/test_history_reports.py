@@ -160,7 +160,9 @@ def independent_report(bootstrap: str, month: str, kecamatan: str | None,
         rate = record["unemployment_rate"]
         old = earlier["unemployment_rate"] if earlier else None
         unemployment.append((code, rate, old, None if rate is None or old is None
-                             else round((rate - old) * 100, 4)))
+                             else round((rate - old) * 100, 4), record["withheld"],
+                             earlier["withheld"] if earlier else None,
+                             record["unemployed"]))
     return {
         "sla": sla,
         "incidents": [{"kelurahan_code": w, "category": c, "incidents": n}
@@ -189,7 +191,11 @@ def test_report_figures_equal_an_independent_computation_from_the_topics(
         assert report["incidents"] == expected["incidents"]
         assert report["assets"]["per_day"] == expected["per_day"]
         assert [(r["scope_code"], r["unemployment_rate"], r["previous_rate"],
-                 r["change_points"]) for r in report["unemployment"]] == expected["unemployment"]
+                 r["change_points"], r["withheld"], r["previous_withheld"], r["unemployed"])
+                for r in report["unemployment"]] == expected["unemployment"]
+        # a small cell reads withheld with no rate and no count, never 0 (docs/smart-village.md)
+        assert all(row[1] is None and row[6] is None
+                   for row in expected["unemployment"] if row[4] is not None)
         checked_unemployment += len(expected["unemployment"])
         ack = report["sla"][-1]["acknowledge"]
         assert ack["count"] > 0 or kecamatan is not None

@@ -20,6 +20,7 @@ from bench.history_feed import HistoryFeed, board_at, build
 from cityops.rt_simulator import previous_month
 from processors.history_rows import (
     INCIDENT_EVENTS,
+    INDICATORS,
     OPERATOR_ACTIONS,
     SITUATIONS,
     Position,
@@ -240,3 +241,43 @@ def test_a_store_is_bound_to_the_kafka_cluster_it_was_filled_from(history_url: s
     with pytest.raises(HistoryError, match="was filled from Kafka cluster cluster-a, not "
                        "cluster-b"):
         store.bind_cluster("cluster-b")
+
+
+# The indicators table as the version before the small-cell suppression created it.
+V1_INDICATORS = (
+    "CREATE TABLE indicators (src_topic TEXT NOT NULL, src_partition INTEGER NOT NULL, "
+    "src_offset BIGINT NOT NULL, scope_code TEXT NOT NULL, scope_level TEXT NOT NULL, "
+    "period TEXT NOT NULL, rt_registered INTEGER NOT NULL, rt_reported INTEGER NOT NULL, "
+    "rt_valid INTEGER NOT NULL, rt_needs_review INTEGER NOT NULL, residents BIGINT NOT NULL, "
+    "labour_force BIGINT NOT NULL, unemployed BIGINT NOT NULL, "
+    "unemployment_rate DOUBLE PRECISION, completeness DOUBLE PRECISION NOT NULL, "
+    "review_share DOUBLE PRECISION, computed_at_ms BIGINT NOT NULL, "
+    "synthetic INTEGER NOT NULL, PRIMARY KEY (src_topic, src_partition, src_offset))")
+
+
+def test_an_indicators_table_of_the_previous_version_takes_withheld_cells(
+        history_url: str) -> None:
+    """A table created before small cells (unemployed NOT NULL, no withheld) is migrated on
+    start with its rows kept, then stores a withheld RW with a null count."""
+    store = HistoryStore(history_url)
+    with store.transaction() as cursor:
+        cursor.execute(V1_INDICATORS)
+        cursor.execute(store._sql(
+            "INSERT INTO indicators VALUES (?, 0, 0, '36.72.01.1001', 'KELURAHAN', "
+            "'2026-10', 9, 9, 9, 0, 1400, 700, 52, ?, 1.0, 0.0, 1, 1)"),
+            ("city.neighbourhood.indicators.v1", 52 / 700))
+    store.create_tables()
+    store.create_tables()  # idempotent once migrated
+    withheld = {"scope_code": "36.72.01.1001.004", "scope_level": "RW", "period": "2026-10",
+                "rt_registered": 3, "rt_reported": 3, "rt_valid": 3, "rt_needs_review": 0,
+                "residents": 400, "labour_force": 180, "unemployed": None,
+                "unemployment_rate": None, "completeness": 1.0, "review_share": 0.0,
+                "computed_at": datetime(2026, 11, 1, tzinfo=UTC), "synthetic": True,
+                "withheld": "SMALL_COUNT"}
+    assert store.write([row_of("org.cityops.NeighbourhoodIndicator", withheld,
+                               Position("city.neighbourhood.indicators.v1", 0, 1))]) == 1
+    assert store.query("SELECT scope_code, labour_force, unemployed, unemployment_rate, "
+                       "withheld FROM indicators ORDER BY src_offset") == [
+        ("36.72.01.1001", 700, 52, 52 / 700, None),
+        ("36.72.01.1001.004", 180, None, None, "SMALL_COUNT")]
+    assert store.count(INDICATORS) == 2

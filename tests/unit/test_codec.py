@@ -411,7 +411,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "rt_registered": 80, "rt_reported": 70, "rt_valid": 65, "rt_needs_review": 5,
         "residents": 10_000, "labour_force": 6_000, "unemployed": 450,
         "unemployment_rate": 0.075, "completeness": 0.875, "review_share": 5 / 70,
-        "computed_at": T0, "synthetic": True,
+        "computed_at": T0, "synthetic": True, "withheld": None,
     },
 }
 
@@ -590,6 +590,19 @@ def test_v1_incident_decodes_with_the_current_schema() -> None:
             "description": "",
         },
     )
+
+
+def test_v1_indicator_decodes_as_published_with_nothing_withheld() -> None:
+    # an indicator already on the compacted topic (before small cells) keeps its count and
+    # reads as not withheld: a v1 writer never withheld anything
+    v1_path = HISTORY_DIR / "org.cityops.NeighbourhoodIndicator.v1.avsc"
+    v1_schema = parse_schema(json.loads(v1_path.read_text(encoding="utf-8")))
+    example = EXAMPLES["org.cityops.NeighbourhoodIndicator"]
+    body = BytesIO()
+    schemaless_writer(body, v1_schema, {k: v for k, v in example.items() if k != "withheld"})
+    payload = b"\xc3\x01" + independent_fingerprint(v1_path) + body.getvalue()
+    assert decode(payload, expected="NeighbourhoodIndicator") == DecodedRecord(
+        full_name="org.cityops.NeighbourhoodIndicator", writer_version=1, record=example)
 
 
 def test_v1_payload_is_still_checked_for_trailing_bytes() -> None:

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from processors import reports
-from processors.history_rows import Position, record_json, situation_row
+from processors.history_rows import Position, indicator_row, record_json, situation_row
+from processors.neighbourhood import Tally, indicator
 from processors.state import to_ms
 from processors.thresholds import SlaRules
 from streams.history_web import QueryError, day_start, parse_time
@@ -82,3 +83,28 @@ def test_the_moment_is_epoch_ms_or_iso_and_a_time_without_zone_is_wib() -> None:
     with pytest.raises(QueryError, match="at must be ISO 8601"):
         parse_time("yesterday", now)
     assert day_start("2026-11-01", "from") == to_ms(datetime(2026, 10, 31, 17, tzinfo=UTC))
+
+
+def test_a_withheld_cell_is_a_withheld_row_and_report_line_never_a_zero() -> None:
+    # docs/smart-village.md, "Small cells": the row keeps unemployed and the rate null and the
+    # rule; the month over month line and its CSV say withheld, with no change computed
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    records = [indicator("36.72.01.1001.004", "RW", "2026-10", Tally(3, 3, 3, 0, 150, 70, 5),
+                         at, True),
+               indicator("36.72.01.1001.004", "RW", "2026-11", Tally(3, 3, 3, 0, 150, 70, 1),
+                         at, True, "SMALL_COUNT")]
+    rows = [indicator_row(r, Position("city.neighbourhood.indicators.v1", 0, n))
+            for n, r in enumerate(records)]
+    assert [(r["unemployed"], r["unemployment_rate"], r["withheld"]) for r in rows] == [
+        (5, 5 / 70, None), (None, None, "SMALL_COUNT")]
+    (line,) = reports.unemployment_report(rows, "2026-11", None)
+    assert line == {"scope_code": "36.72.01.1001.004", "scope_level": "RW", "month": "2026-11",
+                    "unemployment_rate": None, "unemployed": None, "labour_force": 70,
+                    "completeness": 1.0, "previous_rate": 5 / 70, "withheld": "SMALL_COUNT",
+                    "previous_withheld": None, "change_points": None, "synthetic": True}
+    header, csv = reports.csv_rows({"unemployment": [line]}, "unemployment")
+    assert dict(zip(header, csv[0], strict=True)) | {} == {
+        "scope_code": "36.72.01.1001.004", "scope_level": "RW", "month": "2026-11",
+        "unemployment_rate": None, "previous_rate": 5 / 70, "change_points": None,
+        "unemployed": None, "labour_force": 70, "completeness": 1.0, "synthetic": True,
+        "withheld": "SMALL_COUNT", "previous_withheld": None}

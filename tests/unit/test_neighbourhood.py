@@ -289,7 +289,7 @@ def test_indicators_equal_an_independent_recomputation() -> None:
     assert out == [
         {"scope_code": scope, "scope_level": level, "period": "2025-08", **counts,
          "unemployment_rate": rate, "completeness": complete, "review_share": review,
-         "computed_at": NOW, "synthetic": True}
+         "computed_at": NOW, "synthetic": True, "withheld": None}
         for scope, level, counts, rate, complete, review in expected]
     city = rollup("36.72", "CITY", "2025-08", [out[2], out[2] | {"synthetic": False}], NOW)
     assert (city["residents"], city["unemployment_rate"], city["completeness"]) == (
@@ -303,7 +303,67 @@ def test_an_empty_scope_has_no_rate() -> None:
         "scope_code": "x", "scope_level": "RW", "period": "2025-08", "rt_registered": 3,
         "rt_reported": 0, "rt_valid": 0, "rt_needs_review": 0, "residents": 0,
         "labour_force": 0, "unemployed": 0, "unemployment_rate": None, "completeness": 0.0,
-        "review_share": None, "computed_at": NOW, "synthetic": True}
+        "review_share": None, "computed_at": NOW, "synthetic": True, "withheld": None}
+
+
+# -- small cells (issue 24, part 5) -------------------------------------------------------------
+
+RW3 = [f"{KEL}.003.{rt:03d}" for rt in range(1, 3)]
+SMALL_REGISTRY = [*REGISTRY.values(),
+                  *({"rt_code": code, "kelurahan_code": KEL, "kecamatan_code": "36.72.01",
+                     "rw": "003", "rt": code.split(".")[-1], "synthetic": True} for code in RW3)]
+
+
+def _small(labour_forces: dict[str, tuple[int, int]]) -> list[tuple[Any, ...]]:
+    """Each RW's first RT reports (labour force, unemployed); the indicators' observable part."""
+    reports = KelurahanReports()
+    for rt, (labour_force, unemployed) in labour_forces.items():
+        judged = reports.judge(report(rt=rt, report_id=rt, residents=labour_force + 20,
+                                      working_age=labour_force + 5, labour_force=labour_force,
+                                      unemployed=unemployed), RULES)
+        assert judged.verdict == "VALID"
+    return [(r["scope_code"][-3:], r["labour_force"], r["unemployed"], r["unemployment_rate"],
+             r["withheld"])
+            for r in kelurahan_indicators(KEL, SMALL_REGISTRY, reports, "2025-08", NOW, RULES)]
+
+
+def test_a_small_labour_force_is_withheld_and_its_smallest_neighbour_too() -> None:
+    # RW 003 has 9 workers (below min_labour_force 10): its count and rate are withheld; alone
+    # it could be derived as kelurahan minus RW 001 and 002, so the published RW with the
+    # smallest labour force (002, 60) is withheld as its complement. The kelurahan sums all.
+    assert _small({RW1[0]: (70, 5), RW2[0]: (60, 4), RW3[0]: (9, 3)}) == [
+        ("001", 70, 5, 5 / 70, None),
+        ("002", 60, None, None, "COMPLEMENTARY"),
+        ("003", 9, None, None, "SMALL_LABOUR_FORCE"),
+        ("001", 139, 12, 12 / 139, None),  # the kelurahan 36.72.01.1001
+    ]
+
+
+def test_one_or_two_unemployed_are_withheld_and_zero_is_published() -> None:
+    # RW 001 has 2 unemployed (max_small_count 2) and RW 002 has 1: two primary cells, no
+    # complement needed (only their sum, 3, can be derived); RW 003 with none is published.
+    assert _small({RW1[0]: (70, 2), RW2[0]: (60, 1), RW3[0]: (40, 0)}) == [
+        ("001", 70, None, None, "SMALL_COUNT"),
+        ("002", 60, None, None, "SMALL_COUNT"),
+        ("003", 40, 0, 0.0, None),
+        ("001", 170, 3, 3 / 170, None),
+    ]
+
+
+def test_rw_without_data_is_no_complement_and_thresholds_are_configurable() -> None:
+    # only RW 001 has VALID data: nothing else can be withheld (docs: the limitation), and an
+    # RW without a VALID report has nothing to withhold.
+    reports = KelurahanReports()
+    reports.judge(report(unemployed=1), RULES)
+    out = kelurahan_indicators(KEL, SMALL_REGISTRY, reports, "2025-08", NOW, RULES)
+    assert [(r["scope_code"][-3:], r["unemployed"], r["withheld"]) for r in out] == [
+        ("001", None, "SMALL_COUNT"), ("002", 0, None), ("003", 0, None), ("001", 1, None)]
+    loose = NeighbourhoodRules(min_labour_force=1, max_small_count=0)
+    out = kelurahan_indicators(KEL, SMALL_REGISTRY, reports, "2025-08", NOW, loose)
+    assert [r["withheld"] for r in out] == [None, None, None, None]
+    assert Thresholds.from_mapping(
+        {"neighbourhood": {"min_labour_force": 20, "max_small_count": 4}}
+    ).neighbourhood == NeighbourhoodRules(min_labour_force=20, max_small_count=4)
 
 
 # -- thresholds and registry ------------------------------------------------------------------

@@ -113,15 +113,44 @@ def expected_indicators(month: SimulatedMonth, registry: Sequence[Mapping[str, A
                 "completeness": counts["rt_reported"] / counts["rt_registered"],
                 "review_share": (counts["rt_needs_review"] / counts["rt_reported"]
                                  if counts["rt_reported"] else None),
+                "withheld": None,
             }
+    _withhold_small_cells(out)
     return out
+
+
+def _withhold_small_cells(out: dict[str, dict[str, Any]]) -> None:
+    """docs/smart-village.md, 'Small cells', with the default thresholds (labour force 1-9,
+    or 1-2 unemployed; one withheld RW in a kelurahan takes its smallest published neighbour
+    with data along)."""
+    by_kelurahan: dict[tuple[str, str], list[str]] = {}
+    for key, value in out.items():
+        if value["scope_level"] == "RW":
+            code, period = key.split("|")
+            by_kelurahan.setdefault((code.rsplit(".", 1)[0], period), []).append(key)
+    for keys in by_kelurahan.values():
+        rule = {}
+        for key in keys:
+            value = out[key]
+            if 0 < value["labour_force"] < 10:
+                rule[key] = "SMALL_LABOUR_FORCE"
+            elif 1 <= value["unemployed"] <= 2:
+                rule[key] = "SMALL_COUNT"
+        if len(rule) == 1:
+            rest = sorted((out[key]["labour_force"], key) for key in keys
+                          if key not in rule and out[key]["labour_force"] > 0)
+            if rest:
+                rule[rest[0][1]] = "COMPLEMENTARY"
+        for key, name in rule.items():
+            out[key].update(unemployed=None, unemployment_rate=None, withheld=name)
 
 
 def published(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """The last indicator per key, in the shape of `expected_indicators`."""
     latest = {f"{r['scope_code']}|{r['period']}": r for r in records}
     return {key: {"scope_level": r["scope_level"], **{n: r[n] for n in COUNT_FIELDS},
-                  **{n: r[n] for n in ("unemployment_rate", "completeness", "review_share")}}
+                  **{n: r[n] for n in ("unemployment_rate", "completeness", "review_share",
+                                       "withheld")}}
             for key, r in latest.items()}
 
 
@@ -291,3 +320,27 @@ def test_cityops_simulate_rt_month_writes_json_for_produce_and_refuses_a_bad_mon
     assert run_simulate_rt_month("unused:9092", SEED, "2026-13", (), out=io.StringIO(),
                                  err=err) == 2
     assert err.getvalue() == "--rt-month must be YYYY-MM, got '2026-13'\n"
+
+
+def test_the_driver_withholds_small_rw_cells_and_the_totals_keep_them() -> None:
+    """Issue 24, part 5, through the worker's code: RW 001 with 1 unemployed (SMALL_COUNT) and
+    RW 002 (COMPLEMENTARY) of Cibeber are withheld; Cibeber, its kecamatan and the city sum
+    both (docs/smart-village.md, 'Small cells')."""
+    driver = TopologyTestDriver(WARDS, [], neighbourhoods=REGISTRY, batch=10)
+    counts = {"households": 40, "residents": 150, "working_age": 110, "labour_force": 70,
+              "births": 0, "deaths": 0, "moved_in": 0, "moved_out": 0,
+              "social_aid_households": 6, "reporter_id": "KRT-0001", "submitted_at": NOW,
+              "note": None, "period": PERIOD, "revision": 1}
+    for rt, unemployed in (("36.72.01.1001.001.001", 1), ("36.72.01.1001.002.001", 5)):
+        record = counts | {"rt_code": rt, "report_id": rt, "unemployed": unemployed}
+        driver.pipe_rt_report(encode(RT_REPORT_SCHEMA, record), now=NOW, key=rt.encode())
+    driver.neighbourhood_rollups(NOW)
+    got = {key: (r["labour_force"], r["unemployed"], r["unemployment_rate"], r["withheld"])
+           for key, r in driver.latest_indicators().items() if r["rt_valid"]}
+    assert got == {
+        "36.72.01.1001.001|2026-11": (70, None, None, "SMALL_COUNT"),
+        "36.72.01.1001.002|2026-11": (70, None, None, "COMPLEMENTARY"),
+        "36.72.01.1001|2026-11": (140, 6, 6 / 140, None),
+        "36.72.01|2026-11": (140, 6, 6 / 140, None),
+        f"{CITY_CODE}|2026-11": (140, 6, 6 / 140, None),
+    }

@@ -78,7 +78,8 @@ def test_schema_folders_hold_the_expected_files() -> None:
         "org.cityops.WasteEvent.avsc",
     ]
     assert ids(HISTORY) == [
-        "org.cityops.IncidentEvent.v1.avsc", "org.cityops.OperatorAction.v1.avsc",
+        "org.cityops.IncidentEvent.v1.avsc", "org.cityops.NeighbourhoodIndicator.v1.avsc",
+        "org.cityops.OperatorAction.v1.avsc",
         "org.cityops.SituationEvent.v1.avsc", "org.cityops.SituationEvent.v2.avsc",
         "org.cityops.SituationEvent.v3.avsc",
     ]
