@@ -270,7 +270,7 @@ def test_every_cityops_command_parses_with_the_real_cli() -> None:
     }
     commands = [parse_cli(argv).command for argvs in invocations.values() for argv in argvs]
     assert commands == ["topics", "wards", "assets", *(["worker"] * len(workers())), "simulate",
-                        "history", "gateway", "notify"]
+                        "history", "notify", "gateway"]
 
 
 def test_app_services_reach_kafka_inside_the_network() -> None:
