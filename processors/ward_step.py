@@ -33,12 +33,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 from processors import operations
 from processors.operations import CaseBook
 from processors.situation import (
-    NOT_COMPARED,
     WardAssetCounts,
     encode_situation,
     situation_changed,
@@ -201,23 +200,6 @@ def tick(entry: WardEntry, ward: Mapping[str, Any], assets: WardAssetCounts,
     return _evaluate(entry, ward, assets, thresholds, now, now, "SNAPSHOT", None, 0, None)
 
 
-_WINDOW_BOUNDS: Final = frozenset({"window_start", "window_end"})
-
-
-def _window_only_went_back(previous: Mapping[str, Any] | None,
-                           current: Mapping[str, Any]) -> bool:
-    """True when a released watermark (no event folded) would only move the window back in
-    time: the clock already evaluated the quiet ward at wall-clock time, and a CHANGE that
-    shows nothing new but an older window would make the board flip between the two."""
-    if previous is None or previous.get("window_end") is None:
-        return False
-    keys = (previous.keys() | current.keys()) - NOT_COMPARED
-    differing = {key for key in keys if previous.get(key) != current.get(key)}
-    end = current.get("window_end")  # epoch ms (`jsonable`)
-    return bool(differing) and differing <= _WINDOW_BOUNDS and isinstance(end, int) and (
-        end < int(previous["window_end"]))
-
-
 def _evaluate(entry: WardEntry, ward: Mapping[str, Any], assets: WardAssetCounts,
               thresholds: Thresholds, as_of: datetime, now: datetime, kind: str,
               caused_by: str | None, events_folded: int,
@@ -235,9 +217,6 @@ def _evaluate(entry: WardEntry, ward: Mapping[str, Any], assets: WardAssetCounts
     comparable = jsonable(situation)
     changed = situation_changed(entry.situation, comparable)
     if not changed and kind == "CHANGE":
-        return None
-    if kind == "CHANGE" and not events_folded and _window_only_went_back(entry.situation,
-                                                                       comparable):
         return None
     if changed:
         situation["kind"] = comparable["kind"] = "CHANGE"
