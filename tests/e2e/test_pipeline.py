@@ -99,7 +99,10 @@ def test_every_event_type_reaches_its_situation_and_the_dead_letters_and_metrics
     for code in WARDS:  # one CHANGE per batch that changed what an operator sees
         sequences = [s["sequence"] for s in _changes(situations, code)]
         assert sequences == list(range(1, len(sequences) + 1)), code
-        assert len(sequences) <= len(driver.situations_of(code)), code
+        # CHANGEs of event batches; one with no event folded is time's: a ward's watermark held
+        # while a hop had lag and released after it (issue 26) takes a sequence of its own
+        from_batches = [s for s in _changes(situations, code) if s["events_folded"]]
+        assert len(from_batches) <= len(driver.situations_of(code)), code
 
     # the leader's rollup of the four wards
     def city() -> tuple[Any, ...]:
@@ -118,9 +121,11 @@ def test_every_event_type_reaches_its_situation_and_the_dead_letters_and_metrics
     wait_until(lambda: snapshot() is not None, 60, "a snapshot of the coordinate ward")
     tick = snapshot()
     assert tick is not None
-    assert (tick["sequence"], tick["open_incidents"]) == (1, 1)
-    assert {s["sequence"] for s in namespace.read_situations()
-            if s["scope_code"] == COORDINATE_WARD} == {1}
+    coordinate = [s for s in namespace.read_situations() if s["scope_code"] == COORDINATE_WARD]
+    before_tick = coordinate[:coordinate.index(tick)]
+    assert (tick["sequence"], tick["open_incidents"]) == (
+        max(s["sequence"] for s in before_tick), 1)
+    assert {s["sequence"] for s in coordinate if s["events_folded"]} == {1}
     assert worker.running and worker.starts == 1
 
     # dead letters: the records the driver rejects, as it rejects them
