@@ -96,6 +96,22 @@ PROCESSING: Final[dict[str, Processing]] = {
         "keep a person signed in on every worker; let a supervisor end a session",
         "legitimate interest (Pasal 20(2)(f)) for the security of processing the controller "
         "owes (Pasal 35)"),
+    catalog.RT_REVIEWS.name: Processing(
+        "the reviewer's account name, a corrected RT's counts and a screened free-text note",
+        "record each reviewer's decision on an RT report that needed review (issue 23)",
+        "legal obligation and public task: accountability of public service (UU 25/2009)"),
+    catalog.GATEWAY_RECEIPTS.name: Processing(
+        "the partner principal and its idempotency keys, the records' event ids and offsets "
+        "(not the records)",
+        "answer a partner's retry with the first answer instead of a second write (issue 22)"),
+    catalog.NOTIFICATIONS_OUTBOX.name: Processing(
+        "the notice's text (kelurahan, RW, category, the assigned agency, operator account "
+        "names of an assignment) and the agency routes it goes to",
+        "tell the agencies of assignments, SLA clocks and closed cases (issue 25)"),
+    catalog.NOTIFICATION_DELIVERIES.name: Processing(
+        "each delivery's target (a Telegram chat id, a WhatsApp number, an e-mail address or a "
+        "webhook URL of an agency) and the provider's answer",
+        "deliver each notice once and show what the provider said (issue 25)"),
 }
 
 #: Kafka's own topics of the workers, not in the catalog but holding copies of the data above.

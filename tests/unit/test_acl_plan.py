@@ -81,7 +81,6 @@ def test_the_worker_reads_and_writes_every_catalog_topic_by_its_role() -> None:
         # issue 25: outputs by role (the notifier's outbox and delivery state)
         "t.city.notifications.outbox.v1": ("READ", "WRITE"),
         "t.city.notifications.deliveries.v1": ("READ", "WRITE"),
-        "t.city.gateway.receipts.v1": ("READ", "WRITE"),
         # issue 23: the board writes reviewers' decisions, the judge agent reads them
         "t.city.neighbourhood.reviews.v1": ("READ", "WRITE"),
     }

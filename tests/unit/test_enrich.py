@@ -761,7 +761,7 @@ def test_every_validate_and_enrich_reason_is_exercised() -> None:
 
 
 def test_reason_set_is_bounded_snake_case_and_unique() -> None:
-    assert len(REASONS) == len(set(REASONS)) == 33
+    assert len(REASONS) == len(set(REASONS)) == 34
     assert REASONS[:len(CODEC_REASONS)] == CODEC_REASONS
     assert [r for r in REASONS if not re.fullmatch(r"[a-z]+(_[a-z]+)*", r)] == []
     assert STAGES == ("DECODE", "VALIDATE", "ENRICH", "PROCESS")
