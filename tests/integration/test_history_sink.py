@@ -202,7 +202,8 @@ def test_a_crash_between_the_database_commit_and_the_offset_commit_doubles_nothi
     with pytest.raises(RuntimeError, match="killed before"):
         while first.step() == 0:
             pass
-    stored_before = store.count(SITUATIONS) + store.count(INCIDENT_EVENTS)
+    stored_before = sum(store.count(table) for table in (SITUATIONS, INCIDENT_EVENTS,
+                                                          OPERATOR_ACTIONS))
     assert stored_before > 0
     first.consumer.close(autocommit=False)
     second = HistorySink(sink_topics, store, app_id, max_batch=50)
