@@ -100,7 +100,17 @@
     renderPeriods(body.periods, body.period);
     renderMap(body.kelurahan);
     renderOverview(body);
-    if (state.selected) openKelurahan(state.selected);
+    if (state.selected && !editing()) openKelurahan(state.selected);
+  }
+
+  // A reviewer typing a note or a correction keeps the form: the refresh rebuilds the detail
+  // only when no review input has focus or holds a value (a sent decision clears its form).
+  function editing() {
+    const detail = document.getElementById("village-detail");
+    if (!detail) return false;
+    const active = document.activeElement;
+    if (active && detail.contains(active) && active.matches("input, textarea")) return true;
+    return [...detail.querySelectorAll(".decide input")].some((input) => input.value !== "");
   }
 
   function renderPeriods(periods, chosen) {
@@ -269,6 +279,11 @@
       line.textContent = response.ok ? `${decision} sent`
         : `${decision} refused (${response.status}): ${result.error || "error"}`;
       line.setAttribute("data-failed", response.ok ? "false" : "true");
+      if (response.ok) {
+        note.value = "";
+        for (const input of counts.querySelectorAll("input")) input.value = "";
+        if (document.activeElement instanceof HTMLElement) document.activeElement.blur();
+      }
     }
     for (const decision of ["accept", "correct", "reject"]) {
       const button = node("button", { type: "button", "data-decision": decision }, decision);
