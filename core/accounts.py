@@ -184,14 +184,9 @@ def check_password(password: str) -> str:
 def load(path: Path | None = None) -> Accounts:
     """The accounts file; an empty set of accounts when there is none yet."""
     path = path or default_path()
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    raw = read_private_json(path, "accounts file")
+    if raw is None:
         return Accounts()
-    except (OSError, ValueError) as error:
-        raise AccountError(f"accounts file {path}: {error}") from error
-    if not isinstance(raw, Mapping) or raw.get("version") != 1:
-        raise AccountError(f"accounts file {path}: not a version-1 accounts file")
     accounts = Accounts(dict(raw.get("operators", {})), dict(raw.get("tokens", {})))
     for name, record in accounts.operators.items():
         if record.get("role") not in ROLES or not str(record.get("password", "")).startswith(
@@ -205,6 +200,20 @@ def load(path: Path | None = None) -> Accounts:
             raise AccountError(f"accounts file {path}: operator {name!r} has a scope that is "
                                "not an agency name and a list of kecamatan codes")
     return accounts
+
+
+def read_private_json(path: Path, kind: str) -> Mapping[str, Any] | None:
+    """A version-1 JSON file written by `write_private_json` (None: there is none yet); an
+    unreadable or foreign file is an AccountError naming `kind` and the path."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise AccountError(f"{kind} {path}: {error}") from error
+    if not isinstance(raw, Mapping) or raw.get("version") != 1:
+        raise AccountError(f"{kind} {path}: not a version-1 {kind}")
+    return raw
 
 
 def write_private_json(path: Path, document: Mapping[str, Any]) -> None:

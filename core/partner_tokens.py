@@ -15,7 +15,6 @@ File (mode 0600)::
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import secrets
 from collections.abc import Mapping
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from core.accounts import AccountError, check_name, write_private_json
+from core.accounts import AccountError, check_name, read_private_json, write_private_json
 from core.paths import var_dir
 
 FILE_VARIABLE: Final = "CITYOPS_PARTNER_TOKENS_FILE"
@@ -70,14 +69,9 @@ class PartnerTokens:
 def load(path: Path | None = None) -> PartnerTokens:
     """The tokens file; no tokens when there is none yet."""
     path = path or default_path()
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    raw = read_private_json(path, "partner tokens file")
+    if raw is None:
         return PartnerTokens()
-    except (OSError, ValueError) as error:
-        raise AccountError(f"partner tokens file {path}: {error}") from error
-    if not isinstance(raw, Mapping) or raw.get("version") != 1:
-        raise AccountError(f"partner tokens file {path}: not a version-1 partner tokens file")
     tokens = {}
     for key, record in dict(raw.get("tokens", {})).items():
         if not isinstance(record, Mapping) or not isinstance(record.get("partner"), str):

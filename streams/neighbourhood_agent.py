@@ -170,13 +170,7 @@ class NeighbourhoodAgents:
             reports = KelurahanReports.from_json(self.table.get(code))
             judgement: Judgement = reports.judge(report, rules)
             reports.prune(current_month(now), rules)
-            # What `table[code] = value` does, with the report's own partition (the enriched
-            # topic is co-partitioned with the table by kelurahan): Faust would take it from
-            # the current event, and inside a `take_events` batch there is none, so the
-            # assignment raised "Cannot modify table key from outside of stream iteration".
-            value = reports.to_json()
-            self.table.data[code] = value
-            self.table.send_changelog(message.partition, code, value)
+            self._save(code, reports, message.partition)
         except Rejection as error:
             await self.context.send_dead_letter(event, error.stage, error.reason, error)
             return None
@@ -193,6 +187,15 @@ class NeighbourhoodAgents:
         await self._send_validation(validation(report, rt, judgement.verdict, judgement.codes,
                                                judgement.reasons, now))
         return code, report["period"]
+
+    def _save(self, code: str, reports: KelurahanReports, partition: int) -> None:
+        """What `table[code] = value` does, with the record's own partition (the enriched and
+        reviews topics are co-partitioned with the table by kelurahan): Faust would take it
+        from the current event, and inside a `take_events` batch there is none, so the
+        assignment raised "Cannot modify table key from outside of stream iteration"."""
+        value = reports.to_json()
+        self.table.data[code] = value
+        self.table.send_changelog(partition, code, value)
 
     # -- reviewers' decisions (issue 23) -------------------------------------------------------
 
@@ -218,9 +221,7 @@ class NeighbourhoodAgents:
             code: str = rt["kelurahan_code"]
             reports = KelurahanReports.from_json(self.table.get(code))
             judgement = reports.review(decision, self.thresholds().neighbourhood)
-            value = reports.to_json()
-            self.table.data[code] = value
-            self.table.send_changelog(message.partition, code, value)
+            self._save(code, reports, message.partition)
         except Rejection as error:
             await self.context.send_dead_letter(event, error.stage, error.reason, error)
             return None

@@ -595,15 +595,9 @@ class OperatorWeb:
                 {"error": f"a {principal.role.lower()} may not {kind.lower()}"}, status=403)
         if code not in self.context.references.wards.values:
             return web.json_response({"error": "unknown kelurahan", "code": code}, status=404)
-        raw = await request.content.read(MAX_BODY + 1)
-        if len(raw) > MAX_BODY:
-            return web.json_response({"error": "request too large"}, status=413)
-        try:
-            body = json.loads(raw or b"{}")
-            if not isinstance(body, dict):
-                raise ValueError("expected a JSON object")
-        except ValueError as error:
-            return web.json_response({"error": f"body: {error}"}, status=400)
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
         record, problem = self._record(principal, code, kind, body)
         if record is None:
             return web.json_response({"error": problem}, status=400)
@@ -735,15 +729,9 @@ class OperatorWeb:
             return web.json_response(
                 {"error": f"{principal.name} may not review the RT reports of {code[:20]}"},
                 status=403)
-        raw = await request.content.read(MAX_BODY + 1)
-        if len(raw) > MAX_BODY:
-            return web.json_response({"error": "request too large"}, status=413)
-        try:
-            body = json.loads(raw or b"{}")
-            if not isinstance(body, dict):
-                raise ValueError("expected a JSON object")
-        except ValueError as error:
-            return web.json_response({"error": f"body: {error}"}, status=400)
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
         registry = self.context.references.neighbourhoods.values
         rt = registry.get(str(body.get("rt_code")))
         if rt is None or rt["kelurahan_code"] != code:
@@ -848,6 +836,20 @@ class OperatorWeb:
         router.add_get("/api/audit", self.audit)
         router.add_get("/api/audit/sign-ins", self.sign_in_audit)
         router.add_post("/api/neighbourhoods/{code}/reviews", self.review_report)
+
+
+async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
+    """The request's JSON object body, or the 413/400 answer that refuses it."""
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        return web.json_response({"error": "request too large"}, status=413)
+    try:
+        body = json.loads(raw or b"{}")
+        if not isinstance(body, dict):
+            raise ValueError("expected a JSON object")
+    except ValueError as error:
+        return web.json_response({"error": f"body: {error}"}, status=400)
+    return body
 
 
 def register_operators(board: Board) -> OperatorWeb:
